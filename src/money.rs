@@ -1,0 +1,137 @@
+//! Money: exact decimal amounts and ISO 4217 currency codes.
+//!
+//! Amounts are `rust_decimal::Decimal` end to end; JSON numbers are read from their text
+//! (serde_json's `arbitrary_precision`), never through a float.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// An ISO 4217 currency code, upper case, known to the ISO list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII upper-case letters are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+}
+
+impl FromStr for Currency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if iso_currency::Currency::from_code(s).is_none() {
+            return Err(format!("unknown currency {s:?} (expected an ISO 4217 code such as \"EUR\")"));
+        }
+        let b = s.as_bytes();
+        Ok(Currency([b[0], b[1], b[2]]))
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> String {
+        c.as_str().to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a money amount written as a decimal string (`"54.90"`), exactly.
+pub fn parse_amount(s: &str) -> Result<Decimal, String> {
+    let t = s.trim();
+    if t.is_empty() || t != s {
+        return Err(format!("{s:?} is not a decimal amount"));
+    }
+    Decimal::from_str_exact(t).map_err(|_| format!("{s:?} is not a decimal amount"))
+}
+
+/// Reads an amount from a JSON value: a decimal string, or a JSON number taken from its
+/// literal text (exact with `arbitrary_precision`).
+pub fn amount_from_json(v: &serde_json::Value) -> Result<Decimal, String> {
+    match v {
+        serde_json::Value::String(s) => parse_amount(s),
+        serde_json::Value::Number(n) => {
+            let text = n.to_string();
+            Decimal::from_str_exact(&text)
+                .or_else(|_| Decimal::from_scientific(&text))
+                .map_err(|_| format!("{text} is not a decimal amount"))
+        }
+        other => Err(format!("expected a decimal amount, found {}", json_kind(other))),
+    }
+}
+
+/// A short name of a JSON value's kind, for error messages.
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Formats an amount with at least two decimals, as money is shown in decisions (`"10.00"`).
+pub fn format_amount(d: Decimal) -> String {
+    let mut d = d.normalize();
+    if d.scale() < 2 {
+        d.rescale(2);
+    }
+    d.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_must_be_iso() {
+        assert!("EUR".parse::<Currency>().is_ok());
+        assert!("eur".parse::<Currency>().is_err());
+        assert!("EURO".parse::<Currency>().is_err());
+        assert!("XYZ".parse::<Currency>().is_err());
+    }
+
+    #[test]
+    fn json_numbers_are_exact() {
+        let v: serde_json::Value = serde_json::from_str("0.1000000000000000055511151231257827").unwrap();
+        assert_eq!(
+            amount_from_json(&v).unwrap().to_string(),
+            "0.1000000000000000055511151231257827"
+        );
+        let v: serde_json::Value = serde_json::from_str("54.90").unwrap();
+        assert_eq!(amount_from_json(&v).unwrap().to_string(), "54.90");
+        assert!(amount_from_json(&serde_json::json!("5,00")).is_err());
+        assert!(amount_from_json(&serde_json::json!(" 5")).is_err());
+        assert!(amount_from_json(&serde_json::json!(true)).is_err());
+    }
+
+    #[test]
+    fn amounts_show_two_decimals() {
+        assert_eq!(format_amount(Decimal::from(10)), "10.00");
+        assert_eq!(format_amount("10.5".parse().unwrap()), "10.50");
+        assert_eq!(format_amount("10.125".parse().unwrap()), "10.125");
+    }
+}

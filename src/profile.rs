@@ -1,0 +1,502 @@
+//! Purchase history: events folded into a bounded per-customer [`Profile`] in O(1) per event,
+//! plus an [`OrderSummary`] per order so a cancellation or return months later knows its value.
+//!
+//! Pure: no I/O and no clock. The service keeps these in the store; `simulate` and `backtest`
+//! keep them in memory ([`History`]).
+
+use crate::event::{Event, EventBody, Order, ReturnedItem};
+use crate::money::Currency;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// How many recent order times are kept for the median interval between orders.
+pub const RECENT_ORDERS: usize = 8;
+/// At most this many distinct categories are remembered per customer.
+pub const MAX_CATEGORIES: usize = 32;
+
+/// Net spend in one currency: placed orders less cancellations and returned items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spend {
+    pub currency: Currency,
+    pub net: Decimal,
+    pub orders: u32,
+}
+
+/// One customer's folded history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub customer_id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub locale: Option<String>,
+    pub time_zone: Option<Tz>,
+    pub birthday_month: Option<u32>,
+    /// Orders not cancelled.
+    pub orders_count: u32,
+    pub cancelled_count: u32,
+    pub returns_count: u32,
+    pub late_deliveries_count: u32,
+    pub coupons_received: u32,
+    pub coupons_redeemed: u32,
+    pub first_order_at: Option<DateTime<Utc>>,
+    /// Times of the most recent orders, oldest first, at most [`RECENT_ORDERS`].
+    pub recent_orders: Vec<DateTime<Utc>>,
+    pub spend: Vec<Spend>,
+    pub categories_bought: Vec<String>,
+    pub nps: Option<u8>,
+    pub subscribed: bool,
+    /// When each rule last gave this customer at least one insert (for cooldowns).
+    pub rule_last_given: Vec<(String, DateTime<Utc>)>,
+}
+
+impl Profile {
+    pub fn new(customer_id: &str) -> Self {
+        Profile {
+            customer_id: customer_id.to_string(),
+            first_name: None,
+            last_name: None,
+            email: None,
+            locale: None,
+            time_zone: None,
+            birthday_month: None,
+            orders_count: 0,
+            cancelled_count: 0,
+            returns_count: 0,
+            late_deliveries_count: 0,
+            coupons_received: 0,
+            coupons_redeemed: 0,
+            first_order_at: None,
+            recent_orders: Vec::new(),
+            spend: Vec::new(),
+            categories_bought: Vec::new(),
+            nps: None,
+            subscribed: true,
+            rule_last_given: Vec::new(),
+        }
+    }
+
+    pub fn spend_in(&self, currency: Currency) -> Option<&Spend> {
+        self.spend.iter().find(|s| s.currency == currency)
+    }
+
+    fn spend_mut(&mut self, currency: Currency) -> &mut Spend {
+        if let Some(i) = self.spend.iter().position(|s| s.currency == currency) {
+            &mut self.spend[i]
+        } else {
+            self.spend.push(Spend { currency, net: Decimal::ZERO, orders: 0 });
+            let last = self.spend.len() - 1;
+            &mut self.spend[last]
+        }
+    }
+
+    /// Net spend in a currency, never below zero.
+    pub fn lifetime_spend(&self, currency: Currency) -> Decimal {
+        self.spend_in(currency).map(|s| s.net.max(Decimal::ZERO)).unwrap_or(Decimal::ZERO)
+    }
+
+    pub fn average_order_value(&self, currency: Currency) -> Decimal {
+        match self.spend_in(currency) {
+            Some(s) if s.orders > 0 => (s.net.max(Decimal::ZERO) / Decimal::from(s.orders)).round_dp(2),
+            _ => Decimal::ZERO,
+        }
+    }
+
+    /// Whole days between the latest order and the one before it.
+    pub fn days_since_previous_order(&self) -> Option<i64> {
+        let n = self.recent_orders.len();
+        (n >= 2).then(|| (self.recent_orders[n - 1] - self.recent_orders[n - 2]).num_days())
+    }
+
+    /// Median of the intervals between the recent orders, in days; null under 3 orders.
+    pub fn median_days_between_orders(&self) -> Option<Decimal> {
+        if self.orders_count < 3 || self.recent_orders.len() < 3 {
+            return None;
+        }
+        let mut gaps: Vec<i64> = self.recent_orders.windows(2).map(|w| (w[1] - w[0]).num_seconds()).collect();
+        gaps.sort_unstable();
+        let n = gaps.len();
+        let seconds = if n % 2 == 1 {
+            Decimal::from(gaps[n / 2])
+        } else {
+            (Decimal::from(gaps[n / 2 - 1]) + Decimal::from(gaps[n / 2])) / Decimal::TWO
+        };
+        Some((seconds / Decimal::from(86_400)).round_dp(1))
+    }
+
+    pub fn nps_group(&self) -> Option<&'static str> {
+        self.nps.map(|n| match n {
+            9..=10 => "promoter",
+            7..=8 => "passive",
+            _ => "detractor",
+        })
+    }
+
+    pub fn last_given(&self, rule_id: &str) -> Option<DateTime<Utc>> {
+        self.rule_last_given.iter().find(|(r, _)| r == rule_id).map(|(_, t)| *t)
+    }
+
+    /// Remembers that a rule gave this customer something at `at` (cooldowns count from here).
+    pub fn record_given(&mut self, rule_id: &str, at: DateTime<Utc>) {
+        match self.rule_last_given.iter_mut().find(|(r, _)| r == rule_id) {
+            Some(entry) => entry.1 = entry.1.max(at),
+            None => self.rule_last_given.push((rule_id.to_string(), at)),
+        }
+    }
+
+    /// Folds a new order in (its summary is built by [`OrderSummary::from_order`]).
+    pub fn apply_placed(&mut self, order: &Order, at: DateTime<Utc>) {
+        let c = &order.customer;
+        self.first_name = Some(c.first_name.clone());
+        self.last_name = c.last_name.clone().or(self.last_name.take());
+        self.email = Some(c.email.clone());
+        if c.locale.is_some() {
+            self.locale = c.locale.clone();
+        }
+        if c.time_zone.is_some() {
+            self.time_zone = c.time_zone;
+        }
+        if let Some(b) = c.birthday {
+            self.birthday_month = Some(b.month());
+        }
+        self.orders_count += 1;
+        let spend = self.spend_mut(order.currency);
+        spend.net += order.total;
+        spend.orders += 1;
+        self.first_order_at = Some(self.first_order_at.map_or(at, |f| f.min(at)));
+        // Keep the window in time order even when events arrive slightly out of order.
+        let pos = self.recent_orders.partition_point(|t| *t <= at);
+        self.recent_orders.insert(pos, at);
+        if self.recent_orders.len() > RECENT_ORDERS {
+            self.recent_orders.remove(0);
+        }
+        for item in &order.items {
+            if self.categories_bought.len() >= MAX_CATEGORIES {
+                break;
+            }
+            if !self.categories_bought.contains(&item.category) {
+                self.categories_bought.push(item.category.clone());
+            }
+        }
+        self.coupons_redeemed += order.coupon_codes.len() as u32;
+    }
+
+    /// Folds a cancellation; returns false when the order was already cancelled.
+    pub fn apply_cancelled(&mut self, order: &mut OrderSummary) -> bool {
+        if order.status == OrderStatus::Cancelled {
+            return false;
+        }
+        let value = order.net_value();
+        order.status = OrderStatus::Cancelled;
+        self.orders_count = self.orders_count.saturating_sub(1);
+        self.cancelled_count += 1;
+        let spend = self.spend_mut(order.currency);
+        spend.net -= value;
+        spend.orders = spend.orders.saturating_sub(1);
+        true
+    }
+
+    /// Folds a return of some items (or, with `None`, all that is left of the order).
+    pub fn apply_returned(&mut self, order: &mut OrderSummary, items: Option<&[ReturnedItem]>) {
+        self.returns_count += 1;
+        if order.status == OrderStatus::Cancelled {
+            return;
+        }
+        let value = order.take_return(items);
+        self.spend_mut(order.currency).net -= value;
+    }
+
+    /// Folds a delivery; returns the days it was late (0 when on time or nothing was promised).
+    pub fn apply_delivered(&mut self, order: &mut OrderSummary, delivered_at: DateTime<Utc>) -> i64 {
+        let late = late_days(order.promised_delivery, delivered_at, self.time_zone);
+        if order.delivered_at.is_none() && late > 0 {
+            self.late_deliveries_count += 1;
+        }
+        order.delivered_at.get_or_insert(delivered_at);
+        late
+    }
+}
+
+/// Whole calendar days from the promised date to the delivery date, in the customer's time
+/// zone (else UTC); 0 when on time or when no date was promised.
+pub fn late_days(promised: Option<NaiveDate>, delivered_at: DateTime<Utc>, tz: Option<Tz>) -> i64 {
+    let Some(promised) = promised else { return 0 };
+    let delivered_on = delivered_at.with_timezone(&tz.unwrap_or(Tz::UTC)).date_naive();
+    (delivered_on - promised).num_days().max(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Placed,
+    Cancelled,
+}
+
+/// What is remembered of an order for later events about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderSummary {
+    pub id: String,
+    pub customer_id: String,
+    pub currency: Currency,
+    pub total: Decimal,
+    /// (sku, quantity still kept, unit price)
+    pub items: Vec<(String, u32, Decimal)>,
+    pub returned_value: Decimal,
+    pub status: OrderStatus,
+    pub placed_at: DateTime<Utc>,
+    pub warehouse: String,
+    pub promised_delivery: Option<NaiveDate>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl OrderSummary {
+    pub fn from_order(order: &Order, at: DateTime<Utc>) -> Self {
+        OrderSummary {
+            id: order.id.clone(),
+            customer_id: order.customer.id.clone(),
+            currency: order.currency,
+            total: order.total,
+            items: order.items.iter().map(|i| (i.sku.clone(), i.quantity, i.unit_price)).collect(),
+            returned_value: Decimal::ZERO,
+            status: OrderStatus::Placed,
+            placed_at: at,
+            warehouse: order.warehouse.clone(),
+            promised_delivery: order.promised_delivery,
+            delivered_at: None,
+        }
+    }
+
+    /// What the order still counts for in the customer's spend.
+    pub fn net_value(&self) -> Decimal {
+        (self.total - self.returned_value).max(Decimal::ZERO)
+    }
+
+    /// Removes returned items and gives the value they take off the order (never more than
+    /// is left of it, so a return repeated by mistake cannot make spend negative).
+    fn take_return(&mut self, items: Option<&[ReturnedItem]>) -> Decimal {
+        let left = self.net_value();
+        let value = match items {
+            None => {
+                for item in &mut self.items {
+                    item.1 = 0;
+                }
+                left
+            }
+            Some(list) => {
+                let mut v = Decimal::ZERO;
+                for r in list {
+                    if let Some(item) = self.items.iter_mut().find(|i| i.0 == r.sku) {
+                        let q = r.quantity.min(item.1);
+                        item.1 -= q;
+                        v += item.2 * Decimal::from(q);
+                    }
+                }
+                v.min(left)
+            }
+        };
+        self.returned_value += value;
+        value
+    }
+}
+
+/// What folding an event did, for the caller to decide or schedule on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Folded {
+    /// A new order: decide it.
+    NewOrder,
+    /// An order id seen before under a new event id: nothing changes.
+    DuplicateOrder,
+    /// An order id seen before under another customer.
+    Conflict,
+    Delivered { late_days: i64 },
+    Cancelled,
+    Returned,
+    /// Changed the profile only, or refers to an order not known (folded where it can be).
+    Other,
+}
+
+/// Folds one event into a profile and the order table (pure; shared by every caller).
+pub fn fold(profile: &mut Profile, order: Option<&mut OrderSummary>, event: &Event) -> (Folded, Option<OrderSummary>) {
+    match &event.body {
+        EventBody::OrderPlaced(o) => match order {
+            Some(existing) if existing.customer_id != o.customer.id => (Folded::Conflict, None),
+            Some(_) => (Folded::DuplicateOrder, None),
+            None => {
+                profile.apply_placed(o, event.occurred_at);
+                (Folded::NewOrder, Some(OrderSummary::from_order(o, event.occurred_at)))
+            }
+        },
+        EventBody::OrderCancelled { .. } => match order {
+            Some(o) => {
+                let folded = if profile.apply_cancelled(o) { Folded::Cancelled } else { Folded::Other };
+                (folded, None)
+            }
+            None => (Folded::Other, None),
+        },
+        EventBody::OrderReturned { items, .. } => match order {
+            Some(o) => {
+                profile.apply_returned(o, items.as_deref());
+                (Folded::Returned, None)
+            }
+            None => {
+                profile.returns_count += 1;
+                (Folded::Other, None)
+            }
+        },
+        EventBody::OrderDelivered { delivered_at, .. } => match order {
+            Some(o) => (Folded::Delivered { late_days: profile.apply_delivered(o, *delivered_at) }, None),
+            None => (Folded::Delivered { late_days: 0 }, None),
+        },
+        EventBody::OrderShipped { .. } => (Folded::Other, None),
+        EventBody::Feedback { nps, .. } => {
+            profile.nps = Some(*nps);
+            (Folded::Other, None)
+        }
+        EventBody::Unsubscribed { .. } => {
+            profile.subscribed = false;
+            (Folded::Other, None)
+        }
+        EventBody::Subscribed { .. } => {
+            profile.subscribed = true;
+            (Folded::Other, None)
+        }
+    }
+}
+
+/// An in-memory history, for `simulate` and `backtest` (the store keeps the same in tables).
+#[derive(Debug, Default)]
+pub struct History {
+    pub profiles: HashMap<String, Profile>,
+    pub orders: HashMap<String, OrderSummary>,
+    seen: HashSet<String>,
+}
+
+impl History {
+    /// Folds an event; `None` when its event id was seen before (a replay changes nothing).
+    pub fn fold(&mut self, event: &Event) -> Option<Folded> {
+        if !self.seen.insert(event.event_id.clone()) {
+            return None;
+        }
+        let customer = event.customer_id();
+        let profile = self.profiles.entry(customer.to_string()).or_insert_with(|| Profile::new(customer));
+        let order = event.order_id().and_then(|id| self.orders.get_mut(id));
+        let (folded, new_order) = fold(profile, order, event);
+        if let Some(o) = new_order {
+            self.orders.insert(o.id.clone(), o);
+        }
+        Some(folded)
+    }
+
+    pub fn profile(&self, customer_id: &str) -> Option<&Profile> {
+        self.profiles.get(customer_id)
+    }
+
+    pub fn profile_mut(&mut self, customer_id: &str) -> Option<&mut Profile> {
+        self.profiles.get_mut(customer_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::event_from_value;
+    use serde_json::json;
+
+    fn placed(id: &str, at: &str, total: &str, cat: &str) -> Event {
+        event_from_value(&json!({"event_id": format!("ev-{id}"), "type": "order.placed", "occurred_at": at,
+            "order": {"id": id, "customer": {"id": "C", "email": "c@x.y", "first_name": "Cy", "birthday": "1990-05-02"},
+                "currency": "EUR", "total": total, "promised_delivery": "2026-01-10",
+                "items": [{"sku": "S", "name": "n", "category": cat, "quantity": 2, "unit_price": "10.00"},
+                          {"sku": "T", "name": "m", "category": "tea", "quantity": 1, "unit_price": "5.00"}],
+                "shipping": {"country": "DE"}, "warehouse": "W"}}))
+        .unwrap()
+    }
+
+    fn other(kind: &str, id: &str, extra: serde_json::Value) -> Event {
+        let mut v = json!({"event_id": format!("ev-{kind}-{id}"), "type": kind, "occurred_at": "2026-02-01T00:00:00Z",
+            "order_id": id, "customer_id": "C"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        event_from_value(&v).unwrap()
+    }
+
+    #[test]
+    fn counts_spend_and_intervals() {
+        let mut h = History::default();
+        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"));
+        h.fold(&placed("2", "2026-01-11T00:00:00Z", "25.00", "books"));
+        h.fold(&placed("3", "2026-01-31T00:00:00Z", "25.00", "home"));
+        let p = h.profile("C").unwrap();
+        assert_eq!(p.orders_count, 3);
+        assert_eq!(p.lifetime_spend("EUR".parse().unwrap()).to_string(), "75.00");
+        assert_eq!(p.days_since_previous_order(), Some(20));
+        assert_eq!(p.median_days_between_orders().unwrap().to_string(), "15.0");
+        assert_eq!(p.categories_bought, vec!["books", "tea", "home"]);
+        assert_eq!(p.birthday_month, Some(5));
+    }
+
+    #[test]
+    fn cancellation_and_return_reduce_spend_once() {
+        let mut h = History::default();
+        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"));
+        h.fold(&placed("2", "2026-01-02T00:00:00Z", "25.00", "books"));
+        h.fold(&other("order.returned", "1", json!({"items": [{"sku": "S", "quantity": 1}]})));
+        let eur = "EUR".parse().unwrap();
+        assert_eq!(h.profile("C").unwrap().lifetime_spend(eur).to_string(), "40.00");
+        h.fold(&other("order.cancelled", "1", json!({})));
+        let mut again = other("order.cancelled", "1", json!({}));
+        again.event_id = "another".into();
+        h.fold(&again);
+        let p = h.profile("C").unwrap();
+        assert_eq!(p.orders_count, 1);
+        assert_eq!(p.cancelled_count, 1);
+        assert_eq!(p.returns_count, 1);
+        assert_eq!(p.lifetime_spend(eur).to_string(), "25.00");
+        assert_eq!(p.average_order_value(eur).to_string(), "25.00");
+    }
+
+    #[test]
+    fn replayed_events_change_nothing() {
+        let mut h = History::default();
+        let e = placed("1", "2026-01-01T00:00:00Z", "25.00", "books");
+        assert_eq!(h.fold(&e), Some(Folded::NewOrder));
+        assert_eq!(h.fold(&e), None);
+        let mut dup = e.clone();
+        dup.event_id = "new-id".into();
+        assert_eq!(h.fold(&dup), Some(Folded::DuplicateOrder));
+        assert_eq!(h.profile("C").unwrap().orders_count, 1);
+    }
+
+    #[test]
+    fn late_delivery_counts_in_the_customer_time_zone() {
+        let d = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let promised = NaiveDate::from_ymd_opt(2026, 1, 10);
+        assert_eq!(late_days(promised, d("2026-01-10T22:30:00Z"), None), 0);
+        // 23:30 UTC on the 10th is already the 11th in Berlin.
+        assert_eq!(late_days(promised, d("2026-01-10T23:30:00Z"), Some(chrono_tz::Europe::Berlin)), 1);
+        assert_eq!(late_days(promised, d("2026-01-13T10:00:00Z"), None), 3);
+        assert_eq!(late_days(None, d("2026-03-13T10:00:00Z"), None), 0);
+        let mut h = History::default();
+        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"));
+        let f = h.fold(&other("order.delivered", "1", json!({"delivered_at": "2026-01-12T10:00:00Z"})));
+        assert_eq!(f, Some(Folded::Delivered { late_days: 2 }));
+        assert_eq!(h.profile("C").unwrap().late_deliveries_count, 1);
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let mut h = History::default();
+        for i in 0..1000 {
+            let at = DateTime::from_timestamp(1_700_000_000 + i * 86_400, 0).unwrap().to_rfc3339();
+            h.fold(&placed(&format!("O{i}"), &at, "25.00", &format!("cat{}", i % 50)));
+        }
+        let p = h.profile("C").unwrap();
+        assert_eq!(p.recent_orders.len(), RECENT_ORDERS);
+        assert!(p.categories_bought.len() <= MAX_CATEGORIES);
+        assert_eq!(p.orders_count, 1000);
+    }
+}
