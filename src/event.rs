@@ -46,10 +46,16 @@ pub struct Rejected {
 
 impl Rejected {
     fn missing(path: &str) -> Self {
-        Rejected { reason: RejectReason::MissingField, message: format!("{path}: required field is missing") }
+        Rejected {
+            reason: RejectReason::MissingField,
+            message: format!("{path}: required field is missing"),
+        }
     }
     fn invalid(path: &str, why: impl fmt::Display) -> Self {
-        Rejected { reason: RejectReason::InvalidValue, message: format!("{path}: {why}") }
+        Rejected {
+            reason: RejectReason::InvalidValue,
+            message: format!("{path}: {why}"),
+        }
     }
 }
 
@@ -64,13 +70,38 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     OrderPlaced(Box<Order>),
-    OrderShipped { order_id: String, customer_id: String, carrier: Option<String>, tracking: Option<String> },
-    OrderDelivered { order_id: String, customer_id: String, delivered_at: DateTime<Utc> },
-    OrderCancelled { order_id: String, customer_id: String },
-    OrderReturned { order_id: String, customer_id: String, items: Option<Vec<ReturnedItem>>, reason: Option<String> },
-    Feedback { customer_id: String, nps: u8, comment: Option<String> },
-    Unsubscribed { customer_id: String },
-    Subscribed { customer_id: String },
+    OrderShipped {
+        order_id: String,
+        customer_id: String,
+        carrier: Option<String>,
+        tracking: Option<String>,
+    },
+    OrderDelivered {
+        order_id: String,
+        customer_id: String,
+        delivered_at: DateTime<Utc>,
+    },
+    OrderCancelled {
+        order_id: String,
+        customer_id: String,
+    },
+    OrderReturned {
+        order_id: String,
+        customer_id: String,
+        items: Option<Vec<ReturnedItem>>,
+        reason: Option<String>,
+    },
+    Feedback {
+        customer_id: String,
+        nps: u8,
+        comment: Option<String>,
+    },
+    Unsubscribed {
+        customer_id: String,
+    },
+    Subscribed {
+        customer_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +247,10 @@ pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
                     let mut out = Vec::with_capacity(list.len());
                     for (i, v) in list.iter().enumerate() {
                         let item = root.child(v, &format!("items[{i}]"))?;
-                        out.push(ReturnedItem { sku: item.string("sku")?, quantity: item.quantity("quantity")? });
+                        out.push(ReturnedItem {
+                            sku: item.string("sku")?,
+                            quantity: item.quantity("quantity")?,
+                        });
                     }
                     Some(out)
                 }
@@ -231,7 +265,10 @@ pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
         "customer.feedback" => {
             let nps = root.integer("nps")?;
             if !(0..=10).contains(&nps) {
-                return Err(Rejected::invalid("nps", format!("must be between 0 and 10, found {nps}")));
+                return Err(Rejected::invalid(
+                    "nps",
+                    format!("must be between 0 and 10, found {nps}"),
+                ));
             }
             EventBody::Feedback {
                 customer_id: root.string("customer_id")?,
@@ -239,8 +276,12 @@ pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
                 comment: root.opt_string("comment")?,
             }
         }
-        "customer.unsubscribed" => EventBody::Unsubscribed { customer_id: root.string("customer_id")? },
-        "customer.subscribed" => EventBody::Subscribed { customer_id: root.string("customer_id")? },
+        "customer.unsubscribed" => EventBody::Unsubscribed {
+            customer_id: root.string("customer_id")?,
+        },
+        "customer.subscribed" => EventBody::Subscribed {
+            customer_id: root.string("customer_id")?,
+        },
         other => {
             return Err(Rejected {
                 reason: RejectReason::UnknownType,
@@ -248,7 +289,11 @@ pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
             });
         }
     };
-    Ok(Event { event_id, occurred_at, body })
+    Ok(Event {
+        event_id,
+        occurred_at,
+        body,
+    })
 }
 
 fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
@@ -261,19 +306,26 @@ fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
         locale: c.opt_string("locale")?,
         time_zone: match c.opt_string("time_zone")? {
             None => None,
-            Some(tz) => Some(
-                tz.parse::<Tz>()
-                    .map_err(|_| Rejected::invalid(&c.path("time_zone"), format!("unknown IANA time zone {tz:?}")))?,
-            ),
+            Some(tz) => Some(tz.parse::<Tz>().map_err(|_| {
+                Rejected::invalid(
+                    &c.path("time_zone"),
+                    format!("unknown IANA time zone {tz:?}"),
+                )
+            })?),
         },
         birthday: c.opt_date("birthday")?,
     };
     let currency_text = o.string("currency")?;
-    let currency: Currency = currency_text.parse().map_err(|e| Rejected::invalid(&o.path("currency"), e))?;
+    let currency: Currency = currency_text
+        .parse()
+        .map_err(|e| Rejected::invalid(&o.path("currency"), e))?;
     let total = o.amount("total")?;
     let list = o.array("items")?;
     if list.is_empty() {
-        return Err(Rejected::invalid(&o.path("items"), "an order needs at least one item"));
+        return Err(Rejected::invalid(
+            &o.path("items"),
+            "an order needs at least one item",
+        ));
     }
     let mut items = Vec::with_capacity(list.len());
     for (i, v) in list.iter().enumerate() {
@@ -287,7 +339,11 @@ fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
         });
     }
     let s = o.object("shipping")?;
-    let shipping = Shipping { country: s.string("country")?, city: s.opt_string("city")?, postcode: s.opt_string("postcode")? };
+    let shipping = Shipping {
+        country: s.string("country")?,
+        city: s.opt_string("city")?,
+        postcode: s.opt_string("postcode")?,
+    };
     let coupon_codes = match o.opt_array("coupon_codes")? {
         None => Vec::new(),
         Some(list) => list
@@ -325,19 +381,35 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn root(v: &'a Value, what: &str) -> Result<Self, Rejected> {
         match v {
-            Value::Object(map) => Ok(Fields { map, prefix: String::new() }),
-            other => Err(Rejected::invalid(what, format!("expected a JSON object, found {}", json_kind(other)))),
+            Value::Object(map) => Ok(Fields {
+                map,
+                prefix: String::new(),
+            }),
+            other => Err(Rejected::invalid(
+                what,
+                format!("expected a JSON object, found {}", json_kind(other)),
+            )),
         }
     }
 
     fn path(&self, key: &str) -> String {
-        if self.prefix.is_empty() { key.to_string() } else { format!("{}.{key}", self.prefix) }
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
     }
 
     fn child(&self, v: &'a Value, key: &str) -> Result<Fields<'a>, Rejected> {
         match v {
-            Value::Object(map) => Ok(Fields { map, prefix: self.path(key) }),
-            other => Err(Rejected::invalid(&self.path(key), format!("expected an object, found {}", json_kind(other)))),
+            Value::Object(map) => Ok(Fields {
+                map,
+                prefix: self.path(key),
+            }),
+            other => Err(Rejected::invalid(
+                &self.path(key),
+                format!("expected an object, found {}", json_kind(other)),
+            )),
         }
     }
 
@@ -347,7 +419,8 @@ impl<'a> Fields<'a> {
     }
 
     fn required(&self, key: &str) -> Result<&'a Value, Rejected> {
-        self.get(key).ok_or_else(|| Rejected::missing(&self.path(key)))
+        self.get(key)
+            .ok_or_else(|| Rejected::missing(&self.path(key)))
     }
 
     fn object(&self, key: &str) -> Result<Fields<'a>, Rejected> {
@@ -356,9 +429,14 @@ impl<'a> Fields<'a> {
 
     fn string(&self, key: &str) -> Result<String, Rejected> {
         match self.required(key)? {
-            Value::String(s) if s.trim().is_empty() => Err(Rejected::invalid(&self.path(key), "must not be empty")),
+            Value::String(s) if s.trim().is_empty() => {
+                Err(Rejected::invalid(&self.path(key), "must not be empty"))
+            }
             Value::String(s) => Ok(s.clone()),
-            other => Err(Rejected::invalid(&self.path(key), format!("expected a string, found {}", json_kind(other)))),
+            other => Err(Rejected::invalid(
+                &self.path(key),
+                format!("expected a string, found {}", json_kind(other)),
+            )),
         }
     }
 
@@ -366,14 +444,20 @@ impl<'a> Fields<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(Rejected::invalid(&self.path(key), format!("expected a string, found {}", json_kind(other)))),
+            Some(other) => Err(Rejected::invalid(
+                &self.path(key),
+                format!("expected a string, found {}", json_kind(other)),
+            )),
         }
     }
 
     fn array(&self, key: &str) -> Result<&'a Vec<Value>, Rejected> {
         match self.required(key)? {
             Value::Array(a) => Ok(a),
-            other => Err(Rejected::invalid(&self.path(key), format!("expected an array, found {}", json_kind(other)))),
+            other => Err(Rejected::invalid(
+                &self.path(key),
+                format!("expected an array, found {}", json_kind(other)),
+            )),
         }
     }
 
@@ -385,26 +469,39 @@ impl<'a> Fields<'a> {
     }
 
     fn amount(&self, key: &str) -> Result<Decimal, Rejected> {
-        let d = amount_from_json(self.required(key)?).map_err(|e| Rejected::invalid(&self.path(key), e))?;
+        let d = amount_from_json(self.required(key)?)
+            .map_err(|e| Rejected::invalid(&self.path(key), e))?;
         if d.is_sign_negative() && !d.is_zero() {
-            return Err(Rejected::invalid(&self.path(key), format!("must not be negative, found {d}")));
+            return Err(Rejected::invalid(
+                &self.path(key),
+                format!("must not be negative, found {d}"),
+            ));
         }
         Ok(d)
     }
 
     fn integer(&self, key: &str) -> Result<i64, Rejected> {
         match self.required(key)? {
-            Value::Number(n) => n
-                .as_i64()
-                .ok_or_else(|| Rejected::invalid(&self.path(key), format!("expected a whole number, found {n}"))),
-            other => Err(Rejected::invalid(&self.path(key), format!("expected a number, found {}", json_kind(other)))),
+            Value::Number(n) => n.as_i64().ok_or_else(|| {
+                Rejected::invalid(
+                    &self.path(key),
+                    format!("expected a whole number, found {n}"),
+                )
+            }),
+            other => Err(Rejected::invalid(
+                &self.path(key),
+                format!("expected a number, found {}", json_kind(other)),
+            )),
         }
     }
 
     fn quantity(&self, key: &str) -> Result<u32, Rejected> {
         let q = self.integer(key)?;
         if q < 1 {
-            return Err(Rejected::invalid(&self.path(key), format!("must be >= 1, found {q}")));
+            return Err(Rejected::invalid(
+                &self.path(key),
+                format!("must be >= 1, found {q}"),
+            ));
         }
         u32::try_from(q).map_err(|_| Rejected::invalid(&self.path(key), format!("too large: {q}")))
     }
@@ -413,7 +510,12 @@ impl<'a> Fields<'a> {
         let s = self.string(key)?;
         DateTime::parse_from_rfc3339(&s)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| Rejected::invalid(&self.path(key), format!("expected an RFC 3339 timestamp, found {s:?}")))
+            .map_err(|_| {
+                Rejected::invalid(
+                    &self.path(key),
+                    format!("expected an RFC 3339 timestamp, found {s:?}"),
+                )
+            })
     }
 
     fn opt_date(&self, key: &str) -> Result<Option<NaiveDate>, Rejected> {
@@ -421,7 +523,12 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(s) => NaiveDate::parse_from_str(&s, "%Y-%m-%d")
                 .map(Some)
-                .map_err(|_| Rejected::invalid(&self.path(key), format!("expected a date YYYY-MM-DD, found {s:?}"))),
+                .map_err(|_| {
+                    Rejected::invalid(
+                        &self.path(key),
+                        format!("expected a date YYYY-MM-DD, found {s:?}"),
+                    )
+                }),
         }
     }
 }
@@ -460,7 +567,9 @@ mod tests {
     #[test]
     fn a_valid_order_parses_exactly() {
         let e = event_from_value(&placed()).unwrap();
-        let EventBody::OrderPlaced(o) = &e.body else { panic!("not an order") };
+        let EventBody::OrderPlaced(o) = &e.body else {
+            panic!("not an order")
+        };
         assert_eq!(o.total.to_string(), "54.90");
         assert_eq!(o.items[0].unit_price.to_string(), "27.45");
         assert_eq!(o.customer.time_zone, Some(chrono_tz::Europe::Berlin));
@@ -473,7 +582,11 @@ mod tests {
         assert_eq!(r.reason, RejectReason::InvalidValue);
         assert_eq!(r.message, "order.items[0].quantity: must be >= 1, found 0");
         let r = reject(placed(), &["order", "currency"], json!("EURO"));
-        assert!(r.message.starts_with("order.currency: unknown currency"), "{}", r.message);
+        assert!(
+            r.message.starts_with("order.currency: unknown currency"),
+            "{}",
+            r.message
+        );
         let r = reject(placed(), &["order", "total"], json!("12,50"));
         assert!(r.message.starts_with("order.total: "), "{}", r.message);
         let r = reject(placed(), &["order", "customer", "email"], Value::Null);
@@ -487,12 +600,21 @@ mod tests {
     fn nps_must_be_0_to_10() {
         let v = json!({"event_id": "e", "type": "customer.feedback", "occurred_at": "2026-11-20T10:00:00Z",
             "customer_id": "C", "nps": 11});
-        assert_eq!(event_from_value(&v).unwrap_err().message, "nps: must be between 0 and 10, found 11");
+        assert_eq!(
+            event_from_value(&v).unwrap_err().message,
+            "nps: must be between 0 and 10, found 11"
+        );
     }
 
     #[test]
     fn not_json_is_rejected() {
-        assert_eq!(parse_event(b"{oops").unwrap_err().reason, RejectReason::InvalidJson);
-        assert_eq!(parse_event(b"[1]").unwrap_err().reason, RejectReason::InvalidValue);
+        assert_eq!(
+            parse_event(b"{oops").unwrap_err().reason,
+            RejectReason::InvalidJson
+        );
+        assert_eq!(
+            parse_event(b"[1]").unwrap_err().reason,
+            RejectReason::InvalidValue
+        );
     }
 }

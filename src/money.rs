@@ -24,7 +24,9 @@ impl FromStr for Currency {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if iso_currency::Currency::from_code(s).is_none() {
-            return Err(format!("unknown currency {s:?} (expected an ISO 4217 code such as \"EUR\")"));
+            return Err(format!(
+                "unknown currency {s:?} (expected an ISO 4217 code such as \"EUR\")"
+            ));
         }
         let b = s.as_bytes();
         Ok(Currency([b[0], b[1], b[2]]))
@@ -77,7 +79,10 @@ pub fn amount_from_json(v: &serde_json::Value) -> Result<Decimal, String> {
                 .or_else(|_| Decimal::from_scientific(&text))
                 .map_err(|_| format!("{text} is not a decimal amount"))
         }
-        other => Err(format!("expected a decimal amount, found {}", json_kind(other))),
+        other => Err(format!(
+            "expected a decimal amount, found {}",
+            json_kind(other)
+        )),
     }
 }
 
@@ -116,7 +121,8 @@ mod tests {
 
     #[test]
     fn json_numbers_are_exact() {
-        let v: serde_json::Value = serde_json::from_str("0.1000000000000000055511151231257827").unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str("0.1000000000000000055511151231257827").unwrap();
         assert_eq!(
             amount_from_json(&v).unwrap().to_string(),
             "0.1000000000000000055511151231257827"

@@ -87,7 +87,11 @@ impl Profile {
         if let Some(i) = self.spend.iter().position(|s| s.currency == currency) {
             &mut self.spend[i]
         } else {
-            self.spend.push(Spend { currency, net: Decimal::ZERO, orders: 0 });
+            self.spend.push(Spend {
+                currency,
+                net: Decimal::ZERO,
+                orders: 0,
+            });
             let last = self.spend.len() - 1;
             &mut self.spend[last]
         }
@@ -95,12 +99,16 @@ impl Profile {
 
     /// Net spend in a currency, never below zero.
     pub fn lifetime_spend(&self, currency: Currency) -> Decimal {
-        self.spend_in(currency).map(|s| s.net.max(Decimal::ZERO)).unwrap_or(Decimal::ZERO)
+        self.spend_in(currency)
+            .map(|s| s.net.max(Decimal::ZERO))
+            .unwrap_or(Decimal::ZERO)
     }
 
     pub fn average_order_value(&self, currency: Currency) -> Decimal {
         match self.spend_in(currency) {
-            Some(s) if s.orders > 0 => (s.net.max(Decimal::ZERO) / Decimal::from(s.orders)).round_dp(2),
+            Some(s) if s.orders > 0 => {
+                (s.net.max(Decimal::ZERO) / Decimal::from(s.orders)).round_dp(2)
+            }
             _ => Decimal::ZERO,
         }
     }
@@ -116,7 +124,11 @@ impl Profile {
         if self.orders_count < 3 || self.recent_orders.len() < 3 {
             return None;
         }
-        let mut gaps: Vec<i64> = self.recent_orders.windows(2).map(|w| (w[1] - w[0]).num_seconds()).collect();
+        let mut gaps: Vec<i64> = self
+            .recent_orders
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_seconds())
+            .collect();
         gaps.sort_unstable();
         let n = gaps.len();
         let seconds = if n % 2 == 1 {
@@ -136,7 +148,10 @@ impl Profile {
     }
 
     pub fn last_given(&self, rule_id: &str) -> Option<DateTime<Utc>> {
-        self.rule_last_given.iter().find(|(r, _)| r == rule_id).map(|(_, t)| *t)
+        self.rule_last_given
+            .iter()
+            .find(|(r, _)| r == rule_id)
+            .map(|(_, t)| *t)
     }
 
     /// Remembers that a rule gave this customer something at `at` (cooldowns count from here).
@@ -210,7 +225,11 @@ impl Profile {
     }
 
     /// Folds a delivery; returns the days it was late (0 when on time or nothing was promised).
-    pub fn apply_delivered(&mut self, order: &mut OrderSummary, delivered_at: DateTime<Utc>) -> i64 {
+    pub fn apply_delivered(
+        &mut self,
+        order: &mut OrderSummary,
+        delivered_at: DateTime<Utc>,
+    ) -> i64 {
         let late = late_days(order.promised_delivery, delivered_at, self.time_zone);
         if order.delivered_at.is_none() && late > 0 {
             self.late_deliveries_count += 1;
@@ -224,7 +243,9 @@ impl Profile {
 /// zone (else UTC); 0 when on time or when no date was promised.
 pub fn late_days(promised: Option<NaiveDate>, delivered_at: DateTime<Utc>, tz: Option<Tz>) -> i64 {
     let Some(promised) = promised else { return 0 };
-    let delivered_on = delivered_at.with_timezone(&tz.unwrap_or(Tz::UTC)).date_naive();
+    let delivered_on = delivered_at
+        .with_timezone(&tz.unwrap_or(Tz::UTC))
+        .date_naive();
     (delivered_on - promised).num_days().max(0)
 }
 
@@ -242,14 +263,26 @@ pub struct OrderSummary {
     pub customer_id: String,
     pub currency: Currency,
     pub total: Decimal,
-    /// (sku, quantity still kept, unit price)
-    pub items: Vec<(String, u32, Decimal)>,
+    pub items: Vec<SummaryItem>,
     pub returned_value: Decimal,
     pub status: OrderStatus,
     pub placed_at: DateTime<Utc>,
     pub warehouse: String,
+    pub shipping_country: String,
+    pub channel: Option<String>,
     pub promised_delivery: Option<NaiveDate>,
     pub delivered_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryItem {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub quantity: u32,
+    /// Units not returned.
+    pub kept: u32,
+    pub unit_price: Decimal,
 }
 
 impl OrderSummary {
@@ -259,13 +292,64 @@ impl OrderSummary {
             customer_id: order.customer.id.clone(),
             currency: order.currency,
             total: order.total,
-            items: order.items.iter().map(|i| (i.sku.clone(), i.quantity, i.unit_price)).collect(),
+            items: order
+                .items
+                .iter()
+                .map(|i| SummaryItem {
+                    sku: i.sku.clone(),
+                    name: i.name.clone(),
+                    category: i.category.clone(),
+                    quantity: i.quantity,
+                    kept: i.quantity,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            shipping_country: order.shipping.country.clone(),
+            channel: order.channel.clone(),
             returned_value: Decimal::ZERO,
             status: OrderStatus::Placed,
             placed_at: at,
             warehouse: order.warehouse.clone(),
             promised_delivery: order.promised_delivery,
             delivered_at: None,
+        }
+    }
+
+    /// The order as conditions and templates of later follow-ups see it.
+    pub fn to_order(&self, profile: &Profile) -> Order {
+        Order {
+            id: self.id.clone(),
+            customer: crate::event::Customer {
+                id: self.customer_id.clone(),
+                email: profile.email.clone().unwrap_or_default(),
+                first_name: profile.first_name.clone().unwrap_or_default(),
+                last_name: profile.last_name.clone(),
+                locale: profile.locale.clone(),
+                time_zone: profile.time_zone,
+                birthday: None,
+            },
+            currency: self.currency,
+            total: self.total,
+            items: self
+                .items
+                .iter()
+                .map(|i| crate::event::Item {
+                    sku: i.sku.clone(),
+                    name: i.name.clone(),
+                    category: i.category.clone(),
+                    quantity: i.quantity,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            shipping: crate::event::Shipping {
+                country: self.shipping_country.clone(),
+                city: None,
+                postcode: None,
+            },
+            warehouse: self.warehouse.clone(),
+            channel: self.channel.clone(),
+            coupon_codes: Vec::new(),
+            promised_delivery: self.promised_delivery,
         }
     }
 
@@ -281,17 +365,17 @@ impl OrderSummary {
         let value = match items {
             None => {
                 for item in &mut self.items {
-                    item.1 = 0;
+                    item.kept = 0;
                 }
                 left
             }
             Some(list) => {
                 let mut v = Decimal::ZERO;
                 for r in list {
-                    if let Some(item) = self.items.iter_mut().find(|i| i.0 == r.sku) {
-                        let q = r.quantity.min(item.1);
-                        item.1 -= q;
-                        v += item.2 * Decimal::from(q);
+                    if let Some(item) = self.items.iter_mut().find(|i| i.sku == r.sku) {
+                        let q = r.quantity.min(item.kept);
+                        item.kept -= q;
+                        v += item.unit_price * Decimal::from(q);
                     }
                 }
                 v.min(left)
@@ -311,7 +395,9 @@ pub enum Folded {
     DuplicateOrder,
     /// An order id seen before under another customer.
     Conflict,
-    Delivered { late_days: i64 },
+    Delivered {
+        late_days: i64,
+    },
     Cancelled,
     Returned,
     /// Changed the profile only, or refers to an order not known (folded where it can be).
@@ -319,19 +405,30 @@ pub enum Folded {
 }
 
 /// Folds one event into a profile and the order table (pure; shared by every caller).
-pub fn fold(profile: &mut Profile, order: Option<&mut OrderSummary>, event: &Event) -> (Folded, Option<OrderSummary>) {
+pub fn fold(
+    profile: &mut Profile,
+    order: Option<&mut OrderSummary>,
+    event: &Event,
+) -> (Folded, Option<OrderSummary>) {
     match &event.body {
         EventBody::OrderPlaced(o) => match order {
             Some(existing) if existing.customer_id != o.customer.id => (Folded::Conflict, None),
             Some(_) => (Folded::DuplicateOrder, None),
             None => {
                 profile.apply_placed(o, event.occurred_at);
-                (Folded::NewOrder, Some(OrderSummary::from_order(o, event.occurred_at)))
+                (
+                    Folded::NewOrder,
+                    Some(OrderSummary::from_order(o, event.occurred_at)),
+                )
             }
         },
         EventBody::OrderCancelled { .. } => match order {
             Some(o) => {
-                let folded = if profile.apply_cancelled(o) { Folded::Cancelled } else { Folded::Other };
+                let folded = if profile.apply_cancelled(o) {
+                    Folded::Cancelled
+                } else {
+                    Folded::Other
+                };
                 (folded, None)
             }
             None => (Folded::Other, None),
@@ -347,7 +444,12 @@ pub fn fold(profile: &mut Profile, order: Option<&mut OrderSummary>, event: &Eve
             }
         },
         EventBody::OrderDelivered { delivered_at, .. } => match order {
-            Some(o) => (Folded::Delivered { late_days: profile.apply_delivered(o, *delivered_at) }, None),
+            Some(o) => (
+                Folded::Delivered {
+                    late_days: profile.apply_delivered(o, *delivered_at),
+                },
+                None,
+            ),
             None => (Folded::Delivered { late_days: 0 }, None),
         },
         EventBody::OrderShipped { .. } => (Folded::Other, None),
@@ -381,7 +483,10 @@ impl History {
             return None;
         }
         let customer = event.customer_id();
-        let profile = self.profiles.entry(customer.to_string()).or_insert_with(|| Profile::new(customer));
+        let profile = self
+            .profiles
+            .entry(customer.to_string())
+            .or_insert_with(|| Profile::new(customer));
         let order = event.order_id().and_then(|id| self.orders.get_mut(id));
         let (folded, new_order) = fold(profile, order, event);
         if let Some(o) = new_order {
@@ -432,7 +537,10 @@ mod tests {
         h.fold(&placed("3", "2026-01-31T00:00:00Z", "25.00", "home"));
         let p = h.profile("C").unwrap();
         assert_eq!(p.orders_count, 3);
-        assert_eq!(p.lifetime_spend("EUR".parse().unwrap()).to_string(), "75.00");
+        assert_eq!(
+            p.lifetime_spend("EUR".parse().unwrap()).to_string(),
+            "75.00"
+        );
         assert_eq!(p.days_since_previous_order(), Some(20));
         assert_eq!(p.median_days_between_orders().unwrap().to_string(), "15.0");
         assert_eq!(p.categories_bought, vec!["books", "tea", "home"]);
@@ -444,9 +552,16 @@ mod tests {
         let mut h = History::default();
         h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"));
         h.fold(&placed("2", "2026-01-02T00:00:00Z", "25.00", "books"));
-        h.fold(&other("order.returned", "1", json!({"items": [{"sku": "S", "quantity": 1}]})));
+        h.fold(&other(
+            "order.returned",
+            "1",
+            json!({"items": [{"sku": "S", "quantity": 1}]}),
+        ));
         let eur = "EUR".parse().unwrap();
-        assert_eq!(h.profile("C").unwrap().lifetime_spend(eur).to_string(), "40.00");
+        assert_eq!(
+            h.profile("C").unwrap().lifetime_spend(eur).to_string(),
+            "40.00"
+        );
         h.fold(&other("order.cancelled", "1", json!({})));
         let mut again = other("order.cancelled", "1", json!({}));
         again.event_id = "another".into();
@@ -477,12 +592,23 @@ mod tests {
         let promised = NaiveDate::from_ymd_opt(2026, 1, 10);
         assert_eq!(late_days(promised, d("2026-01-10T22:30:00Z"), None), 0);
         // 23:30 UTC on the 10th is already the 11th in Berlin.
-        assert_eq!(late_days(promised, d("2026-01-10T23:30:00Z"), Some(chrono_tz::Europe::Berlin)), 1);
+        assert_eq!(
+            late_days(
+                promised,
+                d("2026-01-10T23:30:00Z"),
+                Some(chrono_tz::Europe::Berlin)
+            ),
+            1
+        );
         assert_eq!(late_days(promised, d("2026-01-13T10:00:00Z"), None), 3);
         assert_eq!(late_days(None, d("2026-03-13T10:00:00Z"), None), 0);
         let mut h = History::default();
         h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"));
-        let f = h.fold(&other("order.delivered", "1", json!({"delivered_at": "2026-01-12T10:00:00Z"})));
+        let f = h.fold(&other(
+            "order.delivered",
+            "1",
+            json!({"delivered_at": "2026-01-12T10:00:00Z"}),
+        ));
         assert_eq!(f, Some(Folded::Delivered { late_days: 2 }));
         assert_eq!(h.profile("C").unwrap().late_deliveries_count, 1);
     }
@@ -491,8 +617,15 @@ mod tests {
     fn memory_stays_bounded() {
         let mut h = History::default();
         for i in 0..1000 {
-            let at = DateTime::from_timestamp(1_700_000_000 + i * 86_400, 0).unwrap().to_rfc3339();
-            h.fold(&placed(&format!("O{i}"), &at, "25.00", &format!("cat{}", i % 50)));
+            let at = DateTime::from_timestamp(1_700_000_000 + i * 86_400, 0)
+                .unwrap()
+                .to_rfc3339();
+            h.fold(&placed(
+                &format!("O{i}"),
+                &at,
+                "25.00",
+                &format!("cat{}", i % 50),
+            ));
         }
         let p = h.profile("C").unwrap();
         assert_eq!(p.recent_orders.len(), RECENT_ORDERS);

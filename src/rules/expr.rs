@@ -18,7 +18,10 @@ pub struct ExprFinding {
 
 fn obj(fields: &[(&str, T)]) -> T {
     T::Object(Rc::new(RefCell::new(
-        fields.iter().map(|(k, v)| (Rc::from(*k), v.clone())).collect(),
+        fields
+            .iter()
+            .map(|(k, v)| (Rc::from(*k), v.clone()))
+            .collect(),
     )))
 }
 
@@ -42,7 +45,14 @@ pub fn context_type(with_delivery: bool) -> T {
         ("items", item.array()),
         ("categories", T::String.array()),
         ("item_count", T::Number),
-        ("shipping", obj(&[("country", T::String), ("city", nullable(T::String)), ("postcode", nullable(T::String))])),
+        (
+            "shipping",
+            obj(&[
+                ("country", T::String),
+                ("city", nullable(T::String)),
+                ("postcode", nullable(T::String)),
+            ]),
+        ),
         ("warehouse", T::String),
         ("channel", nullable(T::String)),
         ("coupon_codes", T::String.array()),
@@ -68,7 +78,11 @@ pub fn context_type(with_delivery: bool) -> T {
         ("birthday_month", nullable(T::Number)),
         ("subscribed", T::Bool),
     ]);
-    let decision = obj(&[("date", T::String), ("month", T::Number), ("weekday", T::Number)]);
+    let decision = obj(&[
+        ("date", T::String),
+        ("month", T::Number),
+        ("weekday", T::Number),
+    ]);
     let mut fields = vec![
         ("order", order),
         ("customer", customer),
@@ -82,7 +96,11 @@ pub fn context_type(with_delivery: bool) -> T {
 }
 
 fn push_err(findings: &mut Vec<ExprFinding>, span: (usize, usize), message: String) {
-    findings.push(ExprFinding { span, message, warning: false });
+    findings.push(ExprFinding {
+        span,
+        message,
+        warning: false,
+    });
 }
 
 /// The result of checking one condition.
@@ -129,15 +147,26 @@ fn blank_strings(source: &str) -> String {
 }
 
 fn path_text(path: &[std::rc::Rc<str>]) -> String {
-    path.iter().map(|p| p.as_ref()).collect::<Vec<_>>().join(".")
+    path.iter()
+        .map(|p| p.as_ref())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Checks a condition against the variables it may read (see [`context_type`]).
 /// `segments` gives the segment ids defined before this condition and all segment ids.
-pub fn check(source: &str, ty: &T, segments: Option<(&[&str], &std::collections::HashSet<String>)>) -> ExprCheck {
+pub fn check(
+    source: &str,
+    ty: &T,
+    segments: Option<(&[&str], &std::collections::HashSet<String>)>,
+) -> ExprCheck {
     let mut findings = Vec::new();
     if source.trim().is_empty() {
-        push_err(&mut findings, (0, 0), "empty condition: write an expression such as customer.orders_count == 1".into());
+        push_err(
+            &mut findings,
+            (0, 0),
+            "empty condition: write an expression such as customer.orders_count == 1".into(),
+        );
         return ExprCheck { findings };
     }
     let blank = blank_strings(source);
@@ -145,18 +174,34 @@ pub fn check(source: &str, ty: &T, segments: Option<(&[&str], &std::collections:
     // Wall-clock and random functions would make a decision depend on more than its inputs.
     let forbidden = [
         (r"\brand\s*\(", "rand() reads randomness"),
-        (r"\bd\s*\(\s*\)", "d() without an argument reads the wall clock"),
-        (r"\b(date|time)\s*\(\s*(\)|'now'|\x22now\x22)", "date()/time() of 'now' reads the wall clock"),
+        (
+            r"\bd\s*\(\s*\)",
+            "d() without an argument reads the wall clock",
+        ),
+        (
+            r"\b(date|time)\s*\(\s*(\)|'now'|\x22now\x22)",
+            "date()/time() of 'now' reads the wall clock",
+        ),
         (r"\bnow\s*\(", "now() reads the wall clock"),
-        (r"\.\s*(isToday|isYesterday|isTomorrow)\s*\(", "this method compares with the wall clock"),
+        (
+            r"\.\s*(isToday|isYesterday|isTomorrow)\s*\(",
+            "this method compares with the wall clock",
+        ),
     ];
     for (pattern, why) in forbidden {
         // The 'now' argument lives inside a string literal, so that one pattern reads the source.
-        let haystack = if pattern.contains("now'") { source } else { blank.as_str() };
+        let haystack = if pattern.contains("now'") {
+            source
+        } else {
+            blank.as_str()
+        };
         if let Some(m) = regex(pattern).and_then(|r| r.find(haystack)) {
-            push_err(&mut findings, 
+            push_err(
+                &mut findings,
                 (m.start(), m.end()),
-                format!("{why}: a decision must depend on its inputs only (use decision.date, decision.month or decision.weekday)"),
+                format!(
+                    "{why}: a decision must depend on its inputs only (use decision.date, decision.month or decision.weekday)"
+                ),
             );
         }
     }
@@ -166,13 +211,35 @@ pub fn check(source: &str, ty: &T, segments: Option<(&[&str], &std::collections:
 
     // Every path read, for naming variables in messages and checking roots ourselves.
     let mut reads: Vec<(String, (usize, usize), bool)> = Vec::new();
-    fn walk(r: &zen_expression::intellisense::ReadDependency, out: &mut Vec<(String, (usize, usize), bool)>) {
+    fn walk(
+        r: &zen_expression::intellisense::ReadDependency,
+        out: &mut Vec<(String, (usize, usize), bool)>,
+    ) {
         use zen_expression::intellisense::ReadDependency as R;
         match r {
-            R::Direct { path, span, via_index } => out.push((path_text(path), (span.0 as usize, span.1 as usize), *via_index)),
-            R::Unresolved { path, span } => out.push((path_text(path), (span.0 as usize, span.1 as usize), false)),
-            R::Iteration { collection, span, reads, .. } => {
-                out.push((path_text(collection), (span.0 as usize, span.1 as usize), false));
+            R::Direct {
+                path,
+                span,
+                via_index,
+            } => out.push((
+                path_text(path),
+                (span.0 as usize, span.1 as usize),
+                *via_index,
+            )),
+            R::Unresolved { path, span } => {
+                out.push((path_text(path), (span.0 as usize, span.1 as usize), false))
+            }
+            R::Iteration {
+                collection,
+                span,
+                reads,
+                ..
+            } => {
+                out.push((
+                    path_text(collection),
+                    (span.0 as usize, span.1 as usize),
+                    false,
+                ));
                 for inner in reads {
                     walk(inner, out);
                 }
@@ -198,7 +265,10 @@ pub fn check(source: &str, ty: &T, segments: Option<(&[&str], &std::collections:
             let msg = if root == "delivery" {
                 "delivery is only known in follow-ups on order.delivered".to_string()
             } else {
-                format!("unknown variable {path} (a condition reads {})", roots.join(", "))
+                format!(
+                    "unknown variable {path} (a condition reads {})",
+                    roots.join(", ")
+                )
             };
             push_err(&mut findings, *span, msg);
             reported_unknown = true;
@@ -213,7 +283,9 @@ pub fn check(source: &str, ty: &T, segments: Option<(&[&str], &std::collections:
         }
         if d.code == Some("type.unknown-member") {
             // Name the whole path the marketer wrote, and the closest valid one.
-            let read = reads.iter().find(|(_, s, _)| s.0 <= span.0 && span.0 < s.1.max(s.0 + 1));
+            let read = reads
+                .iter()
+                .find(|(_, s, _)| s.0 <= span.0 && span.0 < s.1.max(s.0 + 1));
             let (path, at) = match read {
                 Some((p, s, _)) => (p.clone(), *s),
                 None => (d.args.get("name").cloned().unwrap_or_default(), span),
@@ -228,8 +300,12 @@ pub fn check(source: &str, ty: &T, segments: Option<(&[&str], &std::collections:
         if d.message.contains("cannot be applied to types") && d.message.contains('?') {
             let text = source.get(span.0..span.1).unwrap_or(source);
             for path in NULLABLE.iter().filter(|p| text.contains(*p)) {
-                let checked = regex(&format!(r"{}\s*(!=|==)\s*null|null\s*(!=|==)\s*{}", regex::escape(path), regex::escape(path)))
-                    .is_some_and(|r| r.is_match(source));
+                let checked = regex(&format!(
+                    r"{}\s*(!=|==)\s*null|null\s*(!=|==)\s*{}",
+                    regex::escape(path),
+                    regex::escape(path)
+                ))
+                .is_some_and(|r| r.is_match(source));
                 if !checked && nullable_warned.insert(*path) {
                     findings.push(ExprFinding {
                         span,
@@ -242,10 +318,16 @@ pub fn check(source: &str, ty: &T, segments: Option<(&[&str], &std::collections:
             }
             continue;
         }
-        if reported_unknown && d.source == zen_expression::intellisense::diagnostic::DiagnosticSource::TypeCheck {
+        if reported_unknown
+            && d.source == zen_expression::intellisense::diagnostic::DiagnosticSource::TypeCheck
+        {
             continue;
         }
-        findings.push(ExprFinding { span, message: format!("expression: {}", d.message), warning: false });
+        findings.push(ExprFinding {
+            span,
+            message: format!("expression: {}", d.message),
+            warning: false,
+        });
     }
 
     let returns_bool = matches!(&analysis.return_type, T::Bool | T::Any)
@@ -255,29 +337,46 @@ pub fn check(source: &str, ty: &T, segments: Option<(&[&str], &std::collections:
         let message = if assignment {
             "`=` is an assignment in ZEN, not a comparison: write `==`".to_string()
         } else {
-            format!("a condition must be true or false, this one gives {}", analysis.return_type)
+            format!(
+                "a condition must be true or false, this one gives {}",
+                analysis.return_type
+            )
         };
-        findings.push(ExprFinding { span: (0, source.len()), message, warning: false });
+        findings.push(ExprFinding {
+            span: (0, source.len()),
+            message,
+            warning: false,
+        });
     }
 
     if let Some((before, all)) = segments
-        && let Some(r) = regex(r#"'([^']*)'\s+in\s+segments\b|"([^"]*)"\s+in\s+segments\b|contains\(\s*segments\s*,\s*'([^']*)'"#)
+        && let Some(r) = regex(
+            r#"'([^']*)'\s+in\s+segments\b|"([^"]*)"\s+in\s+segments\b|contains\(\s*segments\s*,\s*'([^']*)'"#,
+        )
     {
         for cap in r.captures_iter(source) {
-            let Some(m) = cap.get(1).or_else(|| cap.get(2)).or_else(|| cap.get(3)) else { continue };
+            let Some(m) = cap.get(1).or_else(|| cap.get(2)).or_else(|| cap.get(3)) else {
+                continue;
+            };
             let name = m.as_str();
             if before.contains(&name) {
                 continue;
             }
             let message = if all.contains(name) {
-                format!("segment {name:?} is defined later: segments are evaluated in file order, so it is not known yet here")
+                format!(
+                    "segment {name:?} is defined later: segments are evaluated in file order, so it is not known yet here"
+                )
             } else {
                 let hint = crate::rules::load::suggest(name, all.iter().map(String::as_str))
                     .map(|s| format!(", did you mean {s:?}?"))
                     .unwrap_or_default();
                 format!("unknown segment {name:?}{hint}")
             };
-            findings.push(ExprFinding { span: (m.start(), m.end()), message, warning: false });
+            findings.push(ExprFinding {
+                span: (m.start(), m.end()),
+                message,
+                warning: false,
+            });
         }
     }
     ExprCheck { findings }
@@ -289,7 +388,11 @@ fn known_paths(ty: &T) -> Vec<String> {
         match ty {
             T::Object(fields) => {
                 for (k, v) in fields.borrow().iter() {
-                    let p = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+                    let p = if prefix.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     out.push(p.clone());
                     go(&p, v, out);
                 }
@@ -314,10 +417,20 @@ mod tests {
     use super::*;
 
     fn errors(s: &str) -> Vec<String> {
-        check(s, &context_type(false), None).findings.into_iter().filter(|f| !f.warning).map(|f| f.message).collect()
+        check(s, &context_type(false), None)
+            .findings
+            .into_iter()
+            .filter(|f| !f.warning)
+            .map(|f| f.message)
+            .collect()
     }
     fn warnings(s: &str) -> Vec<String> {
-        check(s, &context_type(false), None).findings.into_iter().filter(|f| f.warning).map(|f| f.message).collect()
+        check(s, &context_type(false), None)
+            .findings
+            .into_iter()
+            .filter(|f| f.warning)
+            .map(|f| f.message)
+            .collect()
     }
 
     #[test]
@@ -339,14 +452,21 @@ mod tests {
     #[test]
     fn misspelt_member_is_named_with_a_suggestion() {
         let e = errors("customer.ordrs_count == 1");
-        assert_eq!(e, vec!["unknown variable customer.ordrs_count, did you mean customer.orders_count?"]);
+        assert_eq!(
+            e,
+            vec!["unknown variable customer.ordrs_count, did you mean customer.orders_count?"]
+        );
     }
 
     #[test]
     fn unknown_root_is_an_error() {
         let f = check("foo.bar == 1", &context_type(false), None).findings;
         assert_eq!(f.len(), 1);
-        assert!(f[0].message.starts_with("unknown variable foo.bar"), "{}", f[0].message);
+        assert!(
+            f[0].message.starts_with("unknown variable foo.bar"),
+            "{}",
+            f[0].message
+        );
         assert_eq!(f[0].span.0, 0);
     }
 
@@ -383,15 +503,29 @@ mod tests {
     #[test]
     fn segments_must_be_defined_before() {
         let all: std::collections::HashSet<String> = ["a".to_string(), "b".to_string()].into();
-        let f = check("'b' in segments", &context_type(false), Some((&["a"], &all))).findings;
+        let f = check(
+            "'b' in segments",
+            &context_type(false),
+            Some((&["a"], &all)),
+        )
+        .findings;
         assert!(f[0].message.contains("defined later"), "{:?}", f);
-        let f = check("'c' in segments", &context_type(false), Some((&["a"], &all))).findings;
+        let f = check(
+            "'c' in segments",
+            &context_type(false),
+            Some((&["a"], &all)),
+        )
+        .findings;
         assert!(f[0].message.contains("unknown segment"), "{:?}", f);
     }
 
     #[test]
     fn delivery_only_on_delivered() {
         assert!(errors("delivery.late_days > 2")[0].contains("order.delivered"));
-        assert!(check("delivery.late_days > 2", &context_type(true), None).findings.is_empty());
+        assert!(
+            check("delivery.late_days > 2", &context_type(true), None)
+                .findings
+                .is_empty()
+        );
     }
 }

@@ -26,7 +26,14 @@ pub struct Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = if self.warning { "warning: " } else { "" };
-        write!(f, "{}:{}:{}: {kind}{}", self.file.display(), self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {kind}{}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
     }
 }
 
@@ -58,7 +65,11 @@ impl Source {
         let before = self.text.get(..offset).unwrap_or("");
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let col = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+        let col = before
+            .get(line_start..)
+            .map(|s| s.chars().count())
+            .unwrap_or(0)
+            + 1;
         (line, col)
     }
 
@@ -89,7 +100,13 @@ struct Collector {
 impl Collector {
     fn at(&mut self, src: &Source, offset: usize, warning: bool, message: impl Into<String>) {
         let (line, col) = src.position(offset);
-        self.findings.push(Finding { file: src.path.clone(), line, col, message: message.into(), warning });
+        self.findings.push(Finding {
+            file: src.path.clone(),
+            line,
+            col,
+            message: message.into(),
+            warning,
+        });
     }
     fn error(&mut self, src: &Source, span: &Range<usize>, message: impl Into<String>) {
         self.at(src, span.start, false, message);
@@ -100,21 +117,58 @@ const TOP_KEYS: &[&str] = &["package", "segment", "insert", "rule", "followup", 
 const PACKAGE_KEYS: &[&str] = &["max_inserts", "currency"];
 const SEGMENT_KEYS: &[&str] = &["id", "when", "description"];
 const INSERT_KEYS: &[&str] = &[
-    "id", "kind", "title", "description", "amount", "min_order", "valid_days", "code_prefix", "template", "sku",
-    "unit_cost", "stock",
+    "id",
+    "kind",
+    "title",
+    "description",
+    "amount",
+    "min_order",
+    "valid_days",
+    "code_prefix",
+    "template",
+    "sku",
+    "unit_cost",
+    "stock",
 ];
 const RULE_KEYS: &[&str] = &[
-    "id", "when", "give", "description", "priority", "group", "cooldown", "holdout", "active", "budget", "mode",
+    "id",
+    "when",
+    "give",
+    "description",
+    "priority",
+    "group",
+    "cooldown",
+    "holdout",
+    "active",
+    "budget",
+    "mode",
 ];
 const ACTIVE_KEYS: &[&str] = &["from", "until"];
-const FOLLOWUP_KEYS: &[&str] = &["id", "on", "when", "template", "after", "give", "holdout", "description", "mode"];
-const EMAIL_KEYS: &[&str] = &["max_per_customer", "quiet_hours", "default_time_zone", "expire_after"];
+const FOLLOWUP_KEYS: &[&str] = &[
+    "id",
+    "on",
+    "when",
+    "template",
+    "after",
+    "give",
+    "holdout",
+    "description",
+    "mode",
+];
+const EMAIL_KEYS: &[&str] = &[
+    "max_per_customer",
+    "quiet_hours",
+    "default_time_zone",
+    "expire_after",
+];
 const FREQUENCY_KEYS: &[&str] = &["count", "per"];
 const QUIET_KEYS: &[&str] = &["from", "until"];
 
 /// Loads and validates the rules folder and its templates.
 pub fn load_rules(rules_dir: &Path, templates_dir: &Path) -> LoadOutcome {
-    let mut c = Collector { findings: Vec::new() };
+    let mut c = Collector {
+        findings: Vec::new(),
+    };
     let mut files = Vec::new();
     match list_rule_files(rules_dir) {
         Ok(paths) if paths.is_empty() => {
@@ -175,7 +229,10 @@ pub fn load_rules(rules_dir: &Path, templates_dir: &Path) -> LoadOutcome {
     let version = version_hash(&files, templates_dir);
     let rules = build(&files, parsed, templates, version, &mut c);
     let has_error = c.findings.iter().any(|f| !f.warning);
-    LoadOutcome { rules: if has_error { None } else { rules }, findings: c.findings }
+    LoadOutcome {
+        rules: if has_error { None } else { rules },
+        findings: c.findings,
+    }
 }
 
 fn list_rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -194,7 +251,11 @@ fn list_rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 fn version_hash(files: &[Source], templates_dir: &Path) -> String {
     let mut h = Sha256::new();
     for f in files {
-        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         h.update((name.len() as u64).to_be_bytes());
         h.update(name.as_bytes());
         h.update((f.text.len() as u64).to_be_bytes());
@@ -213,7 +274,9 @@ fn version_hash(files: &[Source], templates_dir: &Path) -> String {
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -221,7 +284,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
         } else if path.extension().is_some_and(|e| e == "hbs")
             && let Ok(bytes) = std::fs::read(&path)
         {
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push((rel, bytes));
         }
     }
@@ -233,30 +300,51 @@ fn parse_file(src: &Source, c: &mut Collector) -> Option<RuleFile> {
         Ok(doc) => doc,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            c.error(src, &span, format!("TOML syntax: {}", first_line(e.message())));
+            c.error(
+                src,
+                &span,
+                format!("TOML syntax: {}", first_line(e.message())),
+            );
             return None;
         }
     };
     let before = c.findings.len();
-    check_keys(src, doc.as_table(), TOP_KEYS, "the top level", c, &|key, item, c| match key {
-        "package" => check_table_keys(src, item, PACKAGE_KEYS, "[package]", c),
-        "email" => check_table_keys_nested(src, item, EMAIL_KEYS, "[email]", c, &|k, it, c| match k {
-            "max_per_customer" => check_table_keys(src, it, FREQUENCY_KEYS, "email.max_per_customer", c),
-            "quiet_hours" => check_table_keys(src, it, QUIET_KEYS, "email.quiet_hours", c),
+    check_keys(
+        src,
+        doc.as_table(),
+        TOP_KEYS,
+        "the top level",
+        c,
+        &|key, item, c| match key {
+            "package" => check_table_keys(src, item, PACKAGE_KEYS, "[package]", c),
+            "email" => {
+                check_table_keys_nested(src, item, EMAIL_KEYS, "[email]", c, &|k, it, c| match k {
+                    "max_per_customer" => {
+                        check_table_keys(src, it, FREQUENCY_KEYS, "email.max_per_customer", c)
+                    }
+                    "quiet_hours" => check_table_keys(src, it, QUIET_KEYS, "email.quiet_hours", c),
+                    _ => {}
+                })
+            }
+            "segment" => each_table(item, |t| {
+                check_table_keys(src, t, SEGMENT_KEYS, "[[segment]]", c)
+            }),
+            "insert" => each_table(item, |t| {
+                check_table_keys(src, t, INSERT_KEYS, "[[insert]]", c)
+            }),
+            "rule" => each_table(item, |t| {
+                check_table_keys_nested(src, t, RULE_KEYS, "[[rule]]", c, &|k, it, c| {
+                    if k == "active" {
+                        check_table_keys(src, it, ACTIVE_KEYS, "rule.active", c)
+                    }
+                })
+            }),
+            "followup" => each_table(item, |t| {
+                check_table_keys(src, t, FOLLOWUP_KEYS, "[[followup]]", c)
+            }),
             _ => {}
-        }),
-        "segment" => each_table(item, |t| check_table_keys(src, t, SEGMENT_KEYS, "[[segment]]", c)),
-        "insert" => each_table(item, |t| check_table_keys(src, t, INSERT_KEYS, "[[insert]]", c)),
-        "rule" => each_table(item, |t| {
-            check_table_keys_nested(src, t, RULE_KEYS, "[[rule]]", c, &|k, it, c| {
-                if k == "active" {
-                    check_table_keys(src, it, ACTIVE_KEYS, "rule.active", c)
-                }
-            })
-        }),
-        "followup" => each_table(item, |t| check_table_keys(src, t, FOLLOWUP_KEYS, "[[followup]]", c)),
-        _ => {}
-    });
+        },
+    );
     if c.findings.len() > before {
         return None;
     }
@@ -292,7 +380,13 @@ fn each_table(item: &toml_edit::Item, mut f: impl FnMut(&toml_edit::Item)) {
     }
 }
 
-fn check_table_keys(src: &Source, item: &toml_edit::Item, known: &[&str], what: &str, c: &mut Collector) {
+fn check_table_keys(
+    src: &Source,
+    item: &toml_edit::Item,
+    known: &[&str],
+    what: &str,
+    c: &mut Collector,
+) {
     check_table_keys_nested(src, item, known, what, c, &|_, _, _| {})
 }
 
@@ -329,7 +423,11 @@ fn check_keys(
     nested: &KeyVisitor<'_>,
 ) {
     for (key, item) in table.iter() {
-        let span = table.key(key).and_then(|k| k.span()).or_else(|| item.span()).unwrap_or(0..0);
+        let span = table
+            .key(key)
+            .and_then(|k| k.span())
+            .or_else(|| item.span())
+            .unwrap_or(0..0);
         if known.contains(&key) {
             nested(key, item, c);
         } else {
@@ -341,7 +439,10 @@ fn check_keys(
 fn unknown_key_message(key: &str, known: &[&str], what: &str) -> String {
     match suggest(key, known.iter().copied()) {
         Some(s) => format!("unknown key `{key}` in {what}, did you mean `{s}`?"),
-        None => format!("unknown key `{key}` in {what} (expected one of: {})", known.join(", ")),
+        None => format!(
+            "unknown key `{key}` in {what} (expected one of: {})",
+            known.join(", ")
+        ),
     }
 }
 
@@ -362,12 +463,19 @@ struct Ids<'a> {
 
 impl<'a> Ids<'a> {
     fn new(what: &'static str) -> Self {
-        Ids { what, seen: HashMap::new() }
+        Ids {
+            what,
+            seen: HashMap::new(),
+        }
     }
     fn add(&mut self, src: &'a Source, id: &Spanned<String>, c: &mut Collector) {
         let name = id.get_ref();
         if name.trim().is_empty() {
-            c.error(src, &id.span(), format!("{} id must not be empty", self.what));
+            c.error(
+                src,
+                &id.span(),
+                format!("{} id must not be empty", self.what),
+            );
             return;
         }
         if let Some((first, at)) = self.seen.get(name) {
@@ -375,7 +483,11 @@ impl<'a> Ids<'a> {
             c.error(
                 src,
                 &id.span(),
-                format!("duplicate {} id {name:?} (first defined at {}:{line}:{col})", self.what, first.path.display()),
+                format!(
+                    "duplicate {} id {name:?} (first defined at {}:{line}:{col})",
+                    self.what,
+                    first.path.display()
+                ),
             );
         } else {
             self.seen.insert(name.clone(), (src, id.span().start));
@@ -403,7 +515,14 @@ fn build(
         if let Some(p) = &file.package {
             if let Some((first, at)) = package_seen {
                 let (line, col) = first.position(at);
-                c.error(src, &p.span(), format!("a second [package] (the first is at {}:{line}:{col})", first.path.display()));
+                c.error(
+                    src,
+                    &p.span(),
+                    format!(
+                        "a second [package] (the first is at {}:{line}:{col})",
+                        first.path.display()
+                    ),
+                );
             }
             package_seen = Some((src, p.span().start));
             let spec = p.get_ref();
@@ -414,10 +533,16 @@ fn build(
             if spec.max_inserts == Some(0) {
                 c.error(src, &p.span(), "max_inserts must be at least 1");
             }
-            package = currency.map(|currency| Package { max_inserts: spec.max_inserts.unwrap_or(3).max(1), currency });
+            package = currency.map(|currency| Package {
+                max_inserts: spec.max_inserts.unwrap_or(3).max(1),
+                currency,
+            });
         }
     }
-    let package = package.unwrap_or(Package { max_inserts: 3, currency: eur() });
+    let package = package.unwrap_or(Package {
+        max_inserts: 3,
+        currency: eur(),
+    });
 
     for (i, file) in &parsed {
         let src = &files[*i];
@@ -428,7 +553,11 @@ fn build(
             }
         }
     }
-    let insert_index: HashMap<String, usize> = inserts.iter().enumerate().map(|(i, x)| (x.id.clone(), i)).collect();
+    let insert_index: HashMap<String, usize> = inserts
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.id.clone(), i))
+        .collect();
 
     let ty_order = expr::context_type(false);
     let ty_delivery = expr::context_type(true);
@@ -445,9 +574,18 @@ fn build(
         for spec in &file.segment {
             segment_ids.add(src, &spec.id, c);
             let known: Vec<&str> = segments.iter().map(|s| s.id.as_str()).collect();
-            let cond = condition(src, &spec.when, &ty_order, Some((&known, &all_segment_ids)), c);
+            let cond = condition(
+                src,
+                &spec.when,
+                &ty_order,
+                Some((&known, &all_segment_ids)),
+                c,
+            );
             if let Some(when) = cond {
-                segments.push(Segment { id: spec.id.get_ref().clone(), when });
+                segments.push(Segment {
+                    id: spec.id.get_ref().clone(),
+                    when,
+                });
             }
         }
     }
@@ -460,8 +598,16 @@ fn build(
         let src = &files[*i];
         for spec in &file.rule {
             rule_ids.add(src, &spec.id, c);
-            if let Some(rule) = build_rule(src, spec, &insert_index, &inserts, &ty_order, &segment_names, &all_segment_ids, c)
-            {
+            if let Some(rule) = build_rule(
+                src,
+                spec,
+                &insert_index,
+                &inserts,
+                &ty_order,
+                &segment_names,
+                &all_segment_ids,
+                c,
+            ) {
                 rules.push(rule);
             }
         }
@@ -487,7 +633,14 @@ fn build(
         if let Some(e) = &file.email {
             if let Some((first, at)) = email_seen {
                 let (line, col) = first.position(at);
-                c.error(src, &e.span(), format!("a second [email] (the first is at {}:{line}:{col})", first.path.display()));
+                c.error(
+                    src,
+                    &e.span(),
+                    format!(
+                        "a second [email] (the first is at {}:{line}:{col})",
+                        first.path.display()
+                    ),
+                );
             }
             email_seen = Some((src, e.span().start));
             email = build_email(src, e.get_ref(), c);
@@ -548,20 +701,36 @@ fn money_map(
             Ok(d) if d >= Decimal::ZERO => {
                 out.insert(cur, d);
             }
-            Ok(_) => c.error(src, &amount.span(), format!("{what}: an amount must not be negative")),
+            Ok(_) => c.error(
+                src,
+                &amount.span(),
+                format!("{what}: an amount must not be negative"),
+            ),
             Err(e) => c.error(src, &amount.span(), format!("{what}: {e}")),
         }
     }
     out
 }
 
-fn build_insert(src: &Source, spec: &model::InsertSpec, templates: &Templates, c: &mut Collector) -> Option<Insert> {
+fn build_insert(
+    src: &Source,
+    spec: &model::InsertSpec,
+    templates: &Templates,
+    c: &mut Collector,
+) -> Option<Insert> {
     let id = spec.id.get_ref().clone();
     let span = spec.id.span();
     let not_for = |c: &mut Collector, key: &str, kinds: &str| {
-        c.error(src, &span, format!("insert {id:?}: `{key}` applies to {kinds} only"));
+        c.error(
+            src,
+            &span,
+            format!("insert {id:?}: `{key}` applies to {kinds} only"),
+        );
     };
-    let coupon_keys = spec.amount.is_some() || spec.min_order.is_some() || spec.valid_days.is_some() || spec.code_prefix.is_some();
+    let coupon_keys = spec.amount.is_some()
+        || spec.min_order.is_some()
+        || spec.valid_days.is_some()
+        || spec.code_prefix.is_some();
     let item_keys = spec.sku.is_some() || spec.unit_cost.is_some() || spec.stock.is_some();
     let body = match spec.kind {
         InsertKind::Coupon => {
@@ -572,30 +741,57 @@ fn build_insert(src: &Source, spec: &model::InsertSpec, templates: &Templates, c
                 not_for(c, "template", "notes");
             }
             let Some(amount_spec) = &spec.amount else {
-                c.error(src, &span, format!("coupon {id:?} has no `amount` (e.g. amount = {{ EUR = \"10.00\" }})"));
+                c.error(
+                    src,
+                    &span,
+                    format!("coupon {id:?} has no `amount` (e.g. amount = {{ EUR = \"10.00\" }})"),
+                );
                 return None;
             };
             let amount = money_map(src, amount_spec, "amount", c);
             if amount_spec.get_ref().is_empty() {
-                c.error(src, &amount_spec.span(), format!("coupon {id:?}: `amount` names no currency"));
+                c.error(
+                    src,
+                    &amount_spec.span(),
+                    format!("coupon {id:?}: `amount` names no currency"),
+                );
             }
-            let min_order = spec.min_order.as_ref().map(|m| money_map(src, m, "min_order", c)).unwrap_or_default();
+            let min_order = spec
+                .min_order
+                .as_ref()
+                .map(|m| money_map(src, m, "min_order", c))
+                .unwrap_or_default();
             let code_prefix = match &spec.code_prefix {
                 None => "PW".to_string(),
                 Some(p) => {
                     let ok = !p.get_ref().is_empty()
                         && p.get_ref().len() <= 16
-                        && p.get_ref().chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit());
+                        && p.get_ref()
+                            .chars()
+                            .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit());
                     if !ok {
-                        c.error(src, &p.span(), "code_prefix: use 1 to 16 upper-case letters or digits");
+                        c.error(
+                            src,
+                            &p.span(),
+                            "code_prefix: use 1 to 16 upper-case letters or digits",
+                        );
                     }
                     p.get_ref().clone()
                 }
             };
             if spec.valid_days == Some(0) {
-                c.error(src, &span, format!("coupon {id:?}: valid_days must be at least 1"));
+                c.error(
+                    src,
+                    &span,
+                    format!("coupon {id:?}: valid_days must be at least 1"),
+                );
             }
-            InsertBody::Coupon(CouponSpec { amount, min_order, valid_days: spec.valid_days.unwrap_or(30), code_prefix })
+            InsertBody::Coupon(CouponSpec {
+                amount,
+                min_order,
+                valid_days: spec.valid_days.unwrap_or(30),
+                code_prefix,
+            })
         }
         InsertKind::Note => {
             if coupon_keys {
@@ -605,7 +801,11 @@ fn build_insert(src: &Source, spec: &model::InsertSpec, templates: &Templates, c
                 not_for(c, "sku/unit_cost/stock", "gifts, samples and packaging");
             }
             let Some(t) = &spec.template else {
-                c.error(src, &span, format!("note {id:?} has no `template` (templates/notes/NAME.hbs)"));
+                c.error(
+                    src,
+                    &span,
+                    format!("note {id:?} has no `template` (templates/notes/NAME.hbs)"),
+                );
                 return None;
             };
             if !templates.has_note(t.get_ref()) {
@@ -613,9 +813,19 @@ fn build_insert(src: &Source, spec: &model::InsertSpec, templates: &Templates, c
                 let hint = suggest(t.get_ref(), names.iter().map(String::as_str))
                     .map(|s| format!(", did you mean {s:?}?"))
                     .unwrap_or_default();
-                c.error(src, &t.span(), format!("unknown note template {:?} (no templates/notes/{}.hbs){hint}", t.get_ref(), t.get_ref()));
+                c.error(
+                    src,
+                    &t.span(),
+                    format!(
+                        "unknown note template {:?} (no templates/notes/{}.hbs){hint}",
+                        t.get_ref(),
+                        t.get_ref()
+                    ),
+                );
             }
-            InsertBody::Note { template: t.get_ref().clone() }
+            InsertBody::Note {
+                template: t.get_ref().clone(),
+            }
         }
         InsertKind::Gift | InsertKind::Sample | InsertKind::Packaging => {
             if coupon_keys {
@@ -642,20 +852,42 @@ fn build_insert(src: &Source, spec: &model::InsertSpec, templates: &Templates, c
                 StockSpec::Pool(n) => Stock::Pool(*n),
                 StockSpec::PerWarehouse(m) => Stock::PerWarehouse(m.clone()),
             });
-            InsertBody::Item { sku: spec.sku.clone(), unit_cost, stock }
+            InsertBody::Item {
+                sku: spec.sku.clone(),
+                unit_cost,
+                stock,
+            }
         }
     };
-    Some(Insert { id, kind: spec.kind, title: spec.title.clone(), body })
+    Some(Insert {
+        id,
+        kind: spec.kind,
+        title: spec.title.clone(),
+        body,
+    })
 }
 
-fn mode_at(src: &Source, m: &Option<Spanned<String>>, allow_shadow: bool, c: &mut Collector) -> Mode {
+fn mode_at(
+    src: &Source,
+    m: &Option<Spanned<String>>,
+    allow_shadow: bool,
+    c: &mut Collector,
+) -> Mode {
     match m.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
         None | Some(("live", _)) => Mode::Live,
         Some(("shadow", _)) if allow_shadow => Mode::Shadow,
         Some(("off", _)) => Mode::Off,
         Some((other, span)) => {
-            let expected = if allow_shadow { "live, shadow or off" } else { "live or off" };
-            c.error(src, &span, format!("bad mode {other:?}: expected {expected}"));
+            let expected = if allow_shadow {
+                "live, shadow or off"
+            } else {
+                "live or off"
+            };
+            c.error(
+                src,
+                &span,
+                format!("bad mode {other:?}: expected {expected}"),
+            );
             Mode::Live
         }
     }
@@ -671,7 +903,12 @@ fn percent_at(src: &Source, p: &Option<Spanned<String>>, c: &mut Collector) -> u
     }
 }
 
-fn duration_at(src: &Source, d: &Spanned<String>, what: &str, c: &mut Collector) -> Option<Duration> {
+fn duration_at(
+    src: &Source,
+    d: &Spanned<String>,
+    what: &str,
+    c: &mut Collector,
+) -> Option<Duration> {
     match parse_duration(d.get_ref()) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -695,9 +932,21 @@ fn give_list(
         match insert_index.get(g.get_ref()) {
             Some(i) => {
                 if coupons_only && inserts[*i].kind != InsertKind::Coupon {
-                    c.error(src, &g.span(), format!("{owner}: a follow-up can only give coupons, {:?} is a {}", g.get_ref(), inserts[*i].kind.as_str()));
+                    c.error(
+                        src,
+                        &g.span(),
+                        format!(
+                            "{owner}: a follow-up can only give coupons, {:?} is a {}",
+                            g.get_ref(),
+                            inserts[*i].kind.as_str()
+                        ),
+                    );
                 } else if out.contains(i) {
-                    c.error(src, &g.span(), format!("{owner}: insert {:?} is given twice", g.get_ref()));
+                    c.error(
+                        src,
+                        &g.span(),
+                        format!("{owner}: insert {:?} is given twice", g.get_ref()),
+                    );
                 } else {
                     out.push(*i);
                 }
@@ -706,7 +955,11 @@ fn give_list(
                 let hint = suggest(g.get_ref(), insert_index.keys().map(String::as_str))
                     .map(|s| format!(", did you mean {s:?}?"))
                     .unwrap_or_default();
-                c.error(src, &g.span(), format!("{owner}: unknown insert {:?}{hint}", g.get_ref()));
+                c.error(
+                    src,
+                    &g.span(),
+                    format!("{owner}: unknown insert {:?}{hint}", g.get_ref()),
+                );
             }
         }
     }
@@ -728,10 +981,17 @@ fn build_rule(
     let owner = format!("rule {id:?}");
     let when = condition(src, &spec.when, ty, Some((segments, all_segments)), c);
     if spec.give.is_empty() {
-        c.error(src, &spec.id.span(), format!("{owner} gives nothing: `give` lists no insert"));
+        c.error(
+            src,
+            &spec.id.span(),
+            format!("{owner} gives nothing: `give` lists no insert"),
+        );
     }
     let give = give_list(src, &owner, &spec.give, insert_index, inserts, false, c);
-    let cooldown = spec.cooldown.as_ref().and_then(|d| duration_at(src, d, "cooldown", c));
+    let cooldown = spec
+        .cooldown
+        .as_ref()
+        .and_then(|d| duration_at(src, d, "cooldown", c));
     let holdout_bp = percent_at(src, &spec.holdout, c);
     let (mut active_from, mut active_until) = (None, None);
     if let Some(a) = &spec.active {
@@ -749,7 +1009,11 @@ fn build_rule(
         if let (Some(f), Some(u)) = (active_from, active_until)
             && f > u
         {
-            c.error(src, &a.span(), format!("active: `from` ({f}) is after `until` ({u})"));
+            c.error(
+                src,
+                &a.span(),
+                format!("active: `from` ({f}) is after `until` ({u})"),
+            );
         }
     }
     let budget = spec.budget.as_ref().and_then(|b| build_budget(src, b, c));
@@ -777,7 +1041,11 @@ fn build_budget(
     let mut map = b.get_ref().clone();
     let per = match map.remove("per") {
         None => {
-            c.error(src, &b.span(), "budget: `per` is missing (\"month\", \"week\" or \"day\")");
+            c.error(
+                src,
+                &b.span(),
+                "budget: `per` is missing (\"month\", \"week\" or \"day\")",
+            );
             return None;
         }
         Some(p) => match p.get_ref().as_str() {
@@ -785,13 +1053,23 @@ fn build_budget(
             "week" => Period::Week,
             "day" => Period::Day,
             other => {
-                c.error(src, &p.span(), format!("budget: bad period {other:?}: expected \"month\", \"week\" or \"day\""));
+                c.error(
+                    src,
+                    &p.span(),
+                    format!(
+                        "budget: bad period {other:?}: expected \"month\", \"week\" or \"day\""
+                    ),
+                );
                 return None;
             }
         },
     };
     if map.is_empty() {
-        c.error(src, &b.span(), "budget: name at least one currency, e.g. { EUR = \"2000.00\", per = \"month\" }");
+        c.error(
+            src,
+            &b.span(),
+            "budget: name at least one currency, e.g. { EUR = \"2000.00\", per = \"month\" }",
+        );
         return None;
     }
     let spanned = Spanned::new(b.span(), map);
@@ -806,7 +1084,10 @@ fn build_followup(
     insert_index: &HashMap<String, usize>,
     inserts: &[Insert],
     templates: &Templates,
-    types: (&zen_expression::variable::VariableType, &zen_expression::variable::VariableType),
+    types: (
+        &zen_expression::variable::VariableType,
+        &zen_expression::variable::VariableType,
+    ),
     segments: &[&str],
     all_segments: &HashSet<String>,
     c: &mut Collector,
@@ -818,11 +1099,21 @@ fn build_followup(
         "order.shipped" => Some(Trigger::OrderShipped),
         "order.delivered" => Some(Trigger::OrderDelivered),
         other => {
-            c.error(src, &spec.on.span(), format!("bad `on` {other:?}: expected order.placed, order.shipped or order.delivered"));
+            c.error(
+                src,
+                &spec.on.span(),
+                format!(
+                    "bad `on` {other:?}: expected order.placed, order.shipped or order.delivered"
+                ),
+            );
             None
         }
     };
-    let ty = if on == Some(Trigger::OrderDelivered) { types.1 } else { types.0 };
+    let ty = if on == Some(Trigger::OrderDelivered) {
+        types.1
+    } else {
+        types.0
+    };
     let when = match &spec.when {
         None => Some(None),
         Some(w) => condition(src, w, ty, Some((segments, all_segments)), c).map(Some),
@@ -835,7 +1126,11 @@ fn build_followup(
         c.error(
             src,
             &spec.template.span(),
-            format!("unknown e-mail template {:?} (no templates/emails/{}/){hint}", spec.template.get_ref(), spec.template.get_ref()),
+            format!(
+                "unknown e-mail template {:?} (no templates/emails/{}/){hint}",
+                spec.template.get_ref(),
+                spec.template.get_ref()
+            ),
         );
     }
     let after = duration_at(src, &spec.after, "after", c);
@@ -858,16 +1153,21 @@ fn build_email(src: &Source, spec: &model::EmailSpec, c: &mut Collector) -> Opti
     let mut policy = EmailPolicy::default();
     if let Some(f) = &spec.max_per_customer {
         if f.count == 0 {
-            c.error(src, &f.per.span(), "max_per_customer: count must be at least 1");
+            c.error(
+                src,
+                &f.per.span(),
+                "max_per_customer: count must be at least 1",
+            );
         }
         if let Some(per) = duration_at(src, &f.per, "max_per_customer.per", c) {
             policy.max_per_customer = Some((f.count, per));
         }
     }
     if let Some(q) = &spec.quiet_hours {
-        let from = parse_time_of_day(q.from.get_ref()).map_err(|e| c.error(src, &q.from.span(), format!("quiet_hours.from: {e}")));
-        let until =
-            parse_time_of_day(q.until.get_ref()).map_err(|e| c.error(src, &q.until.span(), format!("quiet_hours.until: {e}")));
+        let from = parse_time_of_day(q.from.get_ref())
+            .map_err(|e| c.error(src, &q.from.span(), format!("quiet_hours.from: {e}")));
+        let until = parse_time_of_day(q.until.get_ref())
+            .map_err(|e| c.error(src, &q.until.span(), format!("quiet_hours.until: {e}")));
         if let (Ok(f), Ok(u)) = (from, until) {
             policy.quiet_hours = Some((f, u));
         }
@@ -875,7 +1175,11 @@ fn build_email(src: &Source, spec: &model::EmailSpec, c: &mut Collector) -> Opti
     if let Some(tz) = &spec.default_time_zone {
         match tz.get_ref().parse::<Tz>() {
             Ok(t) => policy.default_time_zone = t,
-            Err(_) => c.error(src, &tz.span(), format!("unknown IANA time zone {:?}", tz.get_ref())),
+            Err(_) => c.error(
+                src,
+                &tz.span(),
+                format!("unknown IANA time zone {:?}", tz.get_ref()),
+            ),
         }
     }
     if let Some(e) = &spec.expire_after
@@ -906,9 +1210,17 @@ fn condition(
         return None;
     }
     match expr::compile(text) {
-        Ok(expr) => Some(Condition { source: text.clone(), expr }),
+        Ok(expr) => Some(Condition {
+            source: text.clone(),
+            expr,
+        }),
         Err(e) => {
-            c.at(src, base, false, format!("expression does not compile: {e}"));
+            c.at(
+                src,
+                base,
+                false,
+                format!("expression does not compile: {e}"),
+            );
             None
         }
     }

@@ -48,8 +48,14 @@ pub struct Insert {
 #[derive(Debug, Clone)]
 pub enum InsertBody {
     Coupon(CouponSpec),
-    Note { template: String },
-    Item { sku: Option<String>, unit_cost: Decimal, stock: Option<Stock> },
+    Note {
+        template: String,
+    },
+    Item {
+        sku: Option<String>,
+        unit_cost: Decimal,
+        stock: Option<Stock>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +79,9 @@ impl Stock {
     pub fn slot(&self, warehouse: &str) -> Option<(StockSlot, u32)> {
         match self {
             Stock::Pool(n) => Some((StockSlot::Pool, *n)),
-            Stock::PerWarehouse(map) => map.get(warehouse).map(|n| (StockSlot::Warehouse(warehouse.to_string()), *n)),
+            Stock::PerWarehouse(map) => map
+                .get(warehouse)
+                .map(|n| (StockSlot::Warehouse(warehouse.to_string()), *n)),
         }
     }
 }

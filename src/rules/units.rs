@@ -6,7 +6,11 @@ use rust_decimal::Decimal;
 
 /// Parses `30m`, `4h`, `90d` or `2w`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("bad duration {s:?}: expected a whole number and a unit, e.g. \"30m\", \"4h\", \"90d\" or \"2w\"");
+    let bad = || {
+        format!(
+            "bad duration {s:?}: expected a whole number and a unit, e.g. \"30m\", \"4h\", \"90d\" or \"2w\""
+        )
+    };
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let n: i64 = num.parse().map_err(|_| bad())?;
     let d = match unit {
@@ -21,7 +25,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses a percentage `"10%"` or `"2.5%"` into basis points (0..=10000).
 pub fn parse_percent(s: &str) -> Result<u16, String> {
-    let bad = || format!("bad percentage {s:?}: expected e.g. \"10%\" or \"2.5%\", between 0% and 100%");
+    let bad =
+        || format!("bad percentage {s:?}: expected e.g. \"10%\" or \"2.5%\", between 0% and 100%");
     let num = s.strip_suffix('%').ok_or_else(bad)?;
     let d = Decimal::from_str_exact(num).map_err(|_| bad())?;
     if d < Decimal::ZERO || d > Decimal::ONE_HUNDRED {
@@ -35,11 +40,13 @@ pub fn parse_percent(s: &str) -> Result<u16, String> {
 }
 
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("bad date {s:?}: expected YYYY-MM-DD"))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("bad date {s:?}: expected YYYY-MM-DD"))
 }
 
 pub fn parse_time_of_day(s: &str) -> Result<NaiveTime, String> {
-    NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("bad time of day {s:?}: expected HH:MM"))
+    NaiveTime::parse_from_str(s, "%H:%M")
+        .map_err(|_| format!("bad time of day {s:?}: expected HH:MM"))
 }
 
 #[cfg(test)]
@@ -52,7 +59,17 @@ mod tests {
         assert_eq!(parse_duration("4h").unwrap(), Duration::hours(4));
         assert_eq!(parse_duration("2w").unwrap(), Duration::days(14));
         assert_eq!(parse_duration("30m").unwrap(), Duration::minutes(30));
-        for bad in ["", "d", "90", "90 d", "1.5d", "0d", "-3d", "3y", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "d",
+            "90",
+            "90 d",
+            "1.5d",
+            "0d",
+            "-3d",
+            "3y",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

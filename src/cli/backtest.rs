@@ -1,0 +1,276 @@
+//! `packwell backtest`: an NDJSON history replayed in time order through the fold and the
+//! engine (stock and budgets applied): per rule, insert and segment, what was given, held
+//! out, skipped and what it cost.
+
+use super::{CliResult, Common, Failure, Format, RulesArgs};
+use crate::coupon::CouponKey;
+use crate::engine::{Shop, SkipReason};
+use crate::event::{Event, parse_event};
+use crate::money::format_amount;
+use crate::replay::{Applied, Replay};
+use crate::rules::RuleSet;
+use indicatif::{ProgressBar, ProgressStyle};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::Path;
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct RuleStats {
+    pub id: String,
+    pub given: u64,
+    pub held_out: u64,
+    pub shadow: u64,
+    pub skipped: BTreeMap<String, u64>,
+    pub cost: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct InsertStats {
+    pub id: String,
+    pub given: u64,
+    pub cost: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct SegmentStats {
+    pub id: String,
+    pub orders: u64,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct EmailStats {
+    pub scheduled: u64,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct BacktestReport {
+    pub events: u64,
+    pub orders: u64,
+    pub rejected: u64,
+    pub rules: Vec<RuleStats>,
+    pub inserts: Vec<InsertStats>,
+    pub segments: Vec<SegmentStats>,
+    pub emails: EmailStats,
+}
+
+/// Replays `events` (in time order; ties keep file order) and counts.
+pub fn backtest(
+    rules: &RuleSet,
+    key: &CouponKey,
+    shop: &Shop,
+    events: &[Event],
+    progress: &ProgressBar,
+) -> BacktestReport {
+    let mut order: Vec<&Event> = events.iter().collect();
+    if !order
+        .windows(2)
+        .all(|w| w[0].occurred_at <= w[1].occurred_at)
+    {
+        order.sort_by_key(|e| e.occurred_at);
+    }
+    let mut replay = Replay::new(rules, key, shop);
+    let mut by_rule: BTreeMap<
+        String,
+        (
+            u64,
+            u64,
+            u64,
+            BTreeMap<String, u64>,
+            BTreeMap<String, Decimal>,
+        ),
+    > = BTreeMap::new();
+    let mut by_insert: BTreeMap<String, (u64, BTreeMap<String, Decimal>)> = BTreeMap::new();
+    let mut by_segment: BTreeMap<String, u64> = BTreeMap::new();
+    let mut report = BacktestReport::default();
+    for event in order {
+        report.events += 1;
+        progress.inc(1);
+        match replay.apply(event, true, false) {
+            Applied::Decided(outcome) => {
+                report.orders += 1;
+                let d = &outcome.decision;
+                for s in &d.segments {
+                    *by_segment.entry(s.clone()).or_default() += 1;
+                }
+                for i in &d.inserts {
+                    by_rule.entry(i.rule_id.clone()).or_default().0 += 1;
+                    by_insert.entry(i.insert_id.clone()).or_default().0 += 1;
+                }
+                for c in &outcome.costs {
+                    *by_rule
+                        .entry(c.rule_id.clone())
+                        .or_default()
+                        .4
+                        .entry(c.currency.to_string())
+                        .or_default() += c.amount;
+                    *by_insert
+                        .entry(c.insert_id.clone())
+                        .or_default()
+                        .1
+                        .entry(c.currency.to_string())
+                        .or_default() += c.amount;
+                }
+                for s in &d.skipped {
+                    let stats = by_rule.entry(s.rule_id.clone()).or_default();
+                    match s.reason {
+                        SkipReason::Holdout => stats.1 += 1,
+                        SkipReason::Shadow => stats.2 += 1,
+                        _ => {}
+                    }
+                    *stats.3.entry(s.reason.as_str().to_string()).or_default() += 1;
+                }
+                report.emails.scheduled += d.followups.len() as u64;
+            }
+            Applied::Folded { followups, skipped } => {
+                report.emails.scheduled += followups.len() as u64;
+                for s in skipped {
+                    let stats = by_rule.entry(s.rule_id.clone()).or_default();
+                    if s.reason == SkipReason::Holdout {
+                        stats.1 += 1;
+                    }
+                    *stats.3.entry(s.reason.as_str().to_string()).or_default() += 1;
+                }
+            }
+            Applied::Unchanged | Applied::Conflict => {}
+        }
+    }
+    let money =
+        |m: BTreeMap<String, Decimal>| m.into_iter().map(|(k, v)| (k, format_amount(v))).collect();
+    // Every rule, follow-up, insert and segment is listed, also those that never applied.
+    for id in rules
+        .rules
+        .iter()
+        .map(|r| &r.id)
+        .chain(rules.followups.iter().map(|f| &f.id))
+    {
+        let (given, held_out, shadow, skipped, cost) = by_rule.remove(id).unwrap_or_default();
+        report.rules.push(RuleStats {
+            id: id.clone(),
+            given,
+            held_out,
+            shadow,
+            skipped,
+            cost: money(cost),
+        });
+    }
+    for insert in &rules.inserts {
+        let (given, cost) = by_insert.remove(&insert.id).unwrap_or_default();
+        report.inserts.push(InsertStats {
+            id: insert.id.clone(),
+            given,
+            cost: money(cost),
+        });
+    }
+    for seg in &rules.segments {
+        report.segments.push(SegmentStats {
+            id: seg.id.clone(),
+            orders: by_segment.remove(&seg.id).unwrap_or(0),
+        });
+    }
+    report
+}
+
+pub fn text_report(r: &BacktestReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} events, {} orders decided, {} lines rejected",
+        r.events, r.orders, r.rejected
+    );
+    let cost = |m: &BTreeMap<String, String>| {
+        if m.is_empty() {
+            "-".to_string()
+        } else {
+            m.iter()
+                .map(|(c, a)| format!("{a} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "\nRules and follow-ups          given  held out  shadow  cost                 skipped"
+    );
+    for s in &r.rules {
+        let skipped: Vec<String> = s.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            out,
+            "  {:<26} {:>7} {:>9} {:>7}  {:<20} {}",
+            s.id,
+            s.given,
+            s.held_out,
+            s.shadow,
+            cost(&s.cost),
+            skipped.join(", ")
+        );
+    }
+    let _ = writeln!(out, "\nInserts                        given  cost");
+    for s in &r.inserts {
+        let _ = writeln!(out, "  {:<26} {:>7}  {}", s.id, s.given, cost(&s.cost));
+    }
+    let _ = writeln!(out, "\nSegments                      orders");
+    for s in &r.segments {
+        let _ = writeln!(out, "  {:<26} {:>7}", s.id, s.orders);
+    }
+    let _ = writeln!(out, "\nE-mails scheduled: {}", r.emails.scheduled);
+    out
+}
+
+pub fn run(common: &Common, args: &RulesArgs, events: &Path, format: Format) -> CliResult {
+    let config = super::load_config(common)?;
+    let rules = super::load_valid_rules(args)?;
+    let key = super::read_only_key(&config)?;
+    let file = std::fs::File::open(events)
+        .map_err(|e| Failure::usage(format!("error: cannot read {}: {e}", events.display())))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("reading {bytes}/{total_bytes} {wide_bar} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut parsed = Vec::new();
+    let mut rejected: Vec<String> = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line
+            .map_err(|e| Failure::usage(format!("error: {}:{}: {e}", events.display(), i + 1)))?;
+        bar.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_event(line.as_bytes()) {
+            Ok(e) => parsed.push(e),
+            Err(r) => rejected.push(format!(
+                "{}:{}: {} ({})",
+                events.display(),
+                i + 1,
+                r.message,
+                r.reason.as_str()
+            )),
+        }
+    }
+    bar.finish_and_clear();
+    let bar = ProgressBar::new(parsed.len() as u64).with_style(
+        ProgressStyle::with_template("replaying {pos}/{len} events {wide_bar} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut report = backtest(&rules, &key, &config.shop(), &parsed, &bar);
+    bar.finish_and_clear();
+    report.rejected = rejected.len() as u64;
+    for r in rejected.iter().take(20) {
+        eprintln!("rejected: {r}");
+    }
+    if rejected.len() > 20 {
+        eprintln!("rejected: ... and {} more lines", rejected.len() - 20);
+    }
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| Failure::usage(format!("error: {e}")))?;
+            println!("{text}");
+        }
+        Format::Text => print!("{}", text_report(&report)),
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! The marketer's commands. `main.rs` parses the command line; everything here is callable
+//! (and tested) without the binary. Exit codes: 0 success, 1 a finding, 2 usage or input error.
+
+mod backtest;
+mod preview;
+mod rule_tests;
+mod simulate;
+mod validate;
+
+pub use backtest::{BacktestReport, backtest};
+pub use rule_tests::run_rule_tests;
+
+use crate::config::Config;
+use crate::coupon::CouponKey;
+use crate::event::{Event, parse_event};
+use crate::rules::{RuleSet, load_rules};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "packwell",
+    version,
+    about = "Post-purchase personalization: what goes into the parcel, and the e-mails after it"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Configuration file (TOML); PACKWELL_* environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RulesArgs {
+    /// The rules folder (every *.toml in it, in file-name order).
+    #[arg(long, default_value = "rules", value_name = "DIR")]
+    pub rules: PathBuf,
+    /// The templates folder (default: `templates` beside the rules folder).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+impl RulesArgs {
+    pub fn templates_dir(&self) -> PathBuf {
+        self.templates.clone().unwrap_or_else(|| {
+            let parent = self
+                .rules
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            parent.join("templates")
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the rule files and templates; every problem as file:line:col.
+    Validate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+    },
+    /// Run the rule tests in rules/tests/*.toml.
+    Test {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+    },
+    /// Decide one order.placed event and print the decision; writes nothing.
+    Simulate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+        /// An order.placed event (JSON).
+        #[arg(long, value_name = "FILE")]
+        order: PathBuf,
+        /// Earlier events of that customer (NDJSON), replayed through the rules first.
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
+        /// The decision time (RFC 3339); default: the event's occurred_at.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Also show why each segment and rule matched or not.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Replay an NDJSON history through the rules: what each rule would have given and cost.
+    Backtest {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Render a note or an e-mail for an order as the customer would see it (HTML).
+    Preview {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+        /// A note (templates/notes/NAME.hbs) or e-mail (templates/emails/NAME/) template.
+        #[arg(long, value_name = "NAME")]
+        template: String,
+        #[arg(long, value_name = "FILE")]
+        order: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
+        /// Where to write the HTML (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// A command's failure: the exit code and what to say on stderr.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn finding(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+pub type CliResult = Result<(), Failure>;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Validate { common, rules } => validate::run(&common, &rules),
+        Command::Test { common, rules } => rule_tests::run(&common, &rules),
+        Command::Simulate {
+            common,
+            rules,
+            order,
+            history,
+            at,
+            format,
+            explain,
+        } => simulate::run(
+            &common,
+            &rules,
+            &order,
+            history.as_deref(),
+            at.as_deref(),
+            format,
+            explain,
+        ),
+        Command::Backtest {
+            common,
+            rules,
+            events,
+            format,
+        } => backtest::run(&common, &rules, &events, format),
+        Command::Preview {
+            common,
+            rules,
+            template,
+            order,
+            history,
+            out,
+        } => preview::run(
+            &common,
+            &rules,
+            &template,
+            &order,
+            history.as_deref(),
+            out.as_deref(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message.trim_end());
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+pub fn load_config(common: &Common) -> Result<Config, Failure> {
+    Config::from_env(common.config.as_deref()).map_err(|e| Failure::usage(format!("error: {e}")))
+}
+
+/// Loads the rules for a command that decides: warnings go to stderr, errors stop it (exit 1).
+pub fn load_valid_rules(args: &RulesArgs) -> Result<RuleSet, Failure> {
+    let outcome = load_rules(&args.rules, &args.templates_dir());
+    for w in outcome.warnings() {
+        eprintln!("{w}");
+    }
+    match outcome.rules {
+        Some(rules) => Ok(rules),
+        None => {
+            let errors: Vec<String> = outcome.errors().map(|e| e.to_string()).collect();
+            Err(Failure::finding(format!(
+                "{}\nerror: the rules are invalid ({} error{}); run `packwell validate`",
+                errors.join("\n"),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            )))
+        }
+    }
+}
+
+/// The configured coupon key; read-only commands never create one.
+pub fn read_only_key(config: &Config) -> Result<CouponKey, Failure> {
+    match CouponKey::read(&config.coupons.key_file) {
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => {
+            eprintln!(
+                "note: no coupon key at {}: codes are made with the fixed preview key and will differ from issued ones",
+                config.coupons.key_file.display()
+            );
+            Ok(CouponKey::preview())
+        }
+        Err(e) => Err(Failure::usage(format!("error: {e}"))),
+    }
+}
+
+/// Reads one event from a JSON file (exit 2 with the field on a bad one).
+pub fn read_event_file(path: &Path) -> Result<Event, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("error: cannot read {}: {e}", path.display())))?;
+    parse_event(&bytes).map_err(|r| {
+        Failure::usage(format!(
+            "error: {}: {} ({})",
+            path.display(),
+            r.message,
+            r.reason.as_str()
+        ))
+    })
+}
+
+/// Reads every event of an NDJSON file; a bad line stops with its number (exit 2).
+pub fn read_history_file(path: &Path) -> Result<Vec<Event>, Failure> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::usage(format!("error: cannot read {}: {e}", path.display())))?;
+    let mut events = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line =
+            line.map_err(|e| Failure::usage(format!("error: {}:{}: {e}", path.display(), i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = parse_event(line.as_bytes()).map_err(|r| {
+            Failure::usage(format!(
+                "error: {}:{}: {} ({})",
+                path.display(),
+                i + 1,
+                r.message,
+                r.reason.as_str()
+            ))
+        })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            Failure::usage(format!(
+                "error: --at {s:?}: expected an RFC 3339 time such as 2026-11-20T10:00:00Z"
+            ))
+        })
+}

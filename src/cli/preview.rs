@@ -1,0 +1,168 @@
+//! `packwell preview`: a note or an e-mail rendered for an order, with the coupon codes of a
+//! simulated decision, written as one HTML file.
+
+use super::simulate::simulate_order;
+use super::{CliResult, Common, Failure, RulesArgs};
+use crate::engine::{CouponGiven, GivenInsert, template_context};
+use crate::event::EventBody;
+use std::path::Path;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn run(
+    common: &Common,
+    args: &RulesArgs,
+    template: &str,
+    order: &Path,
+    history: Option<&Path>,
+    out: Option<&Path>,
+) -> CliResult {
+    let config = super::load_config(common)?;
+    let event = super::read_event_file(order)?;
+    let history = match history {
+        Some(p) => super::read_history_file(p)?,
+        None => Vec::new(),
+    };
+    let rules = super::load_valid_rules(args)?;
+    let key = super::read_only_key(&config)?;
+    let shop = config.shop();
+    let outcome = simulate_order(&rules, &key, &shop, &history, &event, None, false)?;
+    let EventBody::OrderPlaced(order) = &event.body else {
+        return Err(Failure::usage(
+            "error: the order file is not an order.placed event",
+        ));
+    };
+    // The customer's profile as it stands with this order, for the template's variables.
+    let mut replay = crate::replay::Replay::new(&rules, &key, &shop);
+    for e in &history {
+        replay.apply(e, false, false);
+    }
+    replay.apply(&event, false, false);
+    let profile = replay
+        .history
+        .profile(&order.customer.id)
+        .cloned()
+        .unwrap_or_else(|| crate::profile::Profile::new(&order.customer.id));
+
+    let html = if rules.templates.has_note(template) {
+        // The coupons of the rule that gives this note; else every coupon of the decision.
+        let note_rule = outcome.decision.inserts.iter().find(|i| {
+            matches!(rules.insert(&i.insert_id).map(|x| &x.body), Some(crate::rules::InsertBody::Note { template: t }) if t == template)
+        });
+        let coupons: Vec<(&GivenInsert, &CouponGiven)> = outcome
+            .decision
+            .inserts
+            .iter()
+            .filter(|i| note_rule.is_none_or(|n| n.rule_id == i.rule_id))
+            .filter_map(|i| i.coupon.as_ref().map(|c| (i, c)))
+            .collect();
+        let ctx = template_context(
+            &profile,
+            order,
+            &crate::engine::context_coupons(&coupons),
+            event.occurred_at,
+            None,
+            &shop,
+        );
+        let text = rules
+            .templates
+            .render_note(template, &ctx)
+            .map_err(|e| Failure::finding(format!("error: {e}")))?;
+        format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Note {t} for order {o}</title>\n<style>body{{font-family:sans-serif;background:#eee}}.card{{background:#fffdf6;width:105mm;min-height:74mm;margin:2em auto;padding:10mm;box-shadow:0 1px 4px #999;font-family:'Segoe Script','Bradley Hand',cursive;font-size:14pt;white-space:pre-wrap}}</style></head>\n<body><div class=\"card\">{body}</div></body></html>\n",
+            t = escape(template),
+            o = escape(&order.id),
+            body = escape(&text)
+        )
+    } else if rules.templates.has_email(template) {
+        let followup = rules.followups.iter().find(|f| f.template == template);
+        let coupons: Vec<GivenInsert> = followup
+            .map(|f| {
+                f.give
+                    .iter()
+                    .filter_map(|&idx| {
+                        let insert = &rules.inserts[idx];
+                        let crate::rules::InsertBody::Coupon(c) = &insert.body else {
+                            return None;
+                        };
+                        let amount = c.amount.get(&order.currency)?;
+                        Some(GivenInsert {
+                            insert_id: insert.id.clone(),
+                            kind: "coupon".into(),
+                            rule_id: f.id.clone(),
+                            title: insert.title.clone(),
+                            quantity: 1,
+                            sku: None,
+                            coupon: Some(CouponGiven {
+                                code: key.code(&c.code_prefix, &order.id, &f.id, &insert.id, 0),
+                                amount: crate::money::format_amount(*amount),
+                                currency: order.currency.to_string(),
+                                min_order: c
+                                    .min_order
+                                    .get(&order.currency)
+                                    .map(|m| crate::money::format_amount(*m)),
+                                expires_on: (event.occurred_at.date_naive()
+                                    + chrono::Duration::days(i64::from(c.valid_days)))
+                                .format("%Y-%m-%d")
+                                .to_string(),
+                            }),
+                            note: None,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pairs: Vec<(&GivenInsert, &CouponGiven)> = coupons
+            .iter()
+            .filter_map(|g| g.coupon.as_ref().map(|c| (g, c)))
+            .collect();
+        let delivery = serde_json::json!({"delivered_at": crate::engine::format_time(event.occurred_at), "late_days": 0});
+        let mut ctx = template_context(
+            &profile,
+            order,
+            &crate::engine::context_coupons(&pairs),
+            event.occurred_at,
+            Some(delivery),
+            &shop,
+        );
+        let base = config
+            .http
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.http.listen));
+        ctx["unsubscribe_url"] = serde_json::Value::String(format!("{base}/u/preview"));
+        let email = rules
+            .templates
+            .render_email(template, &ctx)
+            .map_err(|e| Failure::finding(format!("error: {e}")))?;
+        format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{subject}</title></head><body>\n<div style=\"font-family:sans-serif;border-bottom:1px solid #ccc;padding:.5em;margin-bottom:1em\"><b>To:</b> {to}<br><b>Subject:</b> {subject}</div>\n{html}\n<hr><pre style=\"white-space:pre-wrap\">{text}</pre>\n</body></html>\n",
+            subject = escape(&email.subject),
+            to = escape(&order.customer.email),
+            html = email.html,
+            text = escape(&email.text)
+        )
+    } else {
+        let mut names = rules.templates.note_names();
+        names.extend(rules.templates.email_names());
+        return Err(Failure::usage(format!(
+            "error: no note or e-mail template {template:?} (known: {})",
+            names.join(", ")
+        )));
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(path, html).map_err(|e| {
+                Failure::usage(format!("error: cannot write {}: {e}", path.display()))
+            })?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{html}"),
+    }
+    Ok(())
+}

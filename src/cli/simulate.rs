@@ -1,0 +1,160 @@
+//! `packwell simulate`: one order decided on the rules, after its customer's history.
+
+use super::{CliResult, Common, Failure, Format, RulesArgs};
+use crate::coupon::CouponKey;
+use crate::engine::{Decision, Outcome, Shop};
+use crate::event::{Event, EventBody};
+use crate::replay::{Applied, Replay};
+use crate::rules::RuleSet;
+use chrono::{DateTime, Utc};
+use std::fmt::Write;
+use std::path::Path;
+
+/// Replays `history` (deciding it, as the service would have) and decides `order` at `at`.
+pub fn simulate_order(
+    rules: &RuleSet,
+    key: &CouponKey,
+    shop: &Shop,
+    history: &[Event],
+    order: &Event,
+    at: Option<DateTime<Utc>>,
+    explain: bool,
+) -> Result<Outcome, Failure> {
+    if !matches!(order.body, EventBody::OrderPlaced(_)) {
+        return Err(Failure::usage(format!(
+            "error: the order file holds a {} event, not order.placed",
+            order.type_name()
+        )));
+    }
+    let mut replay = Replay::new(rules, key, shop);
+    let mut sorted: Vec<&Event> = history.iter().collect();
+    sorted.sort_by_key(|e| e.occurred_at);
+    for e in sorted {
+        replay.apply(e, true, false);
+    }
+    let mut order = order.clone();
+    if let Some(at) = at {
+        order.occurred_at = at;
+    }
+    match replay.apply(&order, true, explain) {
+        Applied::Decided(outcome) => Ok(*outcome),
+        Applied::Conflict => Err(Failure::usage(
+            "error: the history has this order id under another customer",
+        )),
+        _ => Err(Failure::usage(
+            "error: the history already holds this order (same event_id or order id): it would not be decided again",
+        )),
+    }
+}
+
+pub fn run(
+    common: &Common,
+    args: &RulesArgs,
+    order: &Path,
+    history: Option<&Path>,
+    at: Option<&str>,
+    format: Format,
+    explain: bool,
+) -> CliResult {
+    let config = super::load_config(common)?;
+    let event = super::read_event_file(order)?;
+    let history = match history {
+        Some(p) => super::read_history_file(p)?,
+        None => Vec::new(),
+    };
+    let at = at.map(super::parse_time).transpose()?;
+    let rules = super::load_valid_rules(args)?;
+    let key = super::read_only_key(&config)?;
+    let outcome = simulate_order(&rules, &key, &config.shop(), &history, &event, at, explain)?;
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&outcome.decision)
+                .map_err(|e| Failure::usage(format!("error: cannot write JSON: {e}")))?;
+            println!("{text}");
+        }
+        Format::Text => print!("{}", decision_text(&outcome.decision)),
+    }
+    Ok(())
+}
+
+/// The decision as a person reads it.
+pub fn decision_text(d: &Decision) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Order {} of customer {} ({}), decided {}",
+        d.order_id, d.customer_id, d.warehouse, d.decided_at
+    );
+    let _ = writeln!(out, "Rules {}", d.rules_version);
+    let segments = if d.segments.is_empty() {
+        "none".to_string()
+    } else {
+        d.segments.join(", ")
+    };
+    let _ = writeln!(out, "Segments: {segments}");
+    if d.inserts.is_empty() {
+        let _ = writeln!(out, "Inserts: nothing extra in this parcel");
+    } else {
+        let _ = writeln!(out, "Inserts:");
+        for i in &d.inserts {
+            let mut line = format!("  {:<20} {:<9} from {}", i.insert_id, i.kind, i.rule_id);
+            if let Some(c) = &i.coupon {
+                let min = c
+                    .min_order
+                    .as_ref()
+                    .map(|m| format!(", min. order {m}"))
+                    .unwrap_or_default();
+                let _ = write!(
+                    line,
+                    "\n      code {}: {} {}{min}, valid until {}",
+                    c.code, c.amount, c.currency, c.expires_on
+                );
+            }
+            if let Some(sku) = &i.sku {
+                let _ = write!(line, "  [{sku}]");
+            }
+            if let Some(n) = &i.note {
+                for l in n.text.lines() {
+                    let _ = write!(line, "\n      | {l}");
+                }
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if !d.followups.is_empty() {
+        let _ = writeln!(out, "Follow-ups:");
+        for f in &d.followups {
+            let _ = writeln!(out, "  {:<30} due {}", f.followup_id, f.due_at);
+        }
+    }
+    if !d.skipped.is_empty() {
+        let _ = writeln!(out, "Skipped:");
+        for s in &d.skipped {
+            let what = match &s.insert_id {
+                Some(i) => format!("{} / {i}", s.rule_id),
+                None => s.rule_id.clone(),
+            };
+            let msg = s
+                .message
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {what:<36} {}{msg}", s.reason.as_str());
+        }
+    }
+    if let Some(e) = &d.explain {
+        let _ = writeln!(out, "Explain:");
+        for s in &e.segments {
+            let _ = writeln!(
+                out,
+                "  segment {:<24} {}",
+                s.id,
+                if s.matched { "matched" } else { "not matched" }
+            );
+        }
+        for r in &e.rules {
+            let _ = writeln!(out, "  rule    {:<24} {}", r.id, r.outcome);
+        }
+    }
+    out
+}

@@ -1,0 +1,35 @@
+//! `packwell validate`: every error and warning of the rules folder and templates, at once.
+
+use super::{CliResult, Common, Failure, RulesArgs};
+use crate::rules::load_rules;
+
+pub fn run(_common: &Common, args: &RulesArgs) -> CliResult {
+    let outcome = load_rules(&args.rules, &args.templates_dir());
+    for f in &outcome.findings {
+        println!("{f}");
+    }
+    let errors = outcome.errors().count();
+    let warnings = outcome.warnings().count();
+    match &outcome.rules {
+        Some(rules) => {
+            println!(
+                "ok: {} segments, {} inserts, {} rules, {} follow-ups, {} note and {} e-mail templates ({} warning{}); version {}",
+                rules.segments.len(),
+                rules.inserts.len(),
+                rules.rules.len(),
+                rules.followups.len(),
+                rules.templates.note_names().len(),
+                rules.templates.email_names().len(),
+                warnings,
+                if warnings == 1 { "" } else { "s" },
+                rules.version
+            );
+            Ok(())
+        }
+        None => Err(Failure::finding(format!(
+            "invalid: {errors} error{}, {warnings} warning{}",
+            if errors == 1 { "" } else { "s" },
+            if warnings == 1 { "" } else { "s" }
+        ))),
+    }
+}
