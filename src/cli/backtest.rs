@@ -20,6 +20,7 @@ use std::path::Path;
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct RuleStats {
     pub id: String,
+    /// Orders a rule gave to; e-mails a follow-up scheduled.
     pub given: u64,
     pub held_out: u64,
     pub shadow: u64,
@@ -95,9 +96,15 @@ pub fn backtest(
                 for s in &d.segments {
                     *by_segment.entry(s.clone()).or_default() += 1;
                 }
+                // A rule counts once per order it gave to; an insert once per unit given.
+                for rule in &outcome.rules_given {
+                    by_rule.entry(rule.clone()).or_default().0 += 1;
+                }
                 for i in &d.inserts {
-                    by_rule.entry(i.rule_id.clone()).or_default().0 += 1;
-                    by_insert.entry(i.insert_id.clone()).or_default().0 += 1;
+                    by_insert.entry(i.insert_id.clone()).or_default().0 += u64::from(i.quantity);
+                }
+                for f in &d.followups {
+                    by_rule.entry(f.followup_id.clone()).or_default().0 += 1;
                 }
                 for c in &outcome.costs {
                     *by_rule
@@ -126,6 +133,9 @@ pub fn backtest(
             }
             Applied::Folded { followups, skipped } => {
                 report.emails.scheduled += followups.len() as u64;
+                for f in &followups {
+                    by_rule.entry(f.followup_id.clone()).or_default().0 += 1;
+                }
                 for s in skipped {
                     let stats = by_rule.entry(s.rule_id.clone()).or_default();
                     if s.reason == SkipReason::Holdout {

@@ -140,13 +140,17 @@ pub fn run(
             .templates
             .render_email(template, &ctx)
             .map_err(|e| Failure::finding(format!("error: {e}")))?;
-        format!(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{subject}</title></head><body>\n<div style=\"font-family:sans-serif;border-bottom:1px solid #ccc;padding:.5em;margin-bottom:1em\"><b>To:</b> {to}<br><b>Subject:</b> {subject}</div>\n{html}\n<hr><pre style=\"white-space:pre-wrap\">{text}</pre>\n</body></html>\n",
-            subject = escape(&email.subject),
-            to = escape(&order.customer.email),
-            html = email.html,
-            text = escape(&email.text)
-        )
+        // The e-mail's own document, with the envelope shown above its body.
+        let envelope = format!(
+            "<div style=\"font-family:sans-serif;border-bottom:1px solid #ccc;padding:.5em;margin-bottom:1em\"><b>To:</b> {}<br><b>Subject:</b> {}</div>",
+            escape(&order.customer.email),
+            escape(&email.subject)
+        );
+        let text_part = format!(
+            "<hr><pre style=\"white-space:pre-wrap\">{}</pre>",
+            escape(&email.text)
+        );
+        insert_into_body(&email.html, &envelope, &text_part)
     } else {
         let mut names = rules.templates.note_names();
         names.extend(rules.templates.email_names());
@@ -165,4 +169,26 @@ pub fn run(
         None => print!("{html}"),
     }
     Ok(())
+}
+
+/// Puts `before` right after the `<body>` tag and `after` before `</body>`; wraps a fragment.
+fn insert_into_body(html: &str, before: &str, after: &str) -> String {
+    let lower = html.to_ascii_lowercase();
+    match (lower.find("<body"), lower.rfind("</body>")) {
+        (Some(open), Some(close)) if open < close => {
+            let body_start = lower[open..]
+                .find('>')
+                .map(|i| open + i + 1)
+                .unwrap_or(open);
+            format!(
+                "{}{before}{}{after}{}",
+                &html[..body_start],
+                &html[body_start..close],
+                &html[close..]
+            )
+        }
+        _ => format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"></head><body>{before}{html}{after}</body></html>\n"
+        ),
+    }
 }
