@@ -255,6 +255,10 @@ pub fn evaluate(cond: &Condition, ctx: &Variable, vm: &mut VM) -> Result<bool, S
     }
 }
 
+/// An insert that passed its checks: its index, the stock slot and allocation it draws on,
+/// and its cost.
+type Passing = (usize, Option<(StockSlot, u32)>, Option<(Currency, Decimal)>);
+
 /// Decides one order.
 pub fn decide(input: &DecideInput<'_>) -> Outcome {
     let DecideInput {
@@ -371,8 +375,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
         }
 
         // Per insert, in `give` order: currency, stock, budget, max_inserts.
-        let mut passing: Vec<(usize, Option<(StockSlot, u32)>, Option<(Currency, Decimal)>)> =
-            Vec::new();
+        let mut passing: Vec<Passing> = Vec::new();
         let mut rule_budget_extra: BTreeMap<Currency, Decimal> = BTreeMap::new();
         let mut rule_stock_extra: BTreeMap<(usize, StockSlot), u32> = BTreeMap::new();
         for &idx in &rule.give {

@@ -371,10 +371,9 @@ impl Loader {
         let html = required(self, "html", Part::Html);
         let text_path = dir.join("text.hbs");
         let text = if text_path.is_file() {
-            match self.read_and_check(&text_path, &email_key(name, "text"), Part::Text) {
-                Some(t) => Some(Some(t)),
-                None => None,
-            }
+            // Outer None: text.hbs is there but broken; inner None: there is none.
+            self.read_and_check(&text_path, &email_key(name, "text"), Part::Text)
+                .map(Some)
         } else {
             Some(None)
         };
@@ -640,7 +639,7 @@ impl<'a> Checker<'a> {
     fn template(&mut self, template: &Template, fallback: Pos) {
         for (i, element) in template.elements.iter().enumerate() {
             // `{{else if}}` chains are stored as templates without a mapping: they take the
-            // position of the block they belong to.
+            // position the caller found for their `{{else` tag.
             let pos = template.mapping.get(i).map_or(fallback, |m| Pos {
                 line: m.0,
                 col: m.1,
@@ -1630,6 +1629,20 @@ mod tests {
                 "notes/n.hbs:8:50: unknown variable cat.x: cat has no fields",
                 "notes/n.hbs:9:25: unknown variable delivery.late_dys, did you mean \
                  delivery.late_days?",
+            ]
+        );
+    }
+
+    #[test]
+    fn else_if_chains_are_positioned_at_their_own_else_tags() {
+        let source = "{{#if coupon}}{{#if shop}}{{else if shop.nme}}{{/if}}{{else if delivery}}\
+                      {{else if order.totl}}{{else}}{{custmer}}{{/if}}";
+        assert_eq!(
+            issues(&[("notes/e.hbs", source)]),
+            [
+                "notes/e.hbs:1:37: unknown variable shop.nme, did you mean shop.name?",
+                "notes/e.hbs:1:84: unknown variable order.totl, did you mean order.total?",
+                "notes/e.hbs:1:106: unknown variable custmer, did you mean customer?",
             ]
         );
     }

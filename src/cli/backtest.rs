@@ -57,6 +57,15 @@ pub struct BacktestReport {
     pub emails: EmailStats,
 }
 
+/// Per rule while counting: given, held out, shadow, skipped by reason, cost by currency.
+type Tally = (
+    u64,
+    u64,
+    u64,
+    BTreeMap<String, u64>,
+    BTreeMap<String, Decimal>,
+);
+
 /// Replays `events` (in time order; ties keep file order) and counts.
 pub fn backtest(
     rules: &RuleSet,
@@ -73,16 +82,7 @@ pub fn backtest(
         order.sort_by_key(|e| e.occurred_at);
     }
     let mut replay = Replay::new(rules, key, shop);
-    let mut by_rule: BTreeMap<
-        String,
-        (
-            u64,
-            u64,
-            u64,
-            BTreeMap<String, u64>,
-            BTreeMap<String, Decimal>,
-        ),
-    > = BTreeMap::new();
+    let mut by_rule: BTreeMap<String, Tally> = BTreeMap::new();
     let mut by_insert: BTreeMap<String, (u64, BTreeMap<String, Decimal>)> = BTreeMap::new();
     let mut by_segment: BTreeMap<String, u64> = BTreeMap::new();
     let mut report = BacktestReport::default();

@@ -206,6 +206,39 @@ pub fn check(
         }
     }
 
+    // Unbalanced brackets, found here because the parser reports them as "incomplete" at 0.
+    let mut open: Vec<(char, usize)> = Vec::new();
+    let mut bracket_error = false;
+    for (i, ch) in blank.char_indices() {
+        match ch {
+            '(' | '[' => open.push((ch, i)),
+            ')' | ']' => {
+                let want = if ch == ')' { '(' } else { '[' };
+                if open.pop().map(|(o, _)| o) != Some(want) {
+                    push_err(
+                        &mut findings,
+                        (i, i + 1),
+                        format!("`{ch}` has no matching `{want}` in this expression"),
+                    );
+                    bracket_error = true;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !bracket_error && let Some((ch, at)) = open.last() {
+        push_err(
+            &mut findings,
+            (*at, at + 1),
+            format!("`{ch}` is never closed in this expression"),
+        );
+        bracket_error = true;
+    }
+    if bracket_error {
+        return ExprCheck { findings };
+    }
+
     let mut is = IntelliSense::new().with_strict(true);
     let analysis = is.analyze(source, ty);
 
@@ -325,7 +358,7 @@ pub fn check(
         }
         findings.push(ExprFinding {
             span,
-            message: format!("expression: {}", d.message),
+            message: plain_message(source, d),
             warning: false,
         });
     }
@@ -380,6 +413,31 @@ pub fn check(
         }
     }
     ExprCheck { findings }
+}
+
+/// The parser's message in a marketer's words, without its internal offsets.
+fn plain_message(source: &str, d: &zen_expression::intellisense::diagnostic::Diagnostic) -> String {
+    let text = source
+        .get(d.span.0 as usize..d.span.1 as usize)
+        .unwrap_or("")
+        .trim();
+    if d.code == Some("expr.missing-value") {
+        return match d.args.get("operator") {
+            Some(op) => format!("the expression ends too early: a value is missing after `{op}`"),
+            None => "the expression ends too early: a value is missing".to_string(),
+        };
+    }
+    if d.message.starts_with("Unexpected token") && !text.is_empty() {
+        return format!("unexpected `{text}` here");
+    }
+    if d.message == "Incomplete expression" {
+        return "incomplete expression: something is missing or left over".to_string();
+    }
+    // Drop the parser's own "at (a, b)" offsets: the finding is positioned already.
+    let cleaned = regex(r"\s*at \(\d+, \d+\)")
+        .map(|r| r.replace_all(&d.message, "").into_owned())
+        .unwrap_or_default();
+    format!("expression: {}", cleaned.trim_end_matches('.'))
 }
 
 /// Every dotted variable path of a context type, for "did you mean" hints.

@@ -210,6 +210,7 @@ pub fn load_rules(rules_dir: &Path, templates_dir: &Path) -> LoadOutcome {
         }
     }
 
+    let template_names = TemplateNames::on_disk(templates_dir);
     let templates = match Templates::load(templates_dir) {
         Ok(t) => t,
         Err(issues) => {
@@ -227,7 +228,7 @@ pub fn load_rules(rules_dir: &Path, templates_dir: &Path) -> LoadOutcome {
     };
 
     let version = version_hash(&files, templates_dir);
-    let rules = build(&files, parsed, templates, version, &mut c);
+    let rules = build(&files, parsed, templates, &template_names, version, &mut c);
     let has_error = c.findings.iter().any(|f| !f.warning);
     LoadOutcome {
         rules: if has_error { None } else { rules },
@@ -495,10 +496,59 @@ impl<'a> Ids<'a> {
     }
 }
 
+/// The templates that exist on disk, so that references are checked against the files even
+/// when a template has an error of its own (reported once, by the template check).
+struct TemplateNames {
+    notes: Vec<String>,
+    emails: Vec<String>,
+}
+
+impl TemplateNames {
+    fn on_disk(dir: &Path) -> Self {
+        let names = |sub: &str, want_dir: bool| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(dir.join(sub))
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            if want_dir {
+                                p.is_dir()
+                            } else {
+                                p.extension().is_some_and(|e| e == "hbs")
+                            }
+                        })
+                        .filter_map(|p| {
+                            let name = if want_dir {
+                                p.file_name()
+                            } else {
+                                p.file_stem()
+                            };
+                            name.map(|n| n.to_string_lossy().into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        TemplateNames {
+            notes: names("notes", false),
+            emails: names("emails", true),
+        }
+    }
+    fn has_note(&self, name: &str) -> bool {
+        self.notes.iter().any(|n| n == name)
+    }
+    fn has_email(&self, name: &str) -> bool {
+        self.emails.iter().any(|n| n == name)
+    }
+}
+
 fn build(
     files: &[Source],
     parsed: Vec<(usize, RuleFile)>,
     templates: Templates,
+    template_names: &TemplateNames,
     version: String,
     c: &mut Collector,
 ) -> Option<RuleSet> {
@@ -548,7 +598,7 @@ fn build(
         let src = &files[*i];
         for spec in &file.insert {
             insert_ids.add(src, &spec.id, c);
-            if let Some(insert) = build_insert(src, spec, &templates, c) {
+            if let Some(insert) = build_insert(src, spec, template_names, c) {
                 inserts.push(insert);
             }
         }
@@ -569,18 +619,21 @@ fn build(
             all_segment_ids.insert(s.id.get_ref().clone());
         }
     }
+    // Names count as defined even when their condition is broken: that error is reported once,
+    // not again at every rule that reads the segment.
+    let mut segment_names: Vec<&str> = Vec::new();
     for (i, file) in &parsed {
         let src = &files[*i];
         for spec in &file.segment {
             segment_ids.add(src, &spec.id, c);
-            let known: Vec<&str> = segments.iter().map(|s| s.id.as_str()).collect();
             let cond = condition(
                 src,
                 &spec.when,
                 &ty_order,
-                Some((&known, &all_segment_ids)),
+                Some((&segment_names, &all_segment_ids)),
                 c,
             );
+            segment_names.push(spec.id.get_ref());
             if let Some(when) = cond {
                 segments.push(Segment {
                     id: spec.id.get_ref().clone(),
@@ -589,7 +642,6 @@ fn build(
             }
         }
     }
-    let segment_names: Vec<&str> = segments.iter().map(|s| s.id.as_str()).collect();
 
     let mut rule_ids = Ids::new("rule or follow-up");
     let mut rules: Vec<Rule> = Vec::new();
@@ -621,7 +673,7 @@ fn build(
                 spec,
                 &insert_index,
                 &inserts,
-                &templates,
+                template_names,
                 (&ty_order, &ty_delivery),
                 &segment_names,
                 &all_segment_ids,
@@ -647,7 +699,7 @@ fn build(
         }
     }
     // Stable sort: ties keep file order.
-    rules.sort_by(|a, b| b.priority.cmp(&a.priority));
+    rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
 
     Some(RuleSet {
         version,
@@ -715,7 +767,7 @@ fn money_map(
 fn build_insert(
     src: &Source,
     spec: &model::InsertSpec,
-    templates: &Templates,
+    templates: &TemplateNames,
     c: &mut Collector,
 ) -> Option<Insert> {
     let id = spec.id.get_ref().clone();
@@ -809,8 +861,7 @@ fn build_insert(
                 return None;
             };
             if !templates.has_note(t.get_ref()) {
-                let names = templates.note_names();
-                let hint = suggest(t.get_ref(), names.iter().map(String::as_str))
+                let hint = suggest(t.get_ref(), templates.notes.iter().map(String::as_str))
                     .map(|s| format!(", did you mean {s:?}?"))
                     .unwrap_or_default();
                 c.error(
@@ -995,11 +1046,11 @@ fn build_rule(
     let holdout_bp = percent_at(src, &spec.holdout, c);
     let (mut active_from, mut active_until) = (None, None);
     if let Some(a) = &spec.active {
-        let parse = |s: &Option<String>, c: &mut Collector| {
-            s.as_ref().and_then(|s| match parse_date(s) {
+        let parse = |s: &Option<Spanned<String>>, c: &mut Collector| {
+            s.as_ref().and_then(|s| match parse_date(s.get_ref()) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    c.error(src, &a.span(), format!("active: {e}"));
+                    c.error(src, &s.span(), format!("active: {e}"));
                     None
                 }
             })
@@ -1083,7 +1134,7 @@ fn build_followup(
     spec: &model::FollowupSpec,
     insert_index: &HashMap<String, usize>,
     inserts: &[Insert],
-    templates: &Templates,
+    templates: &TemplateNames,
     types: (
         &zen_expression::variable::VariableType,
         &zen_expression::variable::VariableType,
@@ -1119,10 +1170,12 @@ fn build_followup(
         Some(w) => condition(src, w, ty, Some((segments, all_segments)), c).map(Some),
     };
     if !templates.has_email(spec.template.get_ref()) {
-        let names = templates.email_names();
-        let hint = suggest(spec.template.get_ref(), names.iter().map(String::as_str))
-            .map(|s| format!(", did you mean {s:?}?"))
-            .unwrap_or_default();
+        let hint = suggest(
+            spec.template.get_ref(),
+            templates.emails.iter().map(String::as_str),
+        )
+        .map(|s| format!(", did you mean {s:?}?"))
+        .unwrap_or_default();
         c.error(
             src,
             &spec.template.span(),

@@ -149,8 +149,10 @@ pub struct RuleSpec {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveSpec {
-    pub from: Option<String>,
-    pub until: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub from: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub until: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
