@@ -104,7 +104,14 @@ fn rules() -> &'static RuleSet {
         .1
 }
 
-fn order_event(customer: &str, order: &str, day: u32, total: Decimal, currency: &str, categories: &[&str]) -> Event {
+fn order_event(
+    customer: &str,
+    order: &str,
+    day: u32,
+    total: Decimal,
+    currency: &str,
+    categories: &[&str],
+) -> Event {
     let items: Vec<_> = categories
         .iter()
         .map(|c| json!({"sku": format!("S-{c}"), "name": c, "category": c, "quantity": 1, "unit_price": total.to_string()}))
@@ -118,14 +125,29 @@ fn order_event(customer: &str, order: &str, day: u32, total: Decimal, currency: 
     .unwrap()
 }
 
-fn decide_after(history: usize, customer: &str, total: Decimal, currency: &str, cats: &[&str]) -> engine::Outcome {
+fn decide_after(
+    history: usize,
+    customer: &str,
+    total: Decimal,
+    currency: &str,
+    cats: &[&str],
+) -> engine::Outcome {
     let mut h = History::default();
     for i in 0..history {
-        h.fold(&order_event(customer, &format!("H{i}"), i as u32 * 3, Decimal::from(20), "EUR", &["home"]));
+        h.fold(&order_event(
+            customer,
+            &format!("H{i}"),
+            i as u32 * 3,
+            Decimal::from(20),
+            "EUR",
+            &["home"],
+        ));
     }
     let ev = order_event(customer, "O-NEW", 300, total, currency, cats);
     h.fold(&ev);
-    let packwell::event::EventBody::OrderPlaced(order) = &ev.body else { unreachable!() };
+    let packwell::event::EventBody::OrderPlaced(order) = &ev.body else {
+        unreachable!()
+    };
     let key = CouponKey::from_bytes(vec![42; 32]);
     engine::decide(&DecideInput {
         rules: rules(),
@@ -218,8 +240,12 @@ proptest! {
 #[test]
 fn coupon_amounts_are_exact_strings_in_the_order_currency() {
     let o = decide_after(0, "ZED", Decimal::new(6000, 2), "USD", &["books"]);
-    let coupons: HashMap<&str, &engine::CouponGiven> =
-        o.decision.inserts.iter().filter_map(|i| i.coupon.as_ref().map(|c| (i.insert_id.as_str(), c))).collect();
+    let coupons: HashMap<&str, &engine::CouponGiven> = o
+        .decision
+        .inserts
+        .iter()
+        .filter_map(|i| i.coupon.as_ref().map(|c| (i.insert_id.as_str(), c)))
+        .collect();
     // c5 has no USD amount: "also-coupon" may not give it; c10 is in USD.
     assert!(!coupons.contains_key("c5"));
     if let Some(c) = coupons.get("c10") {
@@ -227,7 +253,13 @@ fn coupon_amounts_are_exact_strings_in_the_order_currency() {
         assert!(c.code.starts_with("TEN-"));
     }
     assert!(
-        o.decision.skipped.iter().any(|s| s.reason == SkipReason::Currency && s.insert_id.as_deref() == Some("c5"))
-            || o.decision.skipped.iter().any(|s| s.rule_id == "also-coupon" && s.reason == SkipReason::Group)
+        o.decision
+            .skipped
+            .iter()
+            .any(|s| s.reason == SkipReason::Currency && s.insert_id.as_deref() == Some("c5"))
+            || o.decision
+                .skipped
+                .iter()
+                .any(|s| s.rule_id == "also-coupon" && s.reason == SkipReason::Group)
     );
 }

@@ -13,8 +13,11 @@ fn ruleset(toml: &str) -> RuleSet {
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
     std::fs::create_dir_all(dir.path().join("templates/notes")).unwrap();
     std::fs::write(dir.path().join("rules/r.toml"), toml).unwrap();
-    std::fs::write(dir.path().join("templates/notes/n.hbs"), "Hi {{customer.first_name}}{{#each coupons}} {{code}}{{/each}}")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("templates/notes/n.hbs"),
+        "Hi {{customer.first_name}}{{#each coupons}} {{code}}{{/each}}",
+    )
+    .unwrap();
     let out = load_rules(&dir.path().join("rules"), &dir.path().join("templates"));
     let msgs: Vec<String> = out.findings.iter().map(|f| f.to_string()).collect();
     out.rules.unwrap_or_else(|| panic!("{msgs:#?}"))
@@ -43,7 +46,11 @@ fn given(d: &Decision) -> Vec<&str> {
 }
 
 fn skipped<'a>(d: &'a Decision, rule: &str) -> Vec<(Option<&'a str>, SkipReason)> {
-    d.skipped.iter().filter(|s| s.rule_id == rule).map(|s| (s.insert_id.as_deref(), s.reason)).collect()
+    d.skipped
+        .iter()
+        .filter(|s| s.rule_id == rule)
+        .map(|s| (s.insert_id.as_deref(), s.reason))
+        .collect()
 }
 
 const INSERTS: &str = r#"
@@ -71,17 +78,28 @@ unit_cost = "2.00"
 
 #[test]
 fn an_out_of_stock_gift_never_holds_back_the_note_beside_it() {
-    let rs = ruleset(&format!("{INSERTS}\n[[rule]]\nid = \"r\"\nwhen = \"true\"\ngive = [\"tea\", \"note\"]\n"));
+    let rs = ruleset(&format!(
+        "{INSERTS}\n[[rule]]\nid = \"r\"\nwhen = \"true\"\ngive = [\"tea\", \"note\"]\n"
+    ));
     let key = CouponKey::preview();
     let shop = Shop::default();
     let mut rp = Replay::new(&rs, &key, &shop);
-    let d1 = decide(&mut rp, &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]));
+    let d1 = decide(
+        &mut rp,
+        &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
+    );
     assert_eq!(given(&d1), ["tea", "note"]);
-    let d2 = decide(&mut rp, &placed("B", "2", "2026-11-20T11:00:00Z", "WH-BER", &["books"]));
+    let d2 = decide(
+        &mut rp,
+        &placed("B", "2", "2026-11-20T11:00:00Z", "WH-BER", &["books"]),
+    );
     assert_eq!(given(&d2), ["note"]);
     assert_eq!(skipped(&d2, "r"), [(Some("tea"), SkipReason::Stock)]);
     // A warehouse not named in the stock has none.
-    let d3 = decide(&mut rp, &placed("C", "3", "2026-11-20T12:00:00Z", "WH-NYC", &["books"]));
+    let d3 = decide(
+        &mut rp,
+        &placed("C", "3", "2026-11-20T12:00:00Z", "WH-NYC", &["books"]),
+    );
     assert_eq!(skipped(&d3, "r"), [(Some("tea"), SkipReason::Stock)]);
     // A cancellation returns the gift to stock.
     rp.apply(
@@ -91,7 +109,10 @@ fn an_out_of_stock_gift_never_holds_back_the_note_beside_it() {
         true,
         false,
     );
-    let d4 = decide(&mut rp, &placed("D", "4", "2026-11-20T14:00:00Z", "WH-BER", &["books"]));
+    let d4 = decide(
+        &mut rp,
+        &placed("D", "4", "2026-11-20T14:00:00Z", "WH-BER", &["books"]),
+    );
     assert_eq!(given(&d4), ["tea", "note"]);
 }
 
@@ -131,29 +152,71 @@ budget = {{ EUR = "2.00", per = "month" }}
     let key = CouponKey::preview();
     let shop = Shop::default();
     let mut rp = Replay::new(&rs, &key, &shop);
-    let d = decide(&mut rp, &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]));
+    let d = decide(
+        &mut rp,
+        &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
+    );
     assert_eq!(skipped(&d, "xmas"), [(None, SkipReason::Inactive)]);
     assert_eq!(given(&d), ["coupon", "note"]);
     assert_eq!(skipped(&d, "everyone-coupon"), [(None, SkipReason::Group)]);
-    assert_eq!(skipped(&d, "boxes"), [(Some("box"), SkipReason::MaxInserts)]);
+    assert_eq!(
+        skipped(&d, "boxes"),
+        [(Some("box"), SkipReason::MaxInserts)]
+    );
     let c = d.inserts[0].coupon.as_ref().unwrap();
-    assert_eq!((c.amount.as_str(), c.min_order.as_deref(), c.expires_on.as_str()), ("10.00", Some("30.00"), "2027-01-19"));
-    assert!(d.inserts[1].note.as_ref().unwrap().text.contains(&c.code), "the note prints its rule's coupon");
+    assert_eq!(
+        (
+            c.amount.as_str(),
+            c.min_order.as_deref(),
+            c.expires_on.as_str()
+        ),
+        ("10.00", Some("30.00"), "2027-01-19")
+    );
+    assert!(
+        d.inserts[1].note.as_ref().unwrap().text.contains(&c.code),
+        "the note prints its rule's coupon"
+    );
 
     // Second order: welcome no longer matches; everyone-coupon gives; boxes fits and spends its budget.
-    let d = decide(&mut rp, &placed("A", "2", "2026-11-21T10:00:00Z", "WH-BER", &["books"]));
+    let d = decide(
+        &mut rp,
+        &placed("A", "2", "2026-11-21T10:00:00Z", "WH-BER", &["books"]),
+    );
     assert_eq!(given(&d), ["coupon", "box"]);
     // Third: cooldown (30 × 24 h from the last decision that gave) and an exhausted budget.
-    let d = decide(&mut rp, &placed("A", "3", "2026-11-25T10:00:00Z", "WH-BER", &["books"]));
-    assert_eq!(skipped(&d, "everyone-coupon"), [(None, SkipReason::Cooldown)]);
+    let d = decide(
+        &mut rp,
+        &placed("A", "3", "2026-11-25T10:00:00Z", "WH-BER", &["books"]),
+    );
+    assert_eq!(
+        skipped(&d, "everyone-coupon"),
+        [(None, SkipReason::Cooldown)]
+    );
     assert_eq!(skipped(&d, "boxes"), [(Some("box"), SkipReason::Budget)]);
     // December: a new budget period, and the seasonal rule is active (it wins the place).
-    let d = decide(&mut rp, &placed("A", "4", "2026-12-01T00:00:00Z", "WH-BER", &["books"]));
+    let d = decide(
+        &mut rp,
+        &placed("A", "4", "2026-12-01T00:00:00Z", "WH-BER", &["books"]),
+    );
     assert!(given(&d).contains(&"box"));
-    assert_eq!(d.inserts.iter().find(|i| i.insert_id == "box").unwrap().rule_id, "xmas");
+    assert_eq!(
+        d.inserts
+            .iter()
+            .find(|i| i.insert_id == "box")
+            .unwrap()
+            .rule_id,
+        "xmas"
+    );
     // 30 days after the 21st, the cooldown is over.
-    let d = decide(&mut rp, &placed("A", "5", "2026-12-21T10:00:00Z", "WH-BER", &["books"]));
-    assert!(d.inserts.iter().any(|i| i.rule_id == "everyone-coupon"), "{:?}", d.skipped);
+    let d = decide(
+        &mut rp,
+        &placed("A", "5", "2026-12-21T10:00:00Z", "WH-BER", &["books"]),
+    );
+    assert!(
+        d.inserts.iter().any(|i| i.rule_id == "everyone-coupon"),
+        "{:?}",
+        d.skipped
+    );
 }
 
 #[test]
@@ -186,15 +249,24 @@ priority = 80
     let key = CouponKey::preview();
     let shop = Shop::default();
     let mut rp = Replay::new(&rs, &key, &shop);
-    let d = decide(&mut rp, &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]));
+    let d = decide(
+        &mut rp,
+        &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
+    );
     assert_eq!(given(&d), Vec::<&str>::new());
     assert_eq!(skipped(&d, "held"), [(None, SkipReason::Holdout)]);
     assert_eq!(skipped(&d, "same-group"), [(None, SkipReason::Group)]);
-    assert_eq!(skipped(&d, "needs-a-place"), [(Some("coupon"), SkipReason::MaxInserts)]);
+    assert_eq!(
+        skipped(&d, "needs-a-place"),
+        [(Some("coupon"), SkipReason::MaxInserts)]
+    );
 
     let shadow = ruleset(&toml.replace("holdout = \"100%\"", "mode = \"shadow\""));
     let mut rp = Replay::new(&shadow, &key, &shop);
-    let d = decide(&mut rp, &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]));
+    let d = decide(
+        &mut rp,
+        &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
+    );
     assert_eq!(skipped(&d, "held"), [(None, SkipReason::Shadow)]);
     // A shadow rule takes no place and settles no group.
     assert_eq!(given(&d), ["note"]);
@@ -208,7 +280,10 @@ fn an_evaluation_error_counts_as_false_with_reason_error() {
     let key = CouponKey::preview();
     let shop = Shop::default();
     let mut rp = Replay::new(&rs, &key, &shop);
-    let d = decide(&mut rp, &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]));
+    let d = decide(
+        &mut rp,
+        &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
+    );
     assert!(d.inserts.is_empty());
     let s = d.skipped.iter().find(|s| s.rule_id == "r").unwrap();
     assert_eq!(s.reason, SkipReason::Error);
@@ -217,7 +292,9 @@ fn an_evaluation_error_counts_as_false_with_reason_error() {
 
 #[test]
 fn a_replayed_order_is_not_decided_again() {
-    let rs = ruleset(&format!("{INSERTS}\n[[rule]]\nid = \"r\"\nwhen = \"true\"\ngive = [\"coupon\"]\n"));
+    let rs = ruleset(&format!(
+        "{INSERTS}\n[[rule]]\nid = \"r\"\nwhen = \"true\"\ngive = [\"coupon\"]\n"
+    ));
     let key = CouponKey::preview();
     let shop = Shop::default();
     let mut rp = Replay::new(&rs, &key, &shop);
@@ -226,10 +303,16 @@ fn a_replayed_order_is_not_decided_again() {
     assert!(matches!(rp.apply(&e, true, false), Applied::Unchanged));
     let mut other_id = e.clone();
     other_id.event_id = "another".into();
-    assert!(matches!(rp.apply(&other_id, true, false), Applied::Unchanged));
+    assert!(matches!(
+        rp.apply(&other_id, true, false),
+        Applied::Unchanged
+    ));
     let mut conflict = placed("B", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]);
     conflict.event_id = "from-another-customer".into();
-    assert!(matches!(rp.apply(&conflict, true, false), Applied::Conflict));
+    assert!(matches!(
+        rp.apply(&conflict, true, false),
+        Applied::Conflict
+    ));
 }
 
 #[test]
@@ -251,10 +334,16 @@ give = ["box"]
     let key = CouponKey::preview();
     let shop = Shop::default();
     let mut rp = Replay::new(&rs, &key, &shop);
-    let d = decide(&mut rp, &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]));
+    let d = decide(
+        &mut rp,
+        &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
+    );
     assert_eq!(d.segments, ["first", "first-books"]);
     assert_eq!(given(&d), ["box"]);
-    let d = decide(&mut rp, &placed("B", "2", "2026-11-20T10:00:00Z", "WH-BER", &["tea"]));
+    let d = decide(
+        &mut rp,
+        &placed("B", "2", "2026-11-20T10:00:00Z", "WH-BER", &["tea"]),
+    );
     assert_eq!(d.segments, ["first"]);
     let e = d.explain.unwrap();
     assert_eq!(e.rules[0].outcome, "condition");

@@ -26,7 +26,8 @@ fn example_rule_files_point_editors_at_the_schema() {
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(
-                text.lines().any(|l| l.trim() == "#:schema ../schemas/rules.schema.json"),
+                text.lines()
+                    .any(|l| l.trim() == "#:schema ../schemas/rules.schema.json"),
                 "{} has no #:schema line",
                 path.display()
             );
