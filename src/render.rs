@@ -450,12 +450,21 @@ fn check_source(
     let template = match compiled {
         Ok(Ok(template)) => template,
         Ok(Err(e)) => {
-            let (line, col) = e.pos().unwrap_or((1, 1));
+            let (mut line, mut col) = e.pos().unwrap_or((1, 1));
+            let mut reason = parse_reason(&e, source);
+            // Handlebars reports an unclosed block at the end of the file; point at the block
+            // that was opened instead, which is where the marketer has to look.
+            if reason.starts_with("a block is not closed")
+                && let Some((name, at)) = unclosed_block(source)
+            {
+                (line, col) = line_col(source, at);
+                reason = format!("{{{{#{name}}}}} is not closed: add {{{{/{name}}}}}");
+            }
             let issue = TemplateIssue {
                 file: file.to_path_buf(),
                 line,
                 col,
-                message: format!("template does not parse: {}", parse_reason(&e, source)),
+                message: format!("template does not parse: {reason}"),
             };
             return (None, vec![issue]);
         }
@@ -472,6 +481,31 @@ fn check_source(
     let mut checker = Checker::new(file, source, part);
     checker.template(&template, Pos { line: 1, col: 1 });
     (Some(template), checker.issues)
+}
+
+/// The innermost block opened (`{{#name`) and never closed, with its byte offset.
+fn unclosed_block(source: &str) -> Option<(String, usize)> {
+    let tags = regex::Regex::new(r"\{\{~?\s*([#/])\s*([A-Za-z_][\w.-]*)").ok()?;
+    let mut open: Vec<(String, usize)> = Vec::new();
+    for cap in tags.captures_iter(source) {
+        let (Some(whole), Some(kind), Some(name)) = (cap.get(0), cap.get(1), cap.get(2)) else {
+            continue;
+        };
+        if kind.as_str() == "#" {
+            open.push((name.as_str().to_owned(), whole.start()));
+        } else if open.last().is_some_and(|(n, _)| n == name.as_str()) {
+            open.pop();
+        }
+    }
+    open.pop()
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let before = source.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 fn parse_reason(e: &handlebars::TemplateError, source: &str) -> String {
@@ -979,7 +1013,6 @@ impl<'a> Checker<'a> {
         let skipped = names.len() - rest.len();
         for (i, name) in rest.iter().enumerate() {
             let index = skipped + i;
-            let shown = || raw.to_owned();
             match ty {
                 Ty::Any => return Ty::Any,
                 Ty::Object(fields) => {
@@ -999,12 +1032,11 @@ impl<'a> Checker<'a> {
                     let guess = closest(name, fields.iter().map(|(f, _)| *f));
                     let message = match (guess, offsets.get(index)) {
                         (Some(guess), Some(&(start, end))) => format!(
-                            "unknown variable {}, did you mean {}{guess}{}?",
-                            shown(),
+                            "unknown variable {raw}, did you mean {}{guess}{}?",
                             &raw[..start],
                             &raw[end..]
                         ),
-                        _ => format!("unknown variable {}", shown()),
+                        _ => format!("unknown variable {raw}"),
                     };
                     self.report(at, message);
                     return Ty::Any;
@@ -1014,27 +1046,19 @@ impl<'a> Checker<'a> {
                         ty = *item;
                         continue;
                     }
-                    let list = offsets
-                        .get(index)
-                        .map_or(raw, |&(start, _)| raw[..start].trim_end_matches(['.', '/']));
+                    let list = value_before(raw, offsets.get(index));
                     self.report(
                         at,
                         format!(
-                            "unknown variable {}: {list} is a list; go through it with \
-                             {{{{#each {list}}}}}",
-                            shown()
+                            "unknown variable {raw}: {list} is a list; go through it with \
+                             {{{{#each {list}}}}}"
                         ),
                     );
                     return Ty::Any;
                 }
                 Ty::Scalar => {
-                    let value = offsets
-                        .get(index)
-                        .map_or(raw, |&(start, _)| raw[..start].trim_end_matches(['.', '/']));
-                    self.report(
-                        at,
-                        format!("unknown variable {}: {value} has no fields", shown()),
-                    );
+                    let value = value_before(raw, offsets.get(index));
+                    self.report(at, format!("unknown variable {raw}: {value} has no fields"));
                     return Ty::Any;
                 }
             }
@@ -1089,6 +1113,17 @@ impl<'a> Checker<'a> {
             line: line_index + 1,
             col: col + 1,
         }
+    }
+}
+
+/// The part of a path before a segment, as written; `this` when the segment comes first.
+fn value_before<'r>(raw: &'r str, segment: Option<&(usize, usize)>) -> &'r str {
+    let before = segment.map_or(raw, |&(start, _)| raw.get(..start).unwrap_or(raw));
+    let before = before.trim_end_matches(['.', '/']);
+    if before.is_empty() || before == "this" {
+        "this"
+    } else {
+        before
     }
 }
 
@@ -1568,10 +1603,7 @@ mod tests {
         );
         assert_eq!(
             issues(&[("notes/open.hbs", "Hi {{#if coupon}}x")]),
-            [
-                "notes/open.hbs:1:19: template does not parse: a block is not closed: every \
-              {{#name ...}} needs its {{/name}}"
-            ]
+            ["notes/open.hbs:1:4: template does not parse: {{#if}} is not closed: add {{/if}}"]
         );
         assert_eq!(
             issues(&[("notes/tag.hbs", "Hi\n{{customer.first_name")]),
@@ -1670,6 +1702,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("books, tea\nAna Ana\n"), "{text}");
+    }
+
+    #[test]
+    fn members_of_lists_and_plain_values_are_reported() {
+        let source = "{{order.items.name}}\n{{#with coupons}}{{code}}{{/with}}\n\
+                      {{#each customer.categories_bought}}{{name}}{{/each}} {{shop.name.first}}";
+        assert_eq!(
+            issues(&[("notes/l.hbs", source)]),
+            [
+                "notes/l.hbs:1:3: unknown variable order.items.name: order.items is a list; go \
+                 through it with {{#each order.items}}",
+                "notes/l.hbs:2:20: unknown variable code: this is a list; go through it with \
+                 {{#each this}}",
+                "notes/l.hbs:3:39: unknown variable name: this has no fields",
+                "notes/l.hbs:3:57: unknown variable shop.name.first: shop.name has no fields",
+            ]
+        );
     }
 
     #[test]
