@@ -1,4 +1,25 @@
-//! Packwell.
+//! Packwell: post-purchase personalization. Order events in; what goes into the parcel
+//! (coupons, notes, gifts, samples, packaging) and which follow-up e-mails to schedule out.
+//!
+//! The map, in the order data flows:
+//! - [`event`]: the wire format of order events, validated into domain types at the edge.
+//! - [`money`]: exact decimal amounts and ISO 4217 currencies (never a float).
+//! - [`profile`]: folding events into a bounded per-customer purchase history.
+//! - [`rules`]: the marketer's rule folder, validated and compiled into a [`rules::RuleSet`].
+//! - [`engine`]: the pure decision — segments, rules, inserts, follow-ups.
+//! - [`coupon`]: coupon codes derived from a secret key.
+//! - [`render`]: Handlebars notes and e-mails, and the template checks of `validate`.
+//! - [`replay`]: events replayed in memory through the fold and the engine.
+//! - [`config`]: layered configuration (defaults, file, `PACKWELL_*`).
+//! - [`cli`]: the commands behind the `packwell` binary.
+//!
+//! Money in and out is exact:
+//! ```
+//! use packwell::money::{amount_from_json, format_amount};
+//! let v: serde_json::Value = serde_json::from_str("54.9").unwrap();
+//! assert_eq!(format_amount(amount_from_json(&v).unwrap()), "54.90");
+//! ```
+
 pub mod cli;
 pub mod config;
 pub mod coupon;

@@ -542,7 +542,7 @@ mod tests {
             "75.00"
         );
         assert_eq!(p.days_since_previous_order(), Some(20));
-        assert_eq!(p.median_days_between_orders().unwrap().to_string(), "15.0");
+        assert_eq!(p.median_days_between_orders(), Some(Decimal::from(15)));
         assert_eq!(p.categories_bought, vec!["books", "tea", "home"]);
         assert_eq!(p.birthday_month, Some(5));
     }
