@@ -123,9 +123,13 @@ mod tests {
     fn json_numbers_are_exact() {
         // 28 significant digits: more than an f64 holds, exactly what a Decimal holds.
         let v: serde_json::Value = serde_json::from_str("0.1000000000000000055511151231").unwrap();
-        assert_eq!(amount_from_json(&v).unwrap().to_string(), "0.1000000000000000055511151231");
+        assert_eq!(
+            amount_from_json(&v).unwrap().to_string(),
+            "0.1000000000000000055511151231"
+        );
         // More digits than can be kept exactly is an error, never a silent rounding.
-        let v: serde_json::Value = serde_json::from_str("0.1000000000000000055511151231257827").unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str("0.1000000000000000055511151231257827").unwrap();
         assert!(amount_from_json(&v).is_err());
         let v: serde_json::Value = serde_json::from_str("54.90").unwrap();
         assert_eq!(amount_from_json(&v).unwrap().to_string(), "54.90");

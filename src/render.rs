@@ -1326,10 +1326,51 @@ pub fn format_money(amount: &Decimal, currency: &str, locale: &str) -> Result<St
     let value = fixed_decimal::Decimal::try_from_str(&amount.to_string())
         .map_err(|_| FormatError(format!("money: cannot format the amount {amount}")))?;
     let locale = resolve_locale(locale);
-    let formatter =
-        CurrencyFormatter::try_new_symbol((&locale).into(), currency_type, Default::default())
-            .map_err(|e| FormatError(format!("money: no format for {code} in {locale}: {e}")))?;
-    Ok(formatter.format_fixed_decimal(&value).to_string())
+    with_cached(
+        &CURRENCY_FORMATTERS,
+        format!("{locale}/{code}"),
+        || {
+            CurrencyFormatter::try_new_symbol((&locale).into(), currency_type, Default::default())
+                .map_err(|e| FormatError(format!("money: no format for {code} in {locale}: {e}")))
+        },
+        |formatter| formatter.format_fixed_decimal(&value).to_string(),
+    )
+}
+
+/// Formatters are costly to build (locale data lookups) and a render uses a handful of them,
+/// so each thread keeps the ones it built. Keys come from customers' locales: the caches are
+/// cleared when they grow past a bound rather than growing with bad input.
+const FORMATTER_CACHE_LIMIT: usize = 256;
+
+type Cache<T> = std::thread::LocalKey<std::cell::RefCell<std::collections::HashMap<String, T>>>;
+
+thread_local! {
+    static CURRENCY_FORMATTERS: std::cell::RefCell<std::collections::HashMap<String, CurrencyFormatter<icu_decimal::DecimalFormatter>>> =
+        Default::default();
+    static DATE_FORMATTERS: std::cell::RefCell<std::collections::HashMap<String, DateTimeFormatter<fieldsets::YMD>>> =
+        Default::default();
+    static RESOLVED_LOCALES: std::cell::RefCell<std::collections::HashMap<String, Locale>> = Default::default();
+}
+
+fn with_cached<T, R>(
+    cache: &'static Cache<T>,
+    key: String,
+    build: impl FnOnce() -> Result<T, FormatError>,
+    use_it: impl FnOnce(&T) -> R,
+) -> Result<R, FormatError> {
+    cache.with(|cell| {
+        let mut map = cell.borrow_mut();
+        if !map.contains_key(&key) {
+            let built = build()?;
+            if map.len() >= FORMATTER_CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(key.clone(), built);
+        }
+        map.get(&key)
+            .map(use_it)
+            .ok_or_else(|| FormatError("formatter cache".into()))
+    })
 }
 
 /// Formats a date for a BCP 47 locale in its medium length (en "Nov 20, 2026",
@@ -1348,15 +1389,36 @@ fn format_date_in(date: NaiveDate, locale: &Locale) -> Result<String, FormatErro
         .zip(day)
         .and_then(|(m, d)| Date::try_new_iso(date.year(), m, d).ok())
         .ok_or_else(|| FormatError(format!("date: cannot format {date}")))?;
-    let formatter = DateTimeFormatter::try_new(locale.into(), fieldsets::YMD::medium())
-        .map_err(|e| FormatError(format!("date: no date format for {locale}: {e}")))?;
-    Ok(formatter.format(&iso).to_string())
+    with_cached(
+        &DATE_FORMATTERS,
+        locale.to_string(),
+        || {
+            DateTimeFormatter::try_new(locale.into(), fieldsets::YMD::medium())
+                .map_err(|e| FormatError(format!("date: no date format for {locale}: {e}")))
+        },
+        |formatter| formatter.format(&iso).to_string(),
+    )
 }
 
 /// The locale to format with: the customer's when CLDR has data for its language, else English.
 /// ICU4X silently falls back to the root locale ("2026 M11 20", "€ 10.00") for a language it
 /// has no data for; that is not what a customer should read.
 fn resolve_locale(tag: &str) -> Locale {
+    if let Some(l) = RESOLVED_LOCALES.with(|c| c.borrow().get(tag).cloned()) {
+        return l;
+    }
+    let resolved = resolve_locale_uncached(tag);
+    RESOLVED_LOCALES.with(|c| {
+        let mut map = c.borrow_mut();
+        if map.len() >= FORMATTER_CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(tag.to_owned(), resolved.clone());
+    });
+    resolved
+}
+
+fn resolve_locale_uncached(tag: &str) -> Locale {
     let english = || icu_locale_core::locale!("en");
     let tag = tag.trim().replace('_', "-");
     let Ok(locale) = Locale::try_from_str(&tag) else {
