@@ -7,6 +7,10 @@ use packwell::event::{Event, event_from_value};
 use packwell::replay::{Applied, Replay};
 use packwell::rules::{RuleSet, load_rules};
 use serde_json::json;
+use std::sync::LazyLock;
+
+static KEY: LazyLock<CouponKey> = LazyLock::new(CouponKey::preview);
+static SHOP: LazyLock<Shop> = LazyLock::new(Shop::default);
 
 fn ruleset(toml: &str) -> RuleSet {
     let dir = tempfile::tempdir().unwrap();
@@ -81,9 +85,7 @@ fn an_out_of_stock_gift_never_holds_back_the_note_beside_it() {
     let rs = ruleset(&format!(
         "{INSERTS}\n[[rule]]\nid = \"r\"\nwhen = \"true\"\ngive = [\"tea\", \"note\"]\n"
     ));
-    let key = CouponKey::preview();
-    let shop = Shop::default();
-    let mut rp = Replay::new(&rs, &key, &shop);
+    let mut rp = Replay::new(&rs, &KEY, &SHOP);
     let d1 = decide(
         &mut rp,
         &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
@@ -149,9 +151,7 @@ priority = 70
 budget = {{ EUR = "2.00", per = "month" }}
 "#
     ));
-    let key = CouponKey::preview();
-    let shop = Shop::default();
-    let mut rp = Replay::new(&rs, &key, &shop);
+    let mut rp = Replay::new(&rs, &KEY, &SHOP);
     let d = decide(
         &mut rp,
         &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
@@ -246,9 +246,7 @@ priority = 80
 "#
     );
     let rs = ruleset(&toml);
-    let key = CouponKey::preview();
-    let shop = Shop::default();
-    let mut rp = Replay::new(&rs, &key, &shop);
+    let mut rp = Replay::new(&rs, &KEY, &SHOP);
     let d = decide(
         &mut rp,
         &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
@@ -262,7 +260,7 @@ priority = 80
     );
 
     let shadow = ruleset(&toml.replace("holdout = \"100%\"", "mode = \"shadow\""));
-    let mut rp = Replay::new(&shadow, &key, &shop);
+    let mut rp = Replay::new(&shadow, &KEY, &SHOP);
     let d = decide(
         &mut rp,
         &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
@@ -277,9 +275,7 @@ fn an_evaluation_error_counts_as_false_with_reason_error() {
     let rs = ruleset(&format!(
         "{INSERTS}\n[[rule]]\nid = \"r\"\nwhen = \"customer.days_since_previous_order > 3\"\ngive = [\"box\"]\n"
     ));
-    let key = CouponKey::preview();
-    let shop = Shop::default();
-    let mut rp = Replay::new(&rs, &key, &shop);
+    let mut rp = Replay::new(&rs, &KEY, &SHOP);
     let d = decide(
         &mut rp,
         &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),
@@ -295,9 +291,7 @@ fn a_replayed_order_is_not_decided_again() {
     let rs = ruleset(&format!(
         "{INSERTS}\n[[rule]]\nid = \"r\"\nwhen = \"true\"\ngive = [\"coupon\"]\n"
     ));
-    let key = CouponKey::preview();
-    let shop = Shop::default();
-    let mut rp = Replay::new(&rs, &key, &shop);
+    let mut rp = Replay::new(&rs, &KEY, &SHOP);
     let e = placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]);
     decide(&mut rp, &e);
     assert!(matches!(rp.apply(&e, true, false), Applied::Unchanged));
@@ -331,9 +325,7 @@ when = "'first-books' in segments"
 give = ["box"]
 "#
     ));
-    let key = CouponKey::preview();
-    let shop = Shop::default();
-    let mut rp = Replay::new(&rs, &key, &shop);
+    let mut rp = Replay::new(&rs, &KEY, &SHOP);
     let d = decide(
         &mut rp,
         &placed("A", "1", "2026-11-20T10:00:00Z", "WH-BER", &["books"]),

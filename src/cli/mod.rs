@@ -264,6 +264,13 @@ pub fn read_event_file(path: &Path) -> Result<Event, Failure> {
     })
 }
 
+/// The events of an optional `--history` file (none without one).
+pub fn read_history(path: Option<&Path>) -> Result<Vec<Event>, Failure> {
+    path.map(read_history_file)
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
 /// Reads every event of an NDJSON file; a bad line stops with its number (exit 2).
 pub fn read_history_file(path: &Path) -> Result<Vec<Event>, Failure> {
     let file = std::fs::File::open(path)

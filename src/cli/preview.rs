@@ -24,10 +24,7 @@ pub fn run(
 ) -> CliResult {
     let config = super::load_config(common)?;
     let event = super::read_event_file(order)?;
-    let history = match history {
-        Some(p) => super::read_history_file(p)?,
-        None => Vec::new(),
-    };
+    let history = super::read_history(history)?;
     let rules = super::load_valid_rules(args)?;
     let key = super::read_only_key(&config)?;
     let shop = config.shop();

@@ -173,10 +173,7 @@ fn run_case(
     shop: &Shop,
 ) -> Result<Decision, Failure> {
     let order = super::read_event_file(&base.join(&case.order))?;
-    let history = match &case.history {
-        Some(h) => super::read_history_file(&base.join(h))?,
-        None => Vec::new(),
-    };
+    let history = super::read_history(case.history.as_ref().map(|h| base.join(h)).as_deref())?;
     let at = case.at.as_deref().map(super::parse_time).transpose()?;
     Ok(simulate_order(rules, key, shop, &history, &order, at, true)?.decision)
 }

@@ -58,10 +58,7 @@ pub fn run(
 ) -> CliResult {
     let config = super::load_config(common)?;
     let event = super::read_event_file(order)?;
-    let history = match history {
-        Some(p) => super::read_history_file(p)?,
-        None => Vec::new(),
-    };
+    let history = super::read_history(history)?;
     let at = at.map(super::parse_time).transpose()?;
     let rules = super::load_valid_rules(args)?;
     let key = super::read_only_key(&config)?;
