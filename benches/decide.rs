@@ -428,7 +428,7 @@ fn describe(label: &str, rules: &RuleSet, profile: &Profile, order: &Order, at: 
 /// pushed once, outside the timing, so rules see them).
 fn bare_eval(c: &mut Criterion, name: &str, rules: &RuleSet, profile: &Profile, order: &Order) {
     let at = first_book_event().occurred_at;
-    let ctx = Context::build(profile, order, at, None);
+    let ctx = Context::build(profile, order, at, None, &rules.needs);
     let mut vm = VM::new();
     for seg in &rules.segments {
         if engine::evaluate(&seg.when, &ctx.root, &mut vm) == Ok(true) {
@@ -546,10 +546,26 @@ fn benches(c: &mut Criterion) {
         let mut group = c.benchmark_group("context");
         group.throughput(Throughput::Elements(1));
         group.bench_function("build", |b| {
-            b.iter(|| Context::build(black_box(&profile_0), black_box(&order), at, None))
+            b.iter(|| {
+                Context::build(
+                    black_box(&profile_0),
+                    black_box(&order),
+                    at,
+                    None,
+                    &example.needs,
+                )
+            })
         });
         group.bench_function("build_history_1000", |b| {
-            b.iter(|| Context::build(black_box(&profile_1000), black_box(&order), at, None))
+            b.iter(|| {
+                Context::build(
+                    black_box(&profile_1000),
+                    black_box(&order),
+                    at,
+                    None,
+                    &example.needs,
+                )
+            })
         });
         group.finish();
     }

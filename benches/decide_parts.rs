@@ -72,7 +72,15 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("vm_new", |b| b.iter(VM::new));
     g.bench_function("context_build", |b| {
-        b.iter(|| Context::build(black_box(&profile), black_box(&order), at, None))
+        b.iter(|| {
+            Context::build(
+                black_box(&profile),
+                black_box(&order),
+                at,
+                None,
+                &rules.needs,
+            )
+        })
     });
     g.bench_function("coupon_code", |b| {
         b.iter(|| {

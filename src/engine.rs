@@ -15,7 +15,7 @@ use crate::coupon::CouponKey;
 use crate::event::Order;
 use crate::money::{Currency, format_amount};
 use crate::profile::Profile;
-use crate::rules::{Condition, InsertBody, InsertKind, Mode, RuleSet, StockSlot, Trigger};
+use crate::rules::{Condition, InsertBody, Mode, RuleSet, StockSlot, Trigger};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -268,7 +268,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
         at,
         ..
     } = *input;
-    let ctx = context::Context::build(profile, order, at, None);
+    let ctx = context::Context::build(profile, order, at, None, &rules.needs);
     let mut vm = VM::new();
     let mut explain = input.explain.then(|| Explain {
         segments: Vec::new(),
@@ -309,6 +309,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
     let mut stock_taken: BTreeMap<(String, StockSlot), u32> = BTreeMap::new();
     let mut budget_taken: BTreeMap<(String, Currency), Decimal> = BTreeMap::new();
     let mut codes_used: Vec<String> = Vec::new();
+    let mut template_data: Option<crate::render::TemplateData> = None;
 
     for rule in &rules.rules {
         let outcome = |reason: Option<SkipReason>, label: &str, explain: &mut Option<Explain>| {
@@ -550,30 +551,36 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
             }
             given.push(g);
         }
-        // Notes see the coupons their own rule gives.
-        let coupons: Vec<(&GivenInsert, &CouponGiven)> = given
-            .iter()
-            .filter_map(|g| g.coupon.as_ref().map(|c| (g, c)))
-            .collect();
-        let coupon_json = context::coupons_json(&coupons);
+        // Notes see the coupons their own rule gives. The template data is built once per
+        // decision, at the first note, and only the coupons change between rules.
         let mut notes: Vec<(usize, String)> = Vec::new();
-        for (i, g) in given.iter().enumerate() {
-            if let Some(crate::rules::Insert {
-                body: InsertBody::Note { template },
-                kind: InsertKind::Note,
-                ..
-            }) = rules.insert(&g.insert_id)
-            {
-                let tctx = template_context(profile, order, &coupon_json, at, None, input.shop);
-                let text = match rules.templates.render_note(template, &tctx) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(rule = %rule.id, insert = %g.insert_id, error = %e, "note could not be rendered");
-                        String::new()
-                    }
-                };
-                notes.push((i, text));
-            }
+        for (i, &(idx, _, _)) in passing.iter().enumerate() {
+            let InsertBody::Note { template } = &rules.inserts[idx].body else {
+                continue;
+            };
+            let data = template_data.get_or_insert_with(|| {
+                crate::render::TemplateData::from(template_context(
+                    profile,
+                    order,
+                    &[],
+                    at,
+                    None,
+                    input.shop,
+                ))
+            });
+            let coupons: Vec<(&GivenInsert, &CouponGiven)> = given
+                .iter()
+                .filter_map(|g| g.coupon.as_ref().map(|c| (g, c)))
+                .collect();
+            set_coupons(data, context::coupons_json(&coupons));
+            let text = match rules.templates.render_note_with(template, data) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(rule = %rule.id, insert = %rules.inserts[idx].id, error = %e, "note could not be rendered");
+                    String::new()
+                }
+            };
+            notes.push((i, text));
         }
         for (i, text) in notes {
             given[i].note = Some(NoteGiven { text });
@@ -608,6 +615,16 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
         claims,
         costs,
         rules_given,
+    }
+}
+
+fn set_coupons(data: &mut crate::render::TemplateData, coupons: Vec<serde_json::Value>) {
+    if let serde_json::Value::Object(map) = data.data_mut() {
+        map.insert(
+            "coupon".into(),
+            coupons.first().cloned().unwrap_or(serde_json::Value::Null),
+        );
+        map.insert("coupons".into(), serde_json::Value::Array(coupons));
     }
 }
 
@@ -676,6 +693,7 @@ pub fn followups_for_event(
         late_days
             .or(Some(0))
             .filter(|_| trigger == Trigger::OrderDelivered),
+        &rules.needs,
     );
     let mut vm = VM::new();
     schedule_followups(rules, profile, &ctx, trigger, at, &mut vm)

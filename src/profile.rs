@@ -42,15 +42,16 @@ pub struct Profile {
     pub late_deliveries_count: u32,
     pub coupons_received: u32,
     pub coupons_redeemed: u32,
-    pub first_order_at: Option<DateTime<Utc>>,
+    /// Times are kept as Unix seconds: a stored profile stays small (see `benches/decide.rs`).
+    pub first_order_at: Option<i64>,
     /// Times of the most recent orders, oldest first, at most [`RECENT_ORDERS`].
-    pub recent_orders: Vec<DateTime<Utc>>,
+    pub recent_orders: Vec<i64>,
     pub spend: Vec<Spend>,
     pub categories_bought: Vec<String>,
     pub nps: Option<u8>,
     pub subscribed: bool,
     /// When each rule last gave this customer at least one insert (for cooldowns).
-    pub rule_last_given: Vec<(String, DateTime<Utc>)>,
+    pub rule_last_given: Vec<(String, i64)>,
 }
 
 impl Profile {
@@ -116,7 +117,7 @@ impl Profile {
     /// Whole days between the latest order and the one before it.
     pub fn days_since_previous_order(&self) -> Option<i64> {
         let n = self.recent_orders.len();
-        (n >= 2).then(|| (self.recent_orders[n - 1] - self.recent_orders[n - 2]).num_days())
+        (n >= 2).then(|| (self.recent_orders[n - 1] - self.recent_orders[n - 2]).div_euclid(86_400))
     }
 
     /// Median of the intervals between the recent orders, in days; null under 3 orders.
@@ -124,11 +125,7 @@ impl Profile {
         if self.orders_count < 3 || self.recent_orders.len() < 3 {
             return None;
         }
-        let mut gaps: Vec<i64> = self
-            .recent_orders
-            .windows(2)
-            .map(|w| (w[1] - w[0]).num_seconds())
-            .collect();
+        let mut gaps: Vec<i64> = self.recent_orders.windows(2).map(|w| w[1] - w[0]).collect();
         gaps.sort_unstable();
         let n = gaps.len();
         let seconds = if n % 2 == 1 {
@@ -137,6 +134,11 @@ impl Profile {
             (Decimal::from(gaps[n / 2 - 1]) + Decimal::from(gaps[n / 2])) / Decimal::TWO
         };
         Some((seconds / Decimal::from(86_400)).round_dp(1))
+    }
+
+    pub fn first_order_at(&self) -> Option<DateTime<Utc>> {
+        self.first_order_at
+            .and_then(|t| DateTime::from_timestamp(t, 0))
     }
 
     pub fn nps_group(&self) -> Option<&'static str> {
@@ -151,11 +153,12 @@ impl Profile {
         self.rule_last_given
             .iter()
             .find(|(r, _)| r == rule_id)
-            .map(|(_, t)| *t)
+            .and_then(|(_, t)| DateTime::from_timestamp(*t, 0))
     }
 
     /// Remembers that a rule gave this customer something at `at` (cooldowns count from here).
     pub fn record_given(&mut self, rule_id: &str, at: DateTime<Utc>) {
+        let at = at.timestamp();
         match self.rule_last_given.iter_mut().find(|(r, _)| r == rule_id) {
             Some(entry) => entry.1 = entry.1.max(at),
             None => self.rule_last_given.push((rule_id.to_string(), at)),
@@ -181,6 +184,7 @@ impl Profile {
         let spend = self.spend_mut(order.currency);
         spend.net += order.total;
         spend.orders += 1;
+        let at = at.timestamp();
         self.first_order_at = Some(self.first_order_at.map_or(at, |f| f.min(at)));
         // Keep the window in time order even when events arrive slightly out of order.
         let pos = self.recent_orders.partition_point(|t| *t <= at);

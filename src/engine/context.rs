@@ -5,10 +5,11 @@ use crate::engine::{CouponGiven, GivenInsert, format_time};
 use crate::event::Order;
 use crate::money::format_amount;
 use crate::profile::Profile;
+use crate::rules::ContextNeeds;
 use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::rc::Rc;
 use zen_expression::Variable;
@@ -66,121 +67,182 @@ pub struct Context {
 
 impl Context {
     /// `late_days` is given for follow-ups on `order.delivered` (the `delivery` variable).
+    /// Every variable is present (null where unknown) except the costly ones no condition
+    /// reads (`needs`): those are left out rather than built for nothing.
     pub fn build(
         profile: &Profile,
         order: &Order,
         at: DateTime<Utc>,
         late_days: Option<i64>,
+        needs: &ContextNeeds,
     ) -> Context {
-        let items: Vec<Variable> = order
-            .items
-            .iter()
-            .map(|i| {
-                obj([
-                    ("sku", s(&i.sku)),
-                    ("name", s(&i.name)),
-                    ("category", s(&i.category)),
-                    ("quantity", int(i.quantity)),
-                    ("unit_price", n(i.unit_price)),
-                ])
-            })
-            .collect();
-        let order_v = obj([
-            ("id", s(&order.id)),
-            ("total", n(order.total)),
-            ("currency", s(order.currency.as_str())),
-            ("items", arr(items)),
-            (
+        let mut order_v = VariableMap::with_capacity(12);
+        let put = |m: &mut VariableMap, k: &str, v: Variable| {
+            m.insert(Variable::key(k), v);
+        };
+        put(&mut order_v, "id", s(&order.id));
+        put(&mut order_v, "total", n(order.total));
+        put(&mut order_v, "currency", s(order.currency.as_str()));
+        put(&mut order_v, "item_count", int(order.item_count()));
+        put(&mut order_v, "warehouse", s(&order.warehouse));
+        put(&mut order_v, "channel", opt_s(order.channel.as_deref()));
+        if needs.order_items {
+            let items: Vec<Variable> = order
+                .items
+                .iter()
+                .map(|i| {
+                    obj([
+                        ("sku", s(&i.sku)),
+                        ("name", s(&i.name)),
+                        ("category", s(&i.category)),
+                        ("quantity", int(i.quantity)),
+                        ("unit_price", n(i.unit_price)),
+                    ])
+                })
+                .collect();
+            put(&mut order_v, "items", arr(items));
+        }
+        if needs.order_categories {
+            put(
+                &mut order_v,
                 "categories",
                 arr(order.categories().into_iter().map(s).collect()),
-            ),
-            ("item_count", int(order.item_count())),
-            (
-                "shipping",
-                obj([
-                    ("country", s(&order.shipping.country)),
-                    ("city", opt_s(order.shipping.city.as_deref())),
-                    ("postcode", opt_s(order.shipping.postcode.as_deref())),
-                ]),
-            ),
-            ("warehouse", s(&order.warehouse)),
-            ("channel", opt_s(order.channel.as_deref())),
-            (
+            );
+        }
+        if needs.order_shipping {
+            let shipping = obj([
+                ("country", s(&order.shipping.country)),
+                ("city", opt_s(order.shipping.city.as_deref())),
+                ("postcode", opt_s(order.shipping.postcode.as_deref())),
+            ]);
+            put(&mut order_v, "shipping", shipping);
+        }
+        if needs.order_coupon_codes {
+            put(
+                &mut order_v,
                 "coupon_codes",
                 arr(order.coupon_codes.iter().map(|c| s(c)).collect()),
-            ),
-            ("placed_at", s(&format_time(at))),
-        ]);
-        let customer = obj([
-            ("id", s(&profile.customer_id)),
-            ("first_name", opt_s(profile.first_name.as_deref())),
-            ("orders_count", int(profile.orders_count)),
-            ("lifetime_spend", n(profile.lifetime_spend(order.currency))),
-            (
-                "average_order_value",
-                n(profile.average_order_value(order.currency)),
-            ),
-            (
-                "first_order_at",
-                profile
-                    .first_order_at
-                    .map(|t| s(&format_time(t)))
-                    .unwrap_or(Variable::Null),
-            ),
-            (
-                "days_since_previous_order",
-                profile
-                    .days_since_previous_order()
-                    .map(int)
-                    .unwrap_or(Variable::Null),
-            ),
-            (
-                "median_days_between_orders",
-                profile
-                    .median_days_between_orders()
-                    .map(n)
-                    .unwrap_or(Variable::Null),
-            ),
-            (
+            );
+        }
+        if needs.order_placed_at {
+            put(&mut order_v, "placed_at", s(&format_time(at)));
+        }
+
+        let mut customer = VariableMap::with_capacity(18);
+        put(&mut customer, "id", s(&profile.customer_id));
+        put(
+            &mut customer,
+            "first_name",
+            opt_s(profile.first_name.as_deref()),
+        );
+        put(&mut customer, "orders_count", int(profile.orders_count));
+        put(
+            &mut customer,
+            "lifetime_spend",
+            n(profile.lifetime_spend(order.currency)),
+        );
+        put(
+            &mut customer,
+            "average_order_value",
+            n(profile.average_order_value(order.currency)),
+        );
+        put(
+            &mut customer,
+            "days_since_previous_order",
+            profile
+                .days_since_previous_order()
+                .map(int)
+                .unwrap_or(Variable::Null),
+        );
+        put(&mut customer, "returns_count", int(profile.returns_count));
+        put(
+            &mut customer,
+            "cancelled_count",
+            int(profile.cancelled_count),
+        );
+        put(
+            &mut customer,
+            "nps",
+            profile.nps.map(int).unwrap_or(Variable::Null),
+        );
+        put(&mut customer, "nps_group", opt_s(profile.nps_group()));
+        put(
+            &mut customer,
+            "late_deliveries_count",
+            int(profile.late_deliveries_count),
+        );
+        put(
+            &mut customer,
+            "coupons_received",
+            int(profile.coupons_received),
+        );
+        put(
+            &mut customer,
+            "coupons_redeemed",
+            int(profile.coupons_redeemed),
+        );
+        put(
+            &mut customer,
+            "birthday_month",
+            profile.birthday_month.map(int).unwrap_or(Variable::Null),
+        );
+        put(
+            &mut customer,
+            "subscribed",
+            Variable::Bool(profile.subscribed),
+        );
+        if needs.customer_median_days {
+            let median = profile
+                .median_days_between_orders()
+                .map(n)
+                .unwrap_or(Variable::Null);
+            put(&mut customer, "median_days_between_orders", median);
+        }
+        if needs.customer_first_order_at {
+            let first = profile
+                .first_order_at()
+                .map(|t| s(&format_time(t)))
+                .unwrap_or(Variable::Null);
+            put(&mut customer, "first_order_at", first);
+        }
+        if needs.customer_categories_bought {
+            put(
+                &mut customer,
                 "categories_bought",
                 arr(profile.categories_bought.iter().map(|c| s(c)).collect()),
-            ),
-            ("returns_count", int(profile.returns_count)),
-            ("cancelled_count", int(profile.cancelled_count)),
-            ("nps", profile.nps.map(int).unwrap_or(Variable::Null)),
-            ("nps_group", opt_s(profile.nps_group())),
-            ("late_deliveries_count", int(profile.late_deliveries_count)),
-            ("coupons_received", int(profile.coupons_received)),
-            ("coupons_redeemed", int(profile.coupons_redeemed)),
-            (
-                "birthday_month",
-                profile.birthday_month.map(int).unwrap_or(Variable::Null),
-            ),
-            ("subscribed", Variable::Bool(profile.subscribed)),
-        ]);
+            );
+        }
+
         let date = at.date_naive();
-        let decision = obj([
-            ("date", s(&date.format("%Y-%m-%d").to_string())),
-            ("month", int(date.month())),
-            ("weekday", int(date.weekday().number_from_monday())),
-        ]);
+        let mut decision = VariableMap::with_capacity(3);
+        if needs.decision_date {
+            put(
+                &mut decision,
+                "date",
+                s(&date.format("%Y-%m-%d").to_string()),
+            );
+        }
+        put(&mut decision, "month", int(date.month()));
+        put(
+            &mut decision,
+            "weekday",
+            int(date.weekday().number_from_monday()),
+        );
+
         let segments = arr(Vec::new());
-        let root = match late_days {
-            None => obj([
-                ("order", order_v),
-                ("customer", customer),
-                ("decision", decision),
-                ("segments", segments.clone()),
-            ]),
-            Some(late) => obj([
-                ("order", order_v),
-                ("customer", customer),
-                ("decision", decision),
-                ("segments", segments.clone()),
-                ("delivery", obj([("late_days", int(late))])),
-            ]),
-        };
-        Context { root, segments }
+        let wrap = |m: VariableMap| Variable::Object(Rc::new(RefCell::new(m)));
+        let mut root = VariableMap::with_capacity(5);
+        put(&mut root, "order", wrap(order_v));
+        put(&mut root, "customer", wrap(customer));
+        put(&mut root, "decision", wrap(decision));
+        put(&mut root, "segments", segments.clone());
+        if let Some(late) = late_days {
+            put(&mut root, "delivery", obj([("late_days", int(late))]));
+        }
+        Context {
+            root: wrap(root),
+            segments,
+        }
     }
 
     /// Adds a matched segment; later conditions see it in `segments`.
@@ -203,6 +265,7 @@ pub fn coupons_json(coupons: &[(&GivenInsert, &CouponGiven)]) -> Vec<Value> {
 }
 
 /// The template context of CONTRACT §6 (`unsubscribe_url` is added for e-mails by the sender).
+/// Built map by map rather than with `json!`, which re-allocates on every nested object.
 pub fn template_context(
     profile: &Profile,
     order: &Order,
@@ -211,36 +274,81 @@ pub fn template_context(
     delivery: Option<Value>,
     shop: &Shop,
 ) -> Value {
+    fn map<const N: usize>(fields: [(&str, Value); N]) -> Value {
+        let mut m = Map::with_capacity(N);
+        for (k, v) in fields {
+            m.insert(k.to_string(), v);
+        }
+        Value::Object(m)
+    }
+    fn text(s: &str) -> Value {
+        Value::String(s.to_string())
+    }
+    fn opt(s: Option<&str>) -> Value {
+        s.map(text).unwrap_or(Value::Null)
+    }
     let items: Vec<Value> = order
         .items
         .iter()
         .map(|i| {
-            json!({"sku": i.sku, "name": i.name, "category": i.category, "quantity": i.quantity,
-                   "unit_price": format_amount(i.unit_price)})
+            map([
+                ("sku", text(&i.sku)),
+                ("name", text(&i.name)),
+                ("category", text(&i.category)),
+                ("quantity", Value::from(i.quantity)),
+                ("unit_price", Value::String(format_amount(i.unit_price))),
+            ])
         })
         .collect();
-    json!({
-        "locale": profile.locale.clone().or_else(|| order.customer.locale.clone()).unwrap_or_else(|| "en".into()),
-        "customer": {
-            "first_name": profile.first_name.clone().unwrap_or_else(|| order.customer.first_name.clone()),
-            "last_name": profile.last_name,
-            "email": profile.email,
-            "orders_count": profile.orders_count,
-            "lifetime_spend": format_amount(profile.lifetime_spend(order.currency)),
-            "categories_bought": profile.categories_bought,
-            "nps_group": profile.nps_group(),
-        },
-        "order": {
-            "id": order.id,
-            "total": format_amount(order.total),
-            "currency": order.currency.as_str(),
-            "items": items,
-            "categories": order.categories(),
-            "placed_at": format_time(placed_at),
-        },
-        "coupons": coupons,
-        "coupon": coupons.first().cloned().unwrap_or(Value::Null),
-        "delivery": delivery.unwrap_or(Value::Null),
-        "shop": {"name": shop.name, "url": shop.url},
-    })
+    let locale = profile
+        .locale
+        .as_deref()
+        .or(order.customer.locale.as_deref())
+        .unwrap_or("en");
+    let first_name = profile
+        .first_name
+        .as_deref()
+        .unwrap_or(&order.customer.first_name);
+    map([
+        ("locale", text(locale)),
+        (
+            "customer",
+            map([
+                ("first_name", text(first_name)),
+                ("last_name", opt(profile.last_name.as_deref())),
+                ("email", opt(profile.email.as_deref())),
+                ("orders_count", Value::from(profile.orders_count)),
+                (
+                    "lifetime_spend",
+                    Value::String(format_amount(profile.lifetime_spend(order.currency))),
+                ),
+                (
+                    "categories_bought",
+                    Value::Array(profile.categories_bought.iter().map(|c| text(c)).collect()),
+                ),
+                ("nps_group", opt(profile.nps_group())),
+            ]),
+        ),
+        (
+            "order",
+            map([
+                ("id", text(&order.id)),
+                ("total", Value::String(format_amount(order.total))),
+                ("currency", text(order.currency.as_str())),
+                ("items", Value::Array(items)),
+                (
+                    "categories",
+                    Value::Array(order.categories().into_iter().map(text).collect()),
+                ),
+                ("placed_at", Value::String(format_time(placed_at))),
+            ]),
+        ),
+        ("coupons", Value::Array(coupons.to_vec())),
+        ("coupon", coupons.first().cloned().unwrap_or(Value::Null)),
+        ("delivery", delivery.unwrap_or(Value::Null)),
+        (
+            "shop",
+            map([("name", text(&shop.name)), ("url", text(&shop.url))]),
+        ),
+    ])
 }

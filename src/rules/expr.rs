@@ -106,6 +106,8 @@ fn push_err(findings: &mut Vec<ExprFinding>, span: (usize, usize), message: Stri
 /// The result of checking one condition.
 pub struct ExprCheck {
     pub findings: Vec<ExprFinding>,
+    /// The variable paths the condition reads (`customer.orders_count`, `order.items`).
+    pub reads: Vec<String>,
 }
 
 const NULLABLE: &[&str] = &[
@@ -167,7 +169,10 @@ pub fn check(
             (0, 0),
             "empty condition: write an expression such as customer.orders_count == 1".into(),
         );
-        return ExprCheck { findings };
+        return ExprCheck {
+            findings,
+            reads: Vec::new(),
+        };
     }
     let blank = blank_strings(source);
 
@@ -236,7 +241,10 @@ pub fn check(
         bracket_error = true;
     }
     if bracket_error {
-        return ExprCheck { findings };
+        return ExprCheck {
+            findings,
+            reads: Vec::new(),
+        };
     }
 
     let mut is = IntelliSense::new().with_strict(true);
@@ -412,7 +420,10 @@ pub fn check(
             });
         }
     }
-    ExprCheck { findings }
+    ExprCheck {
+        findings,
+        reads: reads.into_iter().map(|(p, _, _)| p).collect(),
+    }
 }
 
 /// The parser's message in a marketer's words, without its internal offsets.

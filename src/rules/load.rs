@@ -95,6 +95,7 @@ impl Source {
 
 struct Collector {
     findings: Vec<Finding>,
+    needs: ContextNeeds,
 }
 
 impl Collector {
@@ -168,6 +169,7 @@ const QUIET_KEYS: &[&str] = &["from", "until"];
 pub fn load_rules(rules_dir: &Path, templates_dir: &Path) -> LoadOutcome {
     let mut c = Collector {
         findings: Vec::new(),
+        needs: ContextNeeds::default(),
     };
     let mut files = Vec::new();
     match list_rule_files(rules_dir) {
@@ -710,6 +712,7 @@ fn build(
         followups,
         email: email.unwrap_or_default(),
         templates,
+        needs: c.needs,
         insert_index,
     })
 }
@@ -1254,6 +1257,9 @@ fn condition(
     let text = when.get_ref();
     let base = src.string_content_start(&when.span());
     let check: ExprCheck = expr::check(text, ty, segments);
+    for path in &check.reads {
+        c.needs.add(path);
+    }
     let mut failed = false;
     for f in &check.findings {
         failed |= !f.warning;

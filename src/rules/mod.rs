@@ -200,6 +200,75 @@ impl Default for EmailPolicy {
     }
 }
 
+/// Which costly parts of the expression context any condition reads, so that the engine
+/// builds only those for each order (found from the conditions at load time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContextNeeds {
+    pub order_items: bool,
+    pub order_categories: bool,
+    pub order_coupon_codes: bool,
+    pub order_shipping: bool,
+    pub order_placed_at: bool,
+    pub customer_first_order_at: bool,
+    pub customer_categories_bought: bool,
+    pub customer_median_days: bool,
+    pub decision_date: bool,
+}
+
+impl ContextNeeds {
+    pub fn all() -> Self {
+        ContextNeeds {
+            order_items: true,
+            order_categories: true,
+            order_coupon_codes: true,
+            order_shipping: true,
+            order_placed_at: true,
+            customer_first_order_at: true,
+            customer_categories_bought: true,
+            customer_median_days: true,
+            decision_date: true,
+        }
+    }
+
+    /// Marks what a read path (`order.items`, `customer`) needs.
+    pub fn add(&mut self, path: &str) {
+        let mut parts = path.split('.');
+        let root = parts.next().unwrap_or("");
+        let Some(field) = parts.next() else {
+            // The whole root object is read (e.g. passed to a function): build all of it.
+            match root {
+                "order" => {
+                    self.order_items = true;
+                    self.order_categories = true;
+                    self.order_coupon_codes = true;
+                    self.order_shipping = true;
+                    self.order_placed_at = true;
+                }
+                "customer" => {
+                    self.customer_first_order_at = true;
+                    self.customer_categories_bought = true;
+                    self.customer_median_days = true;
+                }
+                "decision" => self.decision_date = true,
+                _ => {}
+            }
+            return;
+        };
+        match (root, field) {
+            ("order", "items") => self.order_items = true,
+            ("order", "categories") => self.order_categories = true,
+            ("order", "coupon_codes") => self.order_coupon_codes = true,
+            ("order", "shipping") => self.order_shipping = true,
+            ("order", "placed_at") => self.order_placed_at = true,
+            ("customer", "first_order_at") => self.customer_first_order_at = true,
+            ("customer", "categories_bought") => self.customer_categories_bought = true,
+            ("customer", "median_days_between_orders") => self.customer_median_days = true,
+            ("decision", "date") => self.decision_date = true,
+            _ => {}
+        }
+    }
+}
+
 /// Everything the engine needs from the rules folder, validated and compiled once.
 #[derive(Clone)]
 pub struct RuleSet {
@@ -213,6 +282,8 @@ pub struct RuleSet {
     pub followups: Vec<Followup>,
     pub email: EmailPolicy,
     pub templates: Templates,
+    /// What the conditions read, so the context is built to measure.
+    pub needs: ContextNeeds,
     insert_index: HashMap<String, usize>,
 }
 
