@@ -13,8 +13,16 @@ const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 #[derive(Clone)]
 pub struct CouponKey {
     bytes: Vec<u8>,
+    /// The HMAC keyed once; each code clones it (cheaper than keying per code).
+    keyed: Hmac<Sha256>,
     /// True for the fixed key the read-only commands use when none is configured.
     pub preview: bool,
+}
+
+/// HMAC takes keys of any length, so keying cannot fail; an empty key stands in if it did.
+fn keyed(bytes: &[u8]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(bytes)
+        .unwrap_or_else(|_| <Hmac<Sha256> as hmac::digest::KeyInit>::new(&Default::default()))
 }
 
 impl std::fmt::Debug for CouponKey {
@@ -37,6 +45,7 @@ pub enum KeyError {
 impl CouponKey {
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         CouponKey {
+            keyed: keyed(&bytes),
             bytes,
             preview: false,
         }
@@ -44,8 +53,10 @@ impl CouponKey {
 
     /// The fixed, public key of previews: codes made with it are never issued.
     pub fn preview() -> Self {
+        let bytes = b"packwell preview key: not for issuing coupons".to_vec();
         CouponKey {
-            bytes: b"packwell preview key: not for issuing coupons".to_vec(),
+            keyed: keyed(&bytes),
+            bytes,
             preview: true,
         }
     }
@@ -89,11 +100,7 @@ impl CouponKey {
         insert_id: &str,
         attempt: u32,
     ) -> String {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.bytes) {
-            Ok(m) => m,
-            // HMAC accepts keys of any length; this arm cannot be reached.
-            Err(_) => return format!("{prefix}-INVALIDKEY00"),
-        };
+        let mut mac = self.keyed.clone();
         for field in [
             order_id.as_bytes(),
             source_id.as_bytes(),
