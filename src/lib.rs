@@ -30,3 +30,4 @@ pub mod profile;
 pub mod render;
 pub mod replay;
 pub mod rules;
+pub mod store;

@@ -1,0 +1,75 @@
+//! The store: the source of truth. Purchase history, decisions, coupons, stock and budget
+//! counters, e-mail jobs, an outbox of Kafka messages and the consumed offsets, written in one
+//! transaction per batch. SQLite (embedded default, one instance) and PostgreSQL (several
+//! instances) share one schema shape, one batch procedure and one test suite.
+
+mod apply;
+mod backend;
+pub mod types;
+
+pub use backend::{PgStore, SqliteStore};
+pub use types::*;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// What every backend offers. Writes go through [`Store::apply_batch`]; reads serve the
+/// station API, the relay and the e-mail worker.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Applies a batch of events in one transaction (all or nothing), fenced by partition epoch.
+    async fn apply_batch(&self, batch: Batch, env: &DecideEnv) -> Result<BatchReport, StoreError>;
+    /// Takes ownership of a partition: bumps its epoch; returns (epoch, next offset).
+    async fn claim_partition(&self, topic: &str, partition: i32) -> Result<(i64, i64), StoreError>;
+    /// Stored offsets and epochs per partition of a topic.
+    async fn partition_offsets(&self, topic: &str) -> Result<Vec<PartitionState>, StoreError>;
+    /// The decision of an order, as stored.
+    async fn decision(&self, order_id: &str) -> Result<Option<StoredDecision>, StoreError>;
+    /// The folded history of a customer.
+    async fn profile(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<crate::profile::Profile>, StoreError>;
+    /// Outbox rows not sent yet, oldest first.
+    async fn unsent_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError>;
+    async fn mark_sent(&self, ids: &[i64]) -> Result<(), StoreError>;
+    /// Claims e-mail jobs due at `now` (Unix seconds) with a lease until `lease_until`.
+    async fn claim_due_emails(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<EmailJob>, StoreError>;
+    /// Coupons of an order, with their state and version.
+    async fn coupons_of_order(&self, order_id: &str) -> Result<Vec<CouponRow>, StoreError>;
+    /// Remaining stock counters: (insert, slot, used).
+    async fn stock_used(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// A packing station's confirmation: moves given inserts to packed / not packed.
+    async fn record_packed(
+        &self,
+        order_id: &str,
+        packed: &[(String, bool, Option<String>)],
+    ) -> Result<(), StoreError>;
+    /// Erases a customer's personal data, keeping anonymous counts.
+    async fn forget_customer(&self, customer_id: &str) -> Result<ForgetReport, StoreError>;
+    /// Removes decisions, processed event ids, finished e-mail jobs and sent outbox rows
+    /// older than `cutoff` (Unix seconds), at most `limit` rows per table; returns rows removed.
+    async fn purge_older_than(&self, cutoff: i64, limit: i64) -> Result<u64, StoreError>;
+    /// The fingerprint of the coupon key this store's codes were made with, if recorded.
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError>;
+    /// Records the key's fingerprint; a different one already recorded is an error.
+    async fn check_key_fingerprint(&self, fingerprint: &str) -> Result<(), StoreError>;
+    /// Where an import of `source` stopped (the next line), for resuming.
+    async fn import_position(&self, source: &str) -> Result<i64, StoreError>;
+    /// Every text value of every table, for tests that search for personal data.
+    async fn dump_text(&self) -> Result<String, StoreError>;
+}
+
+/// Opens the store the configuration names: `postgres://…` or a SQLite path / `sqlite:` URL.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    }
+}

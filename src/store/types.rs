@@ -1,0 +1,138 @@
+//! The values that go in and out of the store.
+
+use crate::coupon::CouponKey;
+use crate::engine::{Decision, Shop};
+use crate::event::{Event, Rejected};
+use crate::replay::Applied;
+use crate::rules::RuleSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the store's schema is newer than this Packwell knows (migration {0}): run a newer Packwell, or restore a backup"
+    )]
+    SchemaTooNew(i64),
+    #[error("fenced off: partition {topic}/{partition} is owned by another instance now")]
+    Fenced { topic: String, partition: i32 },
+    #[error(
+        "the coupon key's fingerprint {found} differs from the one this store was made with ({stored}): codes would not match; use the original key file"
+    )]
+    KeyMismatch { stored: String, found: String },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One consumed message: its offset, key and value, and the event parsed from it (or why not).
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub event: Result<Event, Rejected>,
+    /// False for events older than `[decide] max_event_age` and for imports: fold only.
+    pub decide: bool,
+}
+
+/// Where a batch came from, checked and advanced in the batch's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// A scratch or test store: nothing to check.
+    None,
+    /// Offsets [start, end) of a partition owned with `epoch`.
+    Partition {
+        topic: String,
+        partition: i32,
+        epoch: i64,
+        start: i64,
+        end: i64,
+    },
+    /// Lines [start, end) of an import of `source`.
+    Import {
+        source: String,
+        start: i64,
+        end: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub fence: Fence,
+    pub items: Vec<BatchItem>,
+}
+
+/// What deciding needs besides the store: the rules, the coupon key, the shop.
+#[derive(Clone)]
+pub struct DecideEnv {
+    pub rules: std::sync::Arc<RuleSet>,
+    pub key: CouponKey,
+    pub shop: Shop,
+}
+
+/// What a batch did, event by event (in batch order).
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    pub applied: Vec<Applied>,
+    pub rejected: usize,
+    pub seen_before: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub partition: i32,
+    pub next_offset: i64,
+    pub epoch: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDecision {
+    pub decision: Decision,
+    pub warehouse: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// JSON object of header name → value.
+    pub headers: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailJob {
+    pub order_id: String,
+    pub followup_id: String,
+    pub customer_id: String,
+    pub due_at: i64,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponRow {
+    pub code: String,
+    pub insert_id: String,
+    pub state: String,
+    pub version: i64,
+    pub redeemed_order_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForgetReport {
+    pub profiles: u64,
+    pub decisions: u64,
+    pub outbox_rows: u64,
+}
+
+pub const TOPIC_ORDERS: &str = "orders";
+pub const TOPIC_PACKING: &str = "packing-instructions";
+pub const TOPIC_COUPONS: &str = "coupons";
+pub const TOPIC_DLQ: &str = "orders.dlq";
+/// A DLQ value is cut at this size, with header `packwell-truncated` giving the original size.
+pub const DLQ_MAX_VALUE: usize = 512 * 1024;

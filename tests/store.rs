@@ -1,0 +1,781 @@
+//! The store, against both backends: every test runs on SQLite (a temp file) and on
+//! PostgreSQL (127.0.0.1:5432, database `test`, a schema of its own, dropped afterwards).
+
+use packwell::coupon::CouponKey;
+use packwell::engine::{Shop, SkipReason};
+use packwell::event::{RejectReason, Rejected, event_from_value};
+use packwell::store::{
+    Batch, BatchItem, DecideEnv, Fence, PgStore, SqliteStore, Store, StoreError,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A store under test, with a way to run raw SQL on the same database.
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    raw: Raw,
+    _dir: Option<tempfile::TempDir>,
+    _schema: Option<SchemaGuard>,
+    /// Opens a second store (another connection pool) on the same database.
+    reopen: Reopen,
+}
+
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+enum Reopen {
+    Sqlite(String),
+    Pg(String),
+}
+
+impl Backend {
+    async fn exec(&self, sql: &str) {
+        match &self.raw {
+            Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+            Raw::Pg(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+        }
+    }
+
+    async fn another(&self) -> Arc<dyn Store> {
+        match &self.reopen {
+            Reopen::Sqlite(path) => Arc::new(SqliteStore::open(path).await.unwrap()),
+            Reopen::Pg(schema) => {
+                Arc::new(PgStore::with_pool(pg_pool(schema).await).await.unwrap())
+            }
+        }
+    }
+}
+
+/// Drops the test's schema, also when the test panics.
+struct SchemaGuard(String);
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let schema = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(PG_URL).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .execute(&pool)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn pg_pool(schema: &str) -> sqlx::PgPool {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use std::str::FromStr;
+    let opts = PgConnectOptions::from_str(PG_URL)
+        .unwrap()
+        .options([("search_path", schema)]);
+    PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await
+        .unwrap()
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join("packwell.db")
+        .to_string_lossy()
+        .into_owned();
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite:{path}"))
+        .await
+        .unwrap();
+    Backend {
+        name: "sqlite",
+        store,
+        raw: Raw::Sqlite(raw),
+        _dir: Some(dir),
+        _schema: None,
+        reopen: Reopen::Sqlite(path),
+    }
+}
+
+async fn postgres() -> Backend {
+    let schema = format!(
+        "pw_test_{}_{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = sqlx::PgPool::connect(PG_URL)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (database test)");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let guard = SchemaGuard(schema.clone());
+    let pool = pg_pool(&schema).await;
+    let store = Arc::new(PgStore::with_pool(pool.clone()).await.unwrap());
+    Backend {
+        name: "postgres",
+        store,
+        raw: Raw::Pg(pool),
+        _dir: None,
+        _schema: Some(guard),
+        reopen: Reopen::Pg(schema),
+    }
+}
+
+/// Runs a test body on both backends.
+macro_rules! on_both {
+    ($name:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $body(sqlite().await).await;
+            $body(postgres().await).await;
+        }
+    };
+}
+
+const RULES: &str = r#"
+[[insert]]
+id = "thanks"
+kind = "coupon"
+amount = { EUR = "5.00" }
+code_prefix = "TY"
+[[insert]]
+id = "tea"
+kind = "gift"
+unit_cost = "0.40"
+stock = 100
+[[insert]]
+id = "box"
+kind = "packaging"
+unit_cost = "1.00"
+[[rule]]
+id = "thanks"
+when = "true"
+give = ["thanks", "tea"]
+[[rule]]
+id = "box"
+when = "order.total >= 100"
+give = ["box"]
+budget = { EUR = "2.00", per = "month" }
+[[followup]]
+id = "hello"
+on = "order.placed"
+when = "true"
+template = "hello"
+after = "2h"
+"#;
+
+fn env_with(rules: &str) -> DecideEnv {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::create_dir_all(dir.path().join("templates/emails/hello")).unwrap();
+    std::fs::write(dir.path().join("rules/r.toml"), rules).unwrap();
+    std::fs::write(
+        dir.path().join("templates/emails/hello/subject.hbs"),
+        "Hi {{customer.first_name}}",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("templates/emails/hello/html.hbs"),
+        "<p>Hi</p>",
+    )
+    .unwrap();
+    let out = packwell::rules::load_rules(&dir.path().join("rules"), &dir.path().join("templates"));
+    let msgs: Vec<String> = out.findings.iter().map(|f| f.to_string()).collect();
+    DecideEnv {
+        rules: Arc::new(out.rules.unwrap_or_else(|| panic!("{msgs:?}"))),
+        key: CouponKey::from_bytes(vec![9; 32]),
+        shop: Shop::default(),
+    }
+}
+
+fn env() -> DecideEnv {
+    env_with(RULES)
+}
+
+fn placed(customer: &str, order: &str, total: &str) -> Value {
+    json!({"event_id": format!("p-{order}"), "type": "order.placed", "occurred_at": "2026-11-20T10:00:00Z",
+        "order": {"id": order, "customer": {"id": customer, "email": format!("{customer}@mail.example"),
+            "first_name": "Greta", "last_name": "Garbo-Lindqvist"},
+            "currency": "EUR", "total": total,
+            "items": [{"sku": "S", "name": "Book", "category": "books", "quantity": 1, "unit_price": total}],
+            "shipping": {"country": "DE"}, "warehouse": "WH-BER"}})
+}
+
+fn about(kind: &str, id: &str, customer: &str, order: &str) -> Value {
+    json!({"event_id": id, "type": kind, "occurred_at": "2026-11-21T10:00:00Z", "order_id": order, "customer_id": customer})
+}
+
+fn item(offset: i64, v: &Value) -> BatchItem {
+    let bytes = serde_json::to_vec(v).unwrap();
+    let customer = v["order"]["customer"]["id"]
+        .as_str()
+        .or(v["customer_id"].as_str())
+        .unwrap_or("")
+        .as_bytes()
+        .to_vec();
+    BatchItem {
+        offset,
+        key: Some(customer),
+        value: bytes,
+        event: event_from_value(v),
+        decide: true,
+    }
+}
+
+fn batch(events: &[Value]) -> Batch {
+    Batch {
+        fence: Fence::None,
+        items: events
+            .iter()
+            .enumerate()
+            .map(|(i, v)| item(i as i64, v))
+            .collect(),
+    }
+}
+
+async fn stock_used(store: &dyn Store, insert: &str) -> i64 {
+    store
+        .stock_used()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(i, _, _)| i == insert)
+        .map(|(_, _, n)| n)
+        .sum()
+}
+
+async fn idempotent_replay(b: Backend) {
+    let env = env();
+    let events = [placed("c1", "o1", "20.00"), placed("c2", "o2", "30.00")];
+    let first = b.store.apply_batch(batch(&events), &env).await.unwrap();
+    assert_eq!(first.seen_before, 0, "{}", b.name);
+    let d1 = b.store.decision("o1").await.unwrap().unwrap();
+    let codes1 = b.store.coupons_of_order("o1").await.unwrap();
+    let again = b.store.apply_batch(batch(&events), &env).await.unwrap();
+    assert_eq!(again.seen_before, 2, "{}", b.name);
+    assert_eq!(
+        b.store.decision("o1").await.unwrap().unwrap(),
+        d1,
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.coupons_of_order("o1").await.unwrap(),
+        codes1,
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        stock_used(&*b.store, "tea").await,
+        2,
+        "{}: no second decrement",
+        b.name
+    );
+    // The same order under a new event id changes nothing either.
+    let mut dup = placed("c1", "o1", "20.00");
+    dup["event_id"] = json!("another-id");
+    b.store.apply_batch(batch(&[dup]), &env).await.unwrap();
+    assert_eq!(stock_used(&*b.store, "tea").await, 2, "{}", b.name);
+    assert_eq!(
+        b.store.profile("c1").await.unwrap().unwrap().orders_count,
+        1,
+        "{}",
+        b.name
+    );
+    let rows = b.store.unsent_outbox(100).await.unwrap();
+    let packing = rows
+        .iter()
+        .filter(|r| r.topic == "packing-instructions")
+        .count();
+    assert_eq!(packing, 2, "{}: one packing message per order", b.name);
+    assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
+}
+on_both!(replaying_a_batch_changes_nothing, idempotent_replay);
+
+async fn fails_midway(b: Backend) {
+    let env = env();
+    // An order whose stored summary is corrupt makes the second event fail.
+    b.exec("INSERT INTO orders (order_id, customer_id, data, placed_at) VALUES ('bad', 'c9', 'not json', 0)").await;
+    let events = [
+        placed("c1", "o1", "20.00"),
+        about("order.delivered", "d1", "c9", "bad"),
+    ];
+    let mut events = events.to_vec();
+    events[1]["delivered_at"] = json!("2026-11-22T10:00:00Z");
+    let err = b.store.apply_batch(batch(&events), &env).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{}: {err}", b.name);
+    assert!(
+        b.store.decision("o1").await.unwrap().is_none(),
+        "{}",
+        b.name
+    );
+    assert!(b.store.profile("c1").await.unwrap().is_none(), "{}", b.name);
+    assert!(
+        b.store.unsent_outbox(10).await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+    assert_eq!(stock_used(&*b.store, "tea").await, 0, "{}", b.name);
+    // The first event was not recorded as processed: a retry decides it.
+    b.store
+        .apply_batch(batch(&events[..1]), &env)
+        .await
+        .unwrap();
+    assert!(
+        b.store.decision("o1").await.unwrap().is_some(),
+        "{}",
+        b.name
+    );
+}
+on_both!(a_batch_that_fails_midway_leaves_nothing, fails_midway);
+
+async fn concurrent_claims(b: Backend) {
+    let env = Arc::new(env());
+    let other = b.another().await;
+    let mut tasks = Vec::new();
+    for (s, store) in [b.store.clone(), other].into_iter().enumerate() {
+        for chunk in 0..10 {
+            let store = store.clone();
+            let env = env.clone();
+            tasks.push(tokio::spawn(async move {
+                // 2 pools × 10 tasks × 50 orders = 1000 orders, 10 per batch.
+                for part in 0..5 {
+                    let events: Vec<Value> = (0..10)
+                        .map(|i| {
+                            let n = ((s * 10 + chunk) * 5 + part) * 10 + i;
+                            placed(&format!("k{n}"), &format!("ko{n}"), "20.00")
+                        })
+                        .collect();
+                    loop {
+                        match store.apply_batch(batch(&events), &env).await {
+                            Ok(_) => break,
+                            // SQLite: two writers on one file may time out waiting; retry the batch.
+                            Err(StoreError::Db(e)) if e.to_string().contains("locked") => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(stock_used(&*b.store, "tea").await, 100, "{}", b.name);
+    let mut with_tea = 0;
+    for n in 0..1000 {
+        let d = b.store.decision(&format!("ko{n}")).await.unwrap().unwrap();
+        if d.decision.inserts.iter().any(|i| i.insert_id == "tea") {
+            with_tea += 1;
+        } else {
+            assert!(
+                d.decision
+                    .skipped
+                    .iter()
+                    .any(|s| s.reason == SkipReason::Stock),
+                "{}",
+                b.name
+            );
+        }
+    }
+    assert_eq!(with_tea, 100, "{}", b.name);
+}
+on_both!(
+    concurrent_claims_on_a_stock_of_100_give_exactly_100,
+    concurrent_claims
+);
+
+async fn budget(b: Backend) {
+    let env = env();
+    let events: Vec<Value> = (0..3)
+        .map(|i| placed(&format!("b{i}"), &format!("bo{i}"), "150.00"))
+        .collect();
+    b.store.apply_batch(batch(&events), &env).await.unwrap();
+    let boxes: Vec<bool> = futures_like(&*b.store, &["bo0", "bo1", "bo2"], "box").await;
+    assert_eq!(boxes, [true, true, false], "{}", b.name);
+    let d = b.store.decision("bo2").await.unwrap().unwrap().decision;
+    assert!(
+        d.skipped.iter().any(|s| s.rule_id == "box"
+            && s.reason == SkipReason::Budget
+            && s.insert_id.as_deref() == Some("box")),
+        "{}: {:?}",
+        b.name,
+        d.skipped
+    );
+}
+on_both!(budget_exhaustion_gives_reason_budget, budget);
+
+async fn futures_like(store: &dyn Store, orders: &[&str], insert: &str) -> Vec<bool> {
+    let mut out = Vec::new();
+    for o in orders {
+        let d = store.decision(o).await.unwrap().unwrap().decision;
+        out.push(d.inserts.iter().any(|i| i.insert_id == insert));
+    }
+    out
+}
+
+async fn cancellation(b: Backend) {
+    let env = env();
+    b.store
+        .apply_batch(
+            batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
+            &env,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stock_used(&*b.store, "tea").await, 2);
+    // o2's tea could not be packed ("other": back on the shelf).
+    b.store
+        .record_packed(
+            "o2",
+            &[
+                ("tea".into(), false, Some("other".into())),
+                ("thanks".into(), true, None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stock_used(&*b.store, "tea").await, 1, "{}", b.name);
+    let cancel1 = about("order.cancelled", "x1", "c1", "o1");
+    let cancel2 = about("order.cancelled", "x2", "c2", "o2");
+    b.store
+        .apply_batch(batch(&[cancel1.clone(), cancel2]), &env)
+        .await
+        .unwrap();
+    // o1 returned its tea; o2's was returned when it was not packed, not again now.
+    assert_eq!(stock_used(&*b.store, "tea").await, 0, "{}", b.name);
+    let c = b.store.coupons_of_order("o1").await.unwrap();
+    assert_eq!(
+        (c[0].state.as_str(), c[0].version),
+        ("voided", 2),
+        "{}",
+        b.name
+    );
+    // A second cancellation (another event id) changes nothing.
+    let mut again = cancel1;
+    again["event_id"] = json!("x1-again");
+    b.store.apply_batch(batch(&[again]), &env).await.unwrap();
+    assert_eq!(
+        b.store.coupons_of_order("o1").await.unwrap()[0].version,
+        2,
+        "{}",
+        b.name
+    );
+    let voided: Vec<_> = b
+        .store
+        .unsent_outbox(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.topic == "coupons" && String::from_utf8_lossy(&r.payload).contains("coupon.voided")
+        })
+        .collect();
+    assert_eq!(
+        voided.len(),
+        1,
+        "{}: only o1's coupon is voided (o2 was packed)",
+        b.name
+    );
+    assert!(String::from_utf8_lossy(&voided[0].payload).contains("\"version\":2"));
+}
+on_both!(cancellation_voids_and_restocks_exactly_once, cancellation);
+
+async fn fencing(b: Backend) {
+    let env = env();
+    let (e1, next) = b.store.claim_partition("orders", 3).await.unwrap();
+    assert_eq!(next, 0);
+    let (e2, _) = b.store.claim_partition("orders", 3).await.unwrap();
+    assert!(e2 > e1);
+    let mut stale = batch(&[placed("c1", "o1", "20.00")]);
+    stale.fence = Fence::Partition {
+        topic: "orders".into(),
+        partition: 3,
+        epoch: e1,
+        start: 0,
+        end: 1,
+    };
+    let err = b.store.apply_batch(stale.clone(), &env).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { .. }),
+        "{}: {err}",
+        b.name
+    );
+    assert!(
+        b.store.decision("o1").await.unwrap().is_none(),
+        "{}",
+        b.name
+    );
+    assert!(b.store.profile("c1").await.unwrap().is_none(), "{}", b.name);
+    stale.fence = Fence::Partition {
+        topic: "orders".into(),
+        partition: 3,
+        epoch: e2,
+        start: 0,
+        end: 1,
+    };
+    b.store.apply_batch(stale.clone(), &env).await.unwrap();
+    let p = b.store.partition_offsets("orders").await.unwrap();
+    assert_eq!(
+        (p[0].partition, p[0].next_offset, p[0].epoch),
+        (3, 1, e2),
+        "{}",
+        b.name
+    );
+    // A batch that does not start at the stored offset is refused too.
+    assert!(matches!(
+        b.store.apply_batch(stale, &env).await,
+        Err(StoreError::Fenced { .. })
+    ));
+}
+on_both!(a_fenced_off_batch_leaves_nothing, fencing);
+
+async fn redemption(b: Backend) {
+    let env = env();
+    b.store
+        .apply_batch(batch(&[placed("c1", "o1", "20.00")]), &env)
+        .await
+        .unwrap();
+    let code = b.store.coupons_of_order("o1").await.unwrap()[0]
+        .code
+        .clone();
+    let mut next = placed("c1", "o2", "40.00");
+    next["order"]["coupon_codes"] = json!([code]);
+    b.store.apply_batch(batch(&[next]), &env).await.unwrap();
+    let c = &b.store.coupons_of_order("o1").await.unwrap()[0];
+    assert_eq!(
+        (c.state.as_str(), c.redeemed_order_id.as_deref()),
+        ("redeemed", Some("o2")),
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store
+            .profile("c1")
+            .await
+            .unwrap()
+            .unwrap()
+            .coupons_redeemed,
+        1
+    );
+}
+on_both!(redeemed_coupons_are_marked, redemption);
+
+async fn forget(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::create_dir_all(dir.path().join("templates/notes")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/r.toml"),
+        "[[insert]]\nid = \"card\"\nkind = \"note\"\ntemplate = \"card\"\n[[rule]]\nid = \"card\"\nwhen = \"true\"\ngive = [\"card\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("templates/notes/card.hbs"),
+        "Dear {{customer.first_name}} {{customer.last_name}}",
+    )
+    .unwrap();
+    let rules =
+        packwell::rules::load_rules(&dir.path().join("rules"), &dir.path().join("templates"))
+            .rules
+            .unwrap();
+    let env = DecideEnv {
+        rules: Arc::new(rules),
+        key: CouponKey::from_bytes(vec![9; 32]),
+        shop: Shop::default(),
+    };
+    let mut bad = placed("c1", "o0", "1.00");
+    bad["order"]["items"][0]["quantity"] = json!(0);
+    b.store
+        .apply_batch(batch(&[placed("c1", "o1", "20.00"), bad]), &env)
+        .await
+        .unwrap();
+    let before = b.store.dump_text().await.unwrap();
+    assert!(
+        before.contains("c1@mail.example") && before.contains("Garbo-Lindqvist"),
+        "{}",
+        b.name
+    );
+    let report = b.store.forget_customer("c1").await.unwrap();
+    assert_eq!(report.profiles, 1);
+    let after = b.store.dump_text().await.unwrap();
+    for pii in ["c1@mail.example", "Greta", "Garbo-Lindqvist"] {
+        assert!(!after.contains(pii), "{}: {pii} is still stored", b.name);
+    }
+    // Anonymous counts stay.
+    assert_eq!(
+        b.store.profile("c1").await.unwrap().unwrap().orders_count,
+        1
+    );
+}
+on_both!(forget_leaves_no_email_or_name_behind, forget);
+
+async fn dlq(b: Backend) {
+    let env = env();
+    let mut items = vec![item(0, &placed("c1", "o1", "20.00"))];
+    items.push(BatchItem {
+        offset: 1,
+        key: Some(b"c2".to_vec()),
+        value: b"{not json".to_vec(),
+        event: Err(Rejected {
+            reason: RejectReason::InvalidJson,
+            message: "not valid JSON".into(),
+        }),
+        decide: true,
+    });
+    let mut wrong_key = item(2, &placed("c3", "o3", "20.00"));
+    wrong_key.key = Some(b"someone-else".to_vec());
+    items.push(wrong_key);
+    let mut conflict = placed("c4", "o1", "20.00");
+    conflict["event_id"] = json!("conflicting");
+    items.push(item(3, &conflict));
+    let report = b
+        .store
+        .apply_batch(
+            Batch {
+                fence: Fence::None,
+                items,
+            },
+            &env,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.rejected, 3, "{}", b.name);
+    let dlq: Vec<_> = b
+        .store
+        .unsent_outbox(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.topic == "orders.dlq")
+        .collect();
+    let reasons: Vec<String> = dlq
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(r.headers.as_deref().unwrap()).unwrap()["packwell-reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        ["invalid_json", "key_mismatch", "conflict"],
+        "{}",
+        b.name
+    );
+    assert_eq!(dlq[0].payload, b"{not json", "the value is kept unchanged");
+    assert!(b.store.decision("o3").await.unwrap().is_none());
+}
+on_both!(bad_events_go_to_the_dlq_in_the_batch, dlq);
+
+async fn emails(b: Backend) {
+    let env = env();
+    b.store
+        .apply_batch(batch(&[placed("c1", "o1", "20.00")]), &env)
+        .await
+        .unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+        .unwrap()
+        .timestamp();
+    assert!(
+        b.store
+            .claim_due_emails(due - 1, due + 60, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}: not due yet",
+        b.name
+    );
+    let jobs = b.store.claim_due_emails(due, due + 60, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{}", b.name);
+    assert_eq!(
+        (jobs[0].followup_id.as_str(), jobs[0].attempts),
+        ("hello", 1)
+    );
+    assert!(
+        b.store
+            .claim_due_emails(due + 1, due + 61, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}: leased",
+        b.name
+    );
+    assert_eq!(
+        b.store
+            .claim_due_emails(due + 61, due + 120, 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "{}: lease ran out",
+        b.name
+    );
+    // A cancelled order's pending e-mail is skipped.
+    b.store
+        .apply_batch(batch(&[about("order.cancelled", "x1", "c1", "o1")]), &env)
+        .await
+        .unwrap();
+    assert!(
+        b.store
+            .claim_due_emails(due + 500, due + 600, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}",
+        b.name
+    );
+}
+on_both!(email_jobs_are_claimed_with_a_lease, emails);
+
+async fn keys(b: Backend) {
+    b.store.check_key_fingerprint("sha256:aaaa").await.unwrap();
+    b.store.check_key_fingerprint("sha256:aaaa").await.unwrap();
+    assert!(
+        matches!(
+            b.store.check_key_fingerprint("sha256:bbbb").await,
+            Err(StoreError::KeyMismatch { .. })
+        ),
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.key_fingerprint().await.unwrap().as_deref(),
+        Some("sha256:aaaa")
+    );
+}
+on_both!(a_different_coupon_key_is_refused, keys);
+
+async fn newer_schema(b: Backend) {
+    b.exec(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .await;
+    let reopened = match &b.reopen {
+        Reopen::Sqlite(path) => SqliteStore::open(path).await.map(|_| ()),
+        Reopen::Pg(schema) => PgStore::with_pool(pg_pool(schema).await).await.map(|_| ()),
+    };
+    match reopened {
+        Err(StoreError::SchemaTooNew(9999)) => {}
+        Err(other) => panic!("{}: {other}", b.name),
+        Ok(()) => panic!("{}: a newer schema was accepted", b.name),
+    }
+}
+on_both!(a_newer_schema_stops_start_up, newer_schema);
