@@ -3,12 +3,11 @@
 //! out, skipped and what it cost.
 
 use super::{CliResult, Common, Failure, Format, RulesArgs};
-use crate::coupon::CouponKey;
-use crate::engine::{Shop, SkipReason};
+use crate::engine::SkipReason;
 use crate::event::{Event, parse_event};
 use crate::money::format_amount;
-use crate::replay::{Applied, Replay};
-use crate::rules::RuleSet;
+use crate::replay::Applied;
+use crate::store::{Batch, BatchItem, DecideEnv, Fence, SqliteStore, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -66,85 +65,111 @@ type Tally = (
     BTreeMap<String, Decimal>,
 );
 
-/// Replays `events` (in time order; ties keep file order) and counts.
-pub fn backtest(
-    rules: &RuleSet,
-    key: &CouponKey,
-    shop: &Shop,
-    events: &[Event],
+/// Replays `events` (in time order; ties keep file order) through a scratch store, the
+/// service's own code path (fold, decide, counters, coupons, e-mail jobs), and counts.
+pub async fn backtest(
+    env: &DecideEnv,
+    events: Vec<Event>,
     progress: &ProgressBar,
-) -> BacktestReport {
-    let mut order: Vec<&Event> = events.iter().collect();
-    if !order
+) -> Result<BacktestReport, StoreError> {
+    let mut events = events;
+    if !events
         .windows(2)
         .all(|w| w[0].occurred_at <= w[1].occurred_at)
     {
-        order.sort_by_key(|e| e.occurred_at);
+        events.sort_by_key(|e| e.occurred_at);
     }
-    let mut replay = Replay::new(rules, key, shop);
+    let rules = &env.rules;
+    let store = SqliteStore::open(":memory:").await?;
     let mut by_rule: BTreeMap<String, Tally> = BTreeMap::new();
     let mut by_insert: BTreeMap<String, (u64, BTreeMap<String, Decimal>)> = BTreeMap::new();
     let mut by_segment: BTreeMap<String, u64> = BTreeMap::new();
     let mut report = BacktestReport::default();
-    for event in order {
-        report.events += 1;
-        progress.inc(1);
-        match replay.apply(event, true, false) {
-            Applied::Decided(outcome) => {
-                report.orders += 1;
-                let d = &outcome.decision;
-                for s in &d.segments {
-                    *by_segment.entry(s.clone()).or_default() += 1;
+    let mut offset = 0i64;
+    for chunk in events.chunks(500) {
+        let items = chunk
+            .iter()
+            .map(|e| {
+                offset += 1;
+                BatchItem {
+                    offset,
+                    key: None,
+                    value: Vec::new(),
+                    event: Ok(e.clone()),
+                    decide: true,
                 }
-                // A rule counts once per order it gave to; an insert once per unit given.
-                for rule in &outcome.rules_given {
-                    by_rule.entry(rule.clone()).or_default().0 += 1;
-                }
-                for i in &d.inserts {
-                    by_insert.entry(i.insert_id.clone()).or_default().0 += u64::from(i.quantity);
-                }
-                for f in &d.followups {
-                    by_rule.entry(f.followup_id.clone()).or_default().0 += 1;
-                }
-                for c in &outcome.costs {
-                    *by_rule
-                        .entry(c.rule_id.clone())
-                        .or_default()
-                        .4
-                        .entry(c.currency.to_string())
-                        .or_default() += c.amount;
-                    *by_insert
-                        .entry(c.insert_id.clone())
-                        .or_default()
-                        .1
-                        .entry(c.currency.to_string())
-                        .or_default() += c.amount;
-                }
-                for s in &d.skipped {
-                    let stats = by_rule.entry(s.rule_id.clone()).or_default();
-                    match s.reason {
-                        SkipReason::Holdout => stats.1 += 1,
-                        SkipReason::Shadow => stats.2 += 1,
-                        _ => {}
+            })
+            .collect();
+        let applied_batch = store
+            .apply_batch(
+                Batch {
+                    fence: Fence::None,
+                    items,
+                },
+                env,
+            )
+            .await?;
+        progress.inc(chunk.len() as u64);
+        report.events += chunk.len() as u64;
+        for applied in applied_batch.applied {
+            match applied {
+                Applied::Decided(outcome) => {
+                    report.orders += 1;
+                    let d = &outcome.decision;
+                    for s in &d.segments {
+                        *by_segment.entry(s.clone()).or_default() += 1;
                     }
-                    *stats.3.entry(s.reason.as_str().to_string()).or_default() += 1;
-                }
-                report.emails.scheduled += d.followups.len() as u64;
-            }
-            Applied::Folded { followups, skipped } => {
-                report.emails.scheduled += followups.len() as u64;
-                for f in &followups {
-                    by_rule.entry(f.followup_id.clone()).or_default().0 += 1;
-                }
-                for s in skipped {
-                    let stats = by_rule.entry(s.rule_id.clone()).or_default();
-                    if s.reason == SkipReason::Holdout {
-                        stats.1 += 1;
+                    // A rule counts once per order it gave to; an insert once per unit given.
+                    for rule in &outcome.rules_given {
+                        by_rule.entry(rule.clone()).or_default().0 += 1;
                     }
-                    *stats.3.entry(s.reason.as_str().to_string()).or_default() += 1;
+                    for i in &d.inserts {
+                        by_insert.entry(i.insert_id.clone()).or_default().0 +=
+                            u64::from(i.quantity);
+                    }
+                    for f in &d.followups {
+                        by_rule.entry(f.followup_id.clone()).or_default().0 += 1;
+                    }
+                    for c in &outcome.costs {
+                        *by_rule
+                            .entry(c.rule_id.clone())
+                            .or_default()
+                            .4
+                            .entry(c.currency.to_string())
+                            .or_default() += c.amount;
+                        *by_insert
+                            .entry(c.insert_id.clone())
+                            .or_default()
+                            .1
+                            .entry(c.currency.to_string())
+                            .or_default() += c.amount;
+                    }
+                    for s in &d.skipped {
+                        let stats = by_rule.entry(s.rule_id.clone()).or_default();
+                        match s.reason {
+                            SkipReason::Holdout => stats.1 += 1,
+                            SkipReason::Shadow => stats.2 += 1,
+                            _ => {}
+                        }
+                        *stats.3.entry(s.reason.as_str().to_string()).or_default() += 1;
+                    }
+                    report.emails.scheduled += d.followups.len() as u64;
                 }
+                Applied::Folded { followups, skipped } => {
+                    report.emails.scheduled += followups.len() as u64;
+                    for f in &followups {
+                        by_rule.entry(f.followup_id.clone()).or_default().0 += 1;
+                    }
+                    for s in skipped {
+                        let stats = by_rule.entry(s.rule_id.clone()).or_default();
+                        if s.reason == SkipReason::Holdout {
+                            stats.1 += 1;
+                        }
+                        *stats.3.entry(s.reason.as_str().to_string()).or_default() += 1;
+                    }
+                }
+                Applied::Unchanged | Applied::Conflict => {}
             }
-            Applied::Unchanged | Applied::Conflict => {}
         }
     }
     let money =
@@ -180,7 +205,7 @@ pub fn backtest(
             orders: by_segment.remove(&seg.id).unwrap_or(0),
         });
     }
-    report
+    Ok(report)
 }
 
 pub fn text_report(r: &BacktestReport) -> String {
@@ -265,7 +290,18 @@ pub fn run(common: &Common, args: &RulesArgs, events: &Path, format: Format) -> 
         ProgressStyle::with_template("replaying {pos}/{len} events {wide_bar} {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut report = backtest(&rules, &key, &config.shop(), &parsed, &bar);
+    let env = DecideEnv {
+        rules: std::sync::Arc::new(rules),
+        key,
+        shop: config.shop(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("error: cannot start: {e}")))?;
+    let mut report = runtime
+        .block_on(backtest(&env, parsed, &bar))
+        .map_err(|e| Failure::usage(format!("error: the scratch store failed: {e}")))?;
     bar.finish_and_clear();
     report.rejected = rejected.len() as u64;
     for r in rejected.iter().take(20) {
