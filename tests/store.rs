@@ -779,3 +779,93 @@ async fn newer_schema(b: Backend) {
     }
 }
 on_both!(a_newer_schema_stops_start_up, newer_schema);
+
+async fn allocation(b: Backend) {
+    let env = env();
+    b.store
+        .apply_batch(
+            batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
+            &env,
+        )
+        .await
+        .unwrap();
+    // The marketer lowers the allocation to 2: what was given counts against it, nothing resets.
+    let lowered = env_with(&RULES.replace("stock = 100", "stock = 2"));
+    b.store
+        .apply_batch(batch(&[placed("c3", "o3", "20.00")]), &lowered)
+        .await
+        .unwrap();
+    let d = b.store.decision("o3").await.unwrap().unwrap().decision;
+    assert!(
+        d.skipped
+            .iter()
+            .any(|s| s.insert_id.as_deref() == Some("tea") && s.reason == SkipReason::Stock),
+        "{}",
+        b.name
+    );
+    // Raised again: the same counter, more room.
+    let raised = env_with(&RULES.replace("stock = 100", "stock = 3"));
+    b.store
+        .apply_batch(batch(&[placed("c4", "o4", "20.00")]), &raised)
+        .await
+        .unwrap();
+    assert!(
+        b.store
+            .decision("o4")
+            .await
+            .unwrap()
+            .unwrap()
+            .decision
+            .inserts
+            .iter()
+            .any(|i| i.insert_id == "tea")
+    );
+    assert_eq!(stock_used(&*b.store, "tea").await, 3, "{}", b.name);
+}
+on_both!(stock_is_an_allocation_that_rules_can_change, allocation);
+
+async fn retention(b: Backend) {
+    let env = env();
+    let events: Vec<Value> = (0..7)
+        .map(|i| placed(&format!("r{i}"), &format!("ro{i}"), "20.00"))
+        .collect();
+    b.store.apply_batch(batch(&events), &env).await.unwrap();
+    let ids: Vec<i64> = b
+        .store
+        .unsent_outbox(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    b.store.mark_sent(&ids).await.unwrap();
+    // Nothing was decided (2026-11-20) or processed before November.
+    let november = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .timestamp();
+    assert_eq!(
+        packwell::store::purge(&*b.store, november, 3)
+            .await
+            .unwrap(),
+        0,
+        "{}",
+        b.name
+    );
+    let now = chrono::Utc::now().timestamp();
+    // Everything decided before tomorrow goes, three rows at a time; profiles stay.
+    let removed = packwell::store::purge(&*b.store, now + 86_400, 3)
+        .await
+        .unwrap();
+    assert!(removed >= 7 * 3, "{}: {removed}", b.name);
+    assert!(
+        b.store.decision("ro0").await.unwrap().is_none(),
+        "{}",
+        b.name
+    );
+    assert!(b.store.unsent_outbox(100).await.unwrap().is_empty());
+    assert_eq!(
+        b.store.profile("r0").await.unwrap().unwrap().orders_count,
+        1
+    );
+}
+on_both!(retention_removes_old_rows_in_small_batches, retention);

@@ -73,3 +73,17 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(SqliteStore::open(url).await?))
     }
 }
+
+/// Retention: removes rows older than `cutoff` (Unix seconds) in small batches, yielding in
+/// between so that a long purge never holds the writer for long. Returns the rows removed.
+pub async fn purge(store: &dyn Store, cutoff: i64, batch: i64) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let removed = store.purge_older_than(cutoff, batch).await?;
+        total += removed;
+        if removed == 0 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
