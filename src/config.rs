@@ -150,6 +150,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The store when `[store] url` is not set: SQLite under `data/`.
+pub const DEFAULT_STORE_PATH: &str = "data/packwell.db";
+
 const SECTIONS: &[&str] = &[
     "kafka", "store", "decide", "http", "email", "coupons", "shop",
 ];
@@ -226,6 +229,16 @@ impl Config {
         Ok(())
     }
 
+    /// Where the store is: `[store] url` (`PACKWELL_STORE_URL`), else the SQLite file
+    /// `data/packwell.db` (relative to the working directory).
+    pub fn store_url(&self) -> String {
+        self.store
+            .url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_STORE_PATH.to_string())
+    }
+
     pub fn shop(&self) -> crate::engine::Shop {
         crate::engine::Shop {
             name: self.shop.name.clone(),
@@ -248,7 +261,8 @@ impl Config {
     }
 }
 
-fn mask_url_password(url: &str) -> String {
+/// The URL with its password, if any, masked: for messages and `--check-config`.
+pub fn mask_url_password(url: &str) -> String {
     // postgres://user:secret@host/db → postgres://user:********@host/db
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((auth, host)) = rest.split_once('@')
@@ -304,6 +318,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn store_url_defaults_to_sqlite_under_data() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.store_url(), "data/packwell.db");
+        let c = Config::load(
+            None,
+            [(
+                "PACKWELL_STORE_URL".to_string(),
+                "postgres://packwell@db/packwell".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.store_url(), "postgres://packwell@db/packwell");
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! (and tested) without the binary. Exit codes: 0 success, 1 a finding, 2 usage or input error.
 
 mod backtest;
+mod forget;
+mod import;
 mod preview;
 mod rule_tests;
 mod simulate;
 mod validate;
 
 pub use backtest::{BacktestReport, backtest};
+pub use import::ImportSummary;
 pub use rule_tests::run_rule_tests;
 
 use crate::config::Config;
@@ -131,6 +134,29 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Backfill purchase history from an NDJSON file into the store; decides nothing.
+    /// Streaming and resumable: run it again after an interruption to go on where it stopped.
+    Import {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+        /// The history (NDJSON, one event a line).
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        /// Lines per transaction.
+        #[arg(long, value_name = "N", default_value_t = 2000,
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        batch: u32,
+    },
+    /// Erase a customer's personal data from the store, keeping anonymous counts.
+    Forget {
+        #[command(flatten)]
+        common: Common,
+        /// The customer id.
+        #[arg(long, value_name = "ID")]
+        customer: String,
+    },
 }
 
 /// A command's failure: the exit code and what to say on stderr.
@@ -199,6 +225,13 @@ pub fn run(cli: Cli) -> ExitCode {
             history.as_deref(),
             out.as_deref(),
         ),
+        Command::Import {
+            common,
+            rules,
+            events,
+            batch,
+        } => import::run(&common, &rules, &events, batch as usize),
+        Command::Forget { common, customer } => forget::run(&common, &customer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -233,6 +266,14 @@ pub fn load_valid_rules(args: &RulesArgs) -> Result<RuleSet, Failure> {
             )))
         }
     }
+}
+
+/// A runtime for the commands that use the store (the commands themselves are synchronous).
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("error: cannot start the async runtime: {e}")))
 }
 
 /// The configured coupon key; read-only commands never create one.
