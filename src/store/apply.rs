@@ -19,6 +19,39 @@ pub struct CounterView {
     pub taken_codes: HashSet<String>,
 }
 
+impl CounterView {
+    /// Counts claims that were taken in the database.
+    pub fn take(&mut self, claims: &[crate::engine::Claim]) {
+        for claim in claims {
+            match claim {
+                crate::engine::Claim::Stock {
+                    insert_id,
+                    slot,
+                    quantity,
+                    ..
+                } => {
+                    *self
+                        .stock
+                        .entry((insert_id.clone(), slot.as_str().to_string()))
+                        .or_default() += quantity;
+                }
+                crate::engine::Claim::Budget {
+                    rule_id,
+                    period,
+                    currency,
+                    amount,
+                    ..
+                } => {
+                    *self
+                        .budget
+                        .entry((rule_id.clone(), period.clone(), currency.to_string()))
+                        .or_default() += amount;
+                }
+            }
+        }
+    }
+}
+
 impl Counters for CounterView {
     fn stock_used(&self, insert_id: &str, slot: &StockSlot) -> u32 {
         self.stock

@@ -20,6 +20,8 @@ use std::collections::{HashMap, HashSet};
 /// Profiles and orders read in this batch, written back once at its end.
 #[derive(Default)]
 struct BatchCache {
+    /// Stock and budget counters as this batch sees them (None: read them again).
+    view: Option<CounterView>,
     profiles: HashMap<String, Profile>,
     orders: HashMap<String, OrderSummary>,
     dirty_profiles: HashSet<String>,
@@ -139,8 +141,8 @@ macro_rules! backend {
                 Self::outbox(tx, TOPIC_DLQ, item.key.as_deref(), &value, Some(&headers)).await
             }
 
-            async fn counter_view(tx: &mut sqlx::Transaction<'_, $db>, taken: &HashSet<String>) -> Result<CounterView, StoreError> {
-                let mut view = CounterView { taken_codes: taken.clone(), ..Default::default() };
+            async fn counter_view(tx: &mut sqlx::Transaction<'_, $db>) -> Result<CounterView, StoreError> {
+                let mut view = CounterView::default();
                 for r in sqlx::query("SELECT insert_id, slot, used FROM stock").fetch_all(&mut **tx).await? {
                     let used: i64 = r.try_get(2)?;
                     view.stock.insert((r.try_get(0)?, r.try_get(1)?), u32::try_from(used.max(0)).unwrap_or(u32::MAX));
@@ -305,18 +307,23 @@ macro_rules! backend {
                     // Decided before (e.g. imported history replayed): the stored decision stands.
                     return Ok(Applied::Unchanged);
                 }
-                let mut taken: HashSet<String> = HashSet::new();
                 // Bounded: each retry follows a claim that another instance won or a code collision.
                 for _ in 0..16 {
-                    let view = Self::counter_view(tx, &taken).await?;
-                    let profile = cache.profiles.get(&order.customer.id).ok_or_else(|| corrupt("profile not loaded"))?;
+                    // The counters are read once per batch and kept up to date here; a failed
+                    // claim means another instance moved them, and they are read again.
+                    if cache.view.is_none() {
+                        cache.view = Some(Self::counter_view(tx).await?);
+                    }
+                    let (Some(view), Some(profile)) = (cache.view.as_ref(), cache.profiles.get(&order.customer.id)) else {
+                        return Err(corrupt("profile not loaded"));
+                    };
                     let outcome = engine::decide(&DecideInput {
                         rules: &env.rules,
                         profile,
                         order,
                         at: event.occurred_at,
-                        counters: &view,
-                        issued: &view,
+                        counters: view,
+                        issued: view,
                         key: &env.key,
                         shop: &env.shop,
                         explain: false,
@@ -325,6 +332,9 @@ macro_rules! backend {
                     match Self::write_decision(&mut sp, &outcome, env, event.occurred_at).await? {
                         Ok(()) => {
                             sp.commit().await?;
+                            if let Some(view) = cache.view.as_mut() {
+                                view.take(&outcome.claims);
+                            }
                             if let Some(p) = cache.profiles.get_mut(&order.customer.id) {
                                 for rule in &outcome.rules_given {
                                     p.record_given(rule, event.occurred_at);
@@ -335,9 +345,14 @@ macro_rules! backend {
                         }
                         Err(Retry::Code(code)) => {
                             sp.rollback().await?;
-                            taken.insert(code);
+                            if let Some(view) = cache.view.as_mut() {
+                                view.taken_codes.insert(code);
+                            }
                         }
-                        Err(Retry::Claim) => sp.rollback().await?,
+                        Err(Retry::Claim) => {
+                            sp.rollback().await?;
+                            cache.view = None;
+                        }
                     }
                 }
                 Err(StoreError::Other(format!("order {}: could not take counters after 16 tries", order.id)))
@@ -472,6 +487,8 @@ macro_rules! backend {
                     }
                     (Folded::Cancelled, EventBody::OrderCancelled { order_id, .. }) => {
                         Self::cancel(tx, order_id, &engine::format_time(event.occurred_at)).await?;
+                        // Stock may have come back.
+                        cache.view = None;
                         Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
                     }
                     (Folded::Returned, EventBody::OrderReturned { order_id, .. }) => {
