@@ -869,3 +869,30 @@ async fn retention(b: Backend) {
     );
 }
 on_both!(retention_removes_old_rows_in_small_batches, retention);
+
+async fn foreign_order(b: Backend) {
+    let env = env();
+    b.store
+        .apply_batch(batch(&[placed("c1", "o1", "20.00")]), &env)
+        .await
+        .unwrap();
+    // c2 claims to cancel c1's order: set aside, c1's coupon and stock untouched.
+    let report = b
+        .store
+        .apply_batch(batch(&[about("order.cancelled", "x1", "c2", "o1")]), &env)
+        .await
+        .unwrap();
+    assert_eq!(report.rejected, 1, "{}", b.name);
+    assert_eq!(
+        b.store.coupons_of_order("o1").await.unwrap()[0].state,
+        "issued",
+        "{}",
+        b.name
+    );
+    assert_eq!(stock_used(&*b.store, "tea").await, 1, "{}", b.name);
+    assert!(b.store.profile("c2").await.unwrap().is_none(), "{}", b.name);
+}
+on_both!(
+    an_event_about_another_customers_order_is_a_conflict,
+    foreign_order
+);

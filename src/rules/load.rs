@@ -752,7 +752,7 @@ fn money_map(
                 continue;
             }
         };
-        match parse_amount(amount.get_ref()) {
+        match rule_amount(amount.get_ref()) {
             Ok(d) if d >= Decimal::ZERO => {
                 out.insert(cur, d);
             }
@@ -890,7 +890,7 @@ fn build_insert(
             }
             let unit_cost = match &spec.unit_cost {
                 None => Decimal::ZERO,
-                Some(u) => match parse_amount(u.get_ref()) {
+                Some(u) => match rule_amount(u.get_ref()) {
                     Ok(d) if d >= Decimal::ZERO => d,
                     Ok(_) => {
                         c.error(src, &u.span(), "unit_cost must not be negative");
@@ -1283,4 +1283,14 @@ fn condition(
             None
         }
     }
+}
+
+/// An amount in a rule file: exact, with at most 4 decimals (counters of money are kept in
+/// 1/10000 units so that both databases compare them exactly).
+fn rule_amount(s: &str) -> Result<Decimal, String> {
+    let d = parse_amount(s)?;
+    if d.normalize().scale() > 4 {
+        return Err(format!("{s:?} has more than 4 decimals"));
+    }
+    Ok(d)
 }

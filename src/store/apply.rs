@@ -82,8 +82,13 @@ impl IssuedCodes for CounterView {
 pub const UNITS_PER_ONE: i64 = 10_000;
 
 pub fn to_units(d: Decimal) -> i64 {
-    let scaled = (d * Decimal::from(UNITS_PER_ONE)).ceil();
-    i64::try_from(scaled.mantissa() / 10i128.pow(scaled.scale())).unwrap_or(i64::MAX)
+    match d.checked_mul(Decimal::from(UNITS_PER_ONE)) {
+        Some(scaled) => {
+            let scaled = scaled.ceil();
+            i64::try_from(scaled.mantissa() / 10i128.pow(scaled.scale())).unwrap_or(i64::MAX)
+        }
+        None => i64::MAX,
+    }
 }
 
 pub fn from_units(u: i64) -> Decimal {

@@ -28,6 +28,28 @@ struct BatchCache {
     dirty_orders: HashSet<String>,
 }
 
+/// Errors after which the same transaction may well succeed: PostgreSQL deadlock (40P01) and
+/// serialization failure (40001), SQLite busy or locked.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            matches!(
+                db.code().as_deref(),
+                Some("40P01") | Some("40001") | Some("5") | Some("6") | Some("517")
+            ) || db.message().contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
+/// A little randomness for back-off, without a generator to seed.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Utc::now().timestamp_subsec_nanos() as u64);
+    h.finish()
+}
+
 fn now_secs() -> i64 {
     Utc::now().timestamp()
 }
@@ -47,6 +69,19 @@ enum Retry {
 macro_rules! backend {
     ($store:ident, $db:ty) => {
         impl $store {
+            async fn apply_batch_once(&self, batch: &Batch, env: &DecideEnv) -> Result<BatchReport, StoreError> {
+                let mut tx = self.begin_write().await?;
+                Self::fence(&mut tx, &batch.fence).await?;
+                let mut cache = BatchCache::default();
+                let mut report = BatchReport::default();
+                for item in &batch.items {
+                    Self::apply_item(&mut tx, &mut cache, &batch.fence, item, env, &mut report).await?;
+                }
+                Self::flush(&mut tx, &cache).await?;
+                tx.commit().await?;
+                Ok(report)
+            }
+
             async fn fence(tx: &mut sqlx::Transaction<'_, $db>, fence: &Fence) -> Result<(), StoreError> {
                 match fence {
                     Fence::None => Ok(()),
@@ -91,7 +126,7 @@ macro_rules! backend {
                 if cache.profiles.contains_key(id) {
                     return Ok(());
                 }
-                let row = sqlx::query("SELECT data FROM profiles WHERE customer_id = $1").bind(id).fetch_optional(&mut **tx).await?;
+                let row = sqlx::query(Self::LOAD_PROFILE_SQL).bind(id).fetch_optional(&mut **tx).await?;
                 let profile = match row {
                     Some(r) => serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
                     None => Profile::new(id),
@@ -452,6 +487,17 @@ macro_rules! backend {
                 Self::load_profile(tx, cache, &customer).await?;
                 if let Some(oid) = event.order_id() {
                     Self::load_order(tx, cache, oid).await?;
+                    // An event about someone else's order must not touch it (nor schedule an
+                    // e-mail about it to the wrong person).
+                    if let Some(o) = cache.orders.get(oid)
+                        && o.customer_id != customer
+                    {
+                        let msg = format!("order_id: order {oid:?} belongs to another customer, not {customer:?}");
+                        Self::dlq(tx, fence, item, RejectReason::Conflict, &msg).await?;
+                        report.rejected += 1;
+                        report.applied.push(Applied::Conflict);
+                        return Ok(());
+                    }
                 }
                 let profile = cache.profiles.get_mut(&customer).ok_or_else(|| corrupt("profile not loaded"))?;
                 let order = event.order_id().and_then(|id| cache.orders.get_mut(id));
@@ -551,7 +597,7 @@ macro_rules! backend {
                     let Some(o) = cache.orders.get(id) else { continue };
                     sqlx::query(
                         "INSERT INTO orders (order_id, customer_id, data, placed_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (order_id) DO UPDATE SET data = excluded.data",
+                         ON CONFLICT (order_id) DO UPDATE SET data = excluded.data WHERE orders.customer_id = excluded.customer_id",
                     )
                     .bind(id)
                     .bind(&o.customer_id)
@@ -567,16 +613,20 @@ macro_rules! backend {
         #[async_trait]
         impl Store for $store {
             async fn apply_batch(&self, batch: Batch, env: &DecideEnv) -> Result<BatchReport, StoreError> {
-                let mut tx = self.begin_write().await?;
-                Self::fence(&mut tx, &batch.fence).await?;
-                let mut cache = BatchCache::default();
-                let mut report = BatchReport::default();
-                for item in &batch.items {
-                    Self::apply_item(&mut tx, &mut cache, &batch.fence, item, env, &mut report).await?;
+                // A batch is all or nothing, so one that lost a deadlock or a serialization
+                // check (two instances claiming the same counters in different orders) is
+                // applied again, a bounded number of times, after a short random wait.
+                let mut tries: u64 = 0;
+                loop {
+                    match self.apply_batch_once(&batch, env).await {
+                        Err(StoreError::Db(e)) if is_transient(&e) && tries < 8 => {
+                            tries += 1;
+                            let wait = 5 + (rand_u64() % 20) * tries;
+                            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                        }
+                        other => return other,
+                    }
                 }
-                Self::flush(&mut tx, &cache).await?;
-                tx.commit().await?;
-                Ok(report)
             }
 
             async fn claim_partition(&self, topic: &str, partition: i32) -> Result<(i64, i64), StoreError> {
@@ -823,10 +873,10 @@ macro_rules! backend {
                 let mut tx = self.begin_write().await?;
                 let mut removed = 0;
                 for sql in [
-                    "DELETE FROM given_inserts WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 LIMIT $2)",
-                    "DELETE FROM decisions WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 LIMIT $2)",
+                    "DELETE FROM given_inserts WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
+                    "DELETE FROM decisions WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
-                    "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state <> 'pending' AND created_at < $1 LIMIT $2)",
+                    "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state NOT IN ('pending', 'sending') AND created_at < $1 LIMIT $2)",
                     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent AND created_at < $1 LIMIT $2)",
                 ] {
                     removed += sqlx::query(sql).bind(cutoff).bind(limit).execute(&mut *tx).await?.rows_affected();
@@ -899,6 +949,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The writer's transaction is `BEGIN IMMEDIATE`: rows need no lock of their own.
+    const LOAD_PROFILE_SQL: &'static str = "SELECT data FROM profiles WHERE customer_id = $1";
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
         WHERE state = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2) \
@@ -974,6 +1026,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Locked until the batch commits, so a concurrent `forget` (or another batch) is not
+    /// overwritten by this batch's copy of the profile.
+    const LOAD_PROFILE_SQL: &'static str =
+        "SELECT data FROM profiles WHERE customer_id = $1 FOR UPDATE";
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
         WHERE state = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2 \
