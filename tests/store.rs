@@ -180,21 +180,16 @@ template = "hello"
 after = "2h"
 "#;
 
-fn env_with(rules: &str) -> DecideEnv {
+/// A rules folder with `rules` and the given template files, loaded into a decision setting.
+fn env_from(rules: &str, templates: &[(&str, &str)]) -> DecideEnv {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::create_dir_all(dir.path().join("templates/emails/hello")).unwrap();
     std::fs::write(dir.path().join("rules/r.toml"), rules).unwrap();
-    std::fs::write(
-        dir.path().join("templates/emails/hello/subject.hbs"),
-        "Hi {{customer.first_name}}",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("templates/emails/hello/html.hbs"),
-        "<p>Hi</p>",
-    )
-    .unwrap();
+    for (path, text) in templates {
+        let path = dir.path().join("templates").join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
     let out = packwell::rules::load_rules(&dir.path().join("rules"), &dir.path().join("templates"));
     let msgs: Vec<String> = out.findings.iter().map(|f| f.to_string()).collect();
     DecideEnv {
@@ -202,6 +197,16 @@ fn env_with(rules: &str) -> DecideEnv {
         key: CouponKey::from_bytes(vec![9; 32]),
         shop: Shop::default(),
     }
+}
+
+fn env_with(rules: &str) -> DecideEnv {
+    env_from(
+        rules,
+        &[
+            ("emails/hello/subject.hbs", "Hi {{customer.first_name}}"),
+            ("emails/hello/html.hbs", "<p>Hi</p>"),
+        ],
+    )
 }
 
 fn env() -> DecideEnv {
@@ -578,28 +583,13 @@ async fn redemption(b: Backend) {
 on_both!(redeemed_coupons_are_marked, redemption);
 
 async fn forget(b: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::create_dir_all(dir.path().join("templates/notes")).unwrap();
-    std::fs::write(
-        dir.path().join("rules/r.toml"),
+    let env = env_from(
         "[[insert]]\nid = \"card\"\nkind = \"note\"\ntemplate = \"card\"\n[[rule]]\nid = \"card\"\nwhen = \"true\"\ngive = [\"card\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("templates/notes/card.hbs"),
-        "Dear {{customer.first_name}} {{customer.last_name}}",
-    )
-    .unwrap();
-    let rules =
-        packwell::rules::load_rules(&dir.path().join("rules"), &dir.path().join("templates"))
-            .rules
-            .unwrap();
-    let env = DecideEnv {
-        rules: Arc::new(rules),
-        key: CouponKey::from_bytes(vec![9; 32]),
-        shop: Shop::default(),
-    };
+        &[(
+            "notes/card.hbs",
+            "Dear {{customer.first_name}} {{customer.last_name}}",
+        )],
+    );
     let mut bad = placed("c1", "o0", "1.00");
     bad["order"]["items"][0]["quantity"] = json!(0);
     b.store
