@@ -1,12 +1,22 @@
 //! The two backends. The batch procedure and every query are written once, in the macro
 //! below, and stamped out for SQLite and PostgreSQL: the SQL is the portable subset both speak
-//! (`$n` parameters, `ON CONFLICT`, `RETURNING`), so the two cannot drift apart. What differs
-//! (opening, how a write transaction begins, claiming e-mail jobs) is written per backend.
+//! (`$n` parameters, `ON CONFLICT`, `RETURNING`, multi-row `VALUES`), so the two cannot drift
+//! apart. What differs (opening, how a write transaction begins, locking profiles, claiming
+//! e-mail jobs) is written per backend.
+//!
+//! A batch is applied in memory and written in a few multi-row statements (see `pending.rs`):
+//! it reads the batch's profiles, orders and decisions in one statement each, decides, and
+//! writes counters, coupons, decisions, outbox rows and e-mail jobs at its end. Counter claims
+//! are totals per key, each a conditional upsert; when one fails (another instance took what
+//! the batch's view still showed) the batch is rolled back and applied again *carefully*:
+//! each decision written under a savepoint as soon as it is made, a failed claim re-deciding
+//! just that order on a fresh view.
 
 use super::Store;
-use super::apply::{CounterView, dlq_message, from_units, to_units};
+use super::apply::{CounterView, dlq_message, from_units};
+use super::pending::*;
 use super::types::*;
-use crate::engine::{self, Claim, DecideInput, Decision, Outcome};
+use crate::engine::{self, DecideInput, Decision, Outcome};
 use crate::event::{Event, EventBody, RejectReason};
 use crate::profile::{self, Folded, OrderSummary, Profile};
 use crate::replay::Applied;
@@ -17,15 +27,29 @@ use serde_json::json;
 use sqlx::{Connection, Row};
 use std::collections::{HashMap, HashSet};
 
-/// Profiles and orders read in this batch, written back once at its end.
+/// How a batch writes its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// All rows at the batch's end; a lost claim rolls the whole batch back.
+    Batched,
+    /// Each decision under a savepoint as it is made; a lost claim re-decides that order.
+    Careful,
+}
+
+/// What this batch has read and will write.
 #[derive(Default)]
 struct BatchCache {
     /// Stock and budget counters as this batch sees them (None: read them again).
     view: Option<CounterView>,
     profiles: HashMap<String, Profile>,
     orders: HashMap<String, OrderSummary>,
+    /// Orders that have a decision (stored before, or made in this batch).
+    decided: HashSet<String>,
+    /// Event ids of this batch not seen before (each is taken by its first occurrence).
+    fresh: HashSet<String>,
     dirty_profiles: HashSet<String>,
     dirty_orders: HashSet<String>,
+    pending: Pending,
 }
 
 /// Errors after which the same transaction may well succeed: PostgreSQL deadlock (40P01) and
@@ -58,7 +82,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-/// Why writing a decision must be tried again on a fresh view.
+/// Why writing staged rows must be tried again on a fresh view.
 enum Retry {
     /// A counter claim failed: another instance took what the view still showed.
     Claim,
@@ -66,18 +90,27 @@ enum Retry {
     Code(String),
 }
 
+/// The ids a batch reads in one statement each, in a fixed order (locks are taken in it).
+fn sorted(ids: HashSet<&str>) -> Vec<&str> {
+    let mut v: Vec<&str> = ids.into_iter().collect();
+    v.sort_unstable();
+    v
+}
+
 macro_rules! backend {
     ($store:ident, $db:ty) => {
         impl $store {
-            async fn apply_batch_once(&self, batch: &Batch, env: &DecideEnv) -> Result<BatchReport, StoreError> {
+            async fn apply_batch_once(&self, batch: &Batch, env: &DecideEnv, mode: Mode) -> Result<BatchReport, StoreError> {
                 let mut tx = self.begin_write().await?;
                 Self::fence(&mut tx, &batch.fence).await?;
                 let mut cache = BatchCache::default();
+                Self::preload(&mut tx, &mut cache, batch).await?;
                 let mut report = BatchReport::default();
                 for item in &batch.items {
-                    Self::apply_item(&mut tx, &mut cache, &batch.fence, item, env, &mut report).await?;
+                    Self::apply_item(&mut tx, &mut cache, &batch.fence, item, env, mode, &mut report).await?;
                 }
-                Self::flush(&mut tx, &cache).await?;
+                Self::flush_or_contended(&mut tx, &mut cache).await?;
+                Self::write_profiles_and_orders(&mut tx, &cache).await?;
                 tx.commit().await?;
                 Ok(report)
             }
@@ -122,31 +155,93 @@ macro_rules! backend {
                 }
             }
 
-            async fn load_profile(tx: &mut sqlx::Transaction<'_, $db>, cache: &mut BatchCache, id: &str) -> Result<(), StoreError> {
-                if cache.profiles.contains_key(id) {
-                    return Ok(());
+            /// Records the batch's event ids as processed and reads what its events refer to:
+            /// profiles (locked on PostgreSQL), orders and existing decisions, one statement each.
+            async fn preload(tx: &mut sqlx::Transaction<'_, $db>, cache: &mut BatchCache, batch: &Batch) -> Result<(), StoreError> {
+                // Events that will be applied, as far as can be told before folding: parsed,
+                // and keyed by their customer.
+                let events: Vec<&Event> = batch
+                    .items
+                    .iter()
+                    .filter_map(|i| match (&i.event, &i.key) {
+                        (Ok(e), Some(k)) if k.as_slice() != e.customer_id().as_bytes() => None,
+                        (Ok(e), _) => Some(e),
+                        _ => None,
+                    })
+                    .collect();
+                let now = now_secs();
+                let mut ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO processed_events (event_id, processed_at) ");
+                    qb.push_values(chunk, |mut b, id| {
+                        b.push_bind(*id).push_bind(now);
+                    });
+                    qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+                    for r in qb.build().persistent(false).fetch_all(&mut **tx).await? {
+                        cache.fresh.insert(r.try_get(0)?);
+                    }
                 }
-                let row = sqlx::query(Self::LOAD_PROFILE_SQL).bind(id).fetch_optional(&mut **tx).await?;
-                let profile = match row {
-                    Some(r) => serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
-                    None => Profile::new(id),
-                };
-                cache.profiles.insert(id.to_string(), profile);
+                let fresh: Vec<&Event> = events.into_iter().filter(|e| cache.fresh.contains(&e.event_id)).collect();
+                let customers = sorted(fresh.iter().map(|e| e.customer_id()).collect());
+                for chunk in customers.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT customer_id, data FROM profiles WHERE customer_id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(") ORDER BY customer_id");
+                    qb.push(Self::LOCK_PROFILES);
+                    for r in qb.build().persistent(false).fetch_all(&mut **tx).await? {
+                        let id: String = r.try_get(0)?;
+                        let p: Profile = serde_json::from_str(&r.try_get::<String, _>(1)?).map_err(corrupt)?;
+                        cache.profiles.insert(id, p);
+                    }
+                }
+                for id in customers {
+                    if !cache.profiles.contains_key(id) {
+                        cache.profiles.insert(id.to_string(), Profile::new(id));
+                    }
+                }
+                let order_ids = sorted(fresh.iter().filter_map(|e| e.order_id()).collect());
+                for chunk in order_ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT order_id, data FROM orders WHERE order_id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    for r in qb.build().persistent(false).fetch_all(&mut **tx).await? {
+                        let id: String = r.try_get(0)?;
+                        let o: OrderSummary = serde_json::from_str(&r.try_get::<String, _>(1)?).map_err(corrupt)?;
+                        cache.orders.insert(id, o);
+                    }
+                }
+                let placed = sorted(
+                    fresh
+                        .iter()
+                        .filter_map(|e| match &e.body {
+                            EventBody::OrderPlaced(o) => Some(o.id.as_str()),
+                            _ => None,
+                        })
+                        .collect(),
+                );
+                for chunk in placed.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT order_id FROM decisions WHERE order_id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    for r in qb.build().persistent(false).fetch_all(&mut **tx).await? {
+                        cache.decided.insert(r.try_get(0)?);
+                    }
+                }
                 Ok(())
             }
 
-            async fn load_order(tx: &mut sqlx::Transaction<'_, $db>, cache: &mut BatchCache, id: &str) -> Result<(), StoreError> {
-                if cache.orders.contains_key(id) {
-                    return Ok(());
-                }
-                let row = sqlx::query("SELECT data FROM orders WHERE order_id = $1").bind(id).fetch_optional(&mut **tx).await?;
-                if let Some(r) = row {
-                    let order: OrderSummary = serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
-                    cache.orders.insert(id.to_string(), order);
-                }
-                Ok(())
-            }
-
+            /// One outbox row written at once, for writes outside a batch (packed confirmations).
             async fn outbox(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 topic: &str,
@@ -165,15 +260,9 @@ macro_rules! backend {
                 Ok(())
             }
 
-            async fn dlq(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                fence: &Fence,
-                item: &BatchItem,
-                reason: RejectReason,
-                error: &str,
-            ) -> Result<(), StoreError> {
+            fn dlq(cache: &mut BatchCache, fence: &Fence, item: &BatchItem, reason: RejectReason, error: &str) {
                 let (value, headers) = dlq_message(fence, item.offset, &item.value, reason, error);
-                Self::outbox(tx, TOPIC_DLQ, item.key.as_deref(), &value, Some(&headers)).await
+                cache.pending.outbox.push(OutboxInsert { topic: TOPIC_DLQ, key: item.key.clone(), payload: value, headers: Some(headers) });
             }
 
             async fn counter_view(tx: &mut sqlx::Transaction<'_, $db>) -> Result<CounterView, StoreError> {
@@ -188,159 +277,233 @@ macro_rules! backend {
                 Ok(view)
             }
 
-            /// Takes the decision's counters and writes its rows; `Err(Retry)` rolls the
-            /// savepoint back and the order is decided again on a fresh view.
-            async fn write_decision(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                outcome: &Outcome,
-                env: &DecideEnv,
-                at: DateTime<Utc>,
-            ) -> Result<Result<(), Retry>, StoreError> {
+            /// Stages a decision's rows: its claims, coupons (and their `coupon.issued`
+            /// messages), given inserts, the decision and its packing instruction, its e-mails.
+            fn stage_decision(pending: &mut Pending, outcome: &Outcome, env: &DecideEnv, at: DateTime<Utc>) -> Result<(), StoreError> {
                 let d = &outcome.decision;
-                // Claims in a fixed (sorted) order, so two instances never wait on each other in a cycle.
-                let mut claims = outcome.claims.clone();
-                claims.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-                let mut stock_slots: Vec<(String, String)> = Vec::new();
-                for claim in &claims {
-                    match claim {
-                        Claim::Stock { insert_id, slot, allocation, quantity } => {
-                            sqlx::query("INSERT INTO stock (insert_id, slot, used) VALUES ($1, $2, 0) ON CONFLICT (insert_id, slot) DO NOTHING")
-                                .bind(insert_id)
-                                .bind(slot.as_str())
-                                .execute(&mut **tx)
-                                .await?;
-                            let r = sqlx::query(
-                                "UPDATE stock SET used = used + $1 WHERE insert_id = $2 AND slot = $3 AND used + $1 <= $4",
-                            )
-                            .bind(i64::from(*quantity))
-                            .bind(insert_id)
-                            .bind(slot.as_str())
-                            .bind(i64::from(*allocation))
-                            .execute(&mut **tx)
-                            .await?;
-                            if r.rows_affected() == 0 {
-                                return Ok(Err(Retry::Claim));
-                            }
-                            stock_slots.push((insert_id.clone(), slot.as_str().to_string()));
-                        }
-                        Claim::Budget { rule_id, period, currency, limit, amount } => {
-                            sqlx::query(
-                                "INSERT INTO budgets (rule_id, period, currency, spent_units) VALUES ($1, $2, $3, 0) ON CONFLICT (rule_id, period, currency) DO NOTHING",
-                            )
-                            .bind(rule_id)
-                            .bind(period)
-                            .bind(currency.as_str())
-                            .execute(&mut **tx)
-                            .await?;
-                            let r = sqlx::query(
-                                "UPDATE budgets SET spent_units = spent_units + $1 WHERE rule_id = $2 AND period = $3 AND currency = $4 AND spent_units + $1 <= $5",
-                            )
-                            .bind(to_units(*amount))
-                            .bind(rule_id)
-                            .bind(period)
-                            .bind(currency.as_str())
-                            .bind(to_units(*limit))
-                            .execute(&mut **tx)
-                            .await?;
-                            if r.rows_affected() == 0 {
-                                return Ok(Err(Retry::Claim));
-                            }
-                        }
-                    }
-                }
+                pending.claim(&outcome.claims);
                 for (seq, g) in d.inserts.iter().enumerate() {
                     let stock_slot = env.rules.insert(&g.insert_id).and_then(|i| match &i.body {
                         InsertBody::Item { stock: Some(s), .. } => s.slot(&d.warehouse).map(|(slot, _)| slot.as_str().to_string()),
                         _ => None,
                     });
                     if let Some(c) = &g.coupon {
-                        let r = sqlx::query(
-                            "INSERT INTO coupons (code, order_id, source_id, insert_id, customer_id, amount, currency, expires_on, state, version, issued_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'issued', 1, $9) ON CONFLICT (code) DO NOTHING",
-                        )
-                        .bind(&c.code)
-                        .bind(&d.order_id)
-                        .bind(&g.rule_id)
-                        .bind(&g.insert_id)
-                        .bind(&d.customer_id)
-                        .bind(&c.amount)
-                        .bind(&c.currency)
-                        .bind(&c.expires_on)
-                        .bind(at.timestamp())
-                        .execute(&mut **tx)
-                        .await?;
-                        if r.rows_affected() == 0 {
-                            return Ok(Err(Retry::Code(c.code.clone())));
-                        }
+                        pending.coupons.push(CouponInsert {
+                            code: c.code.clone(),
+                            order_id: d.order_id.clone(),
+                            source_id: g.rule_id.clone(),
+                            insert_id: g.insert_id.clone(),
+                            customer_id: d.customer_id.clone(),
+                            amount: c.amount.to_string(),
+                            currency: c.currency.to_string(),
+                            expires_on: c.expires_on.to_string(),
+                            issued_at: at.timestamp(),
+                        });
                         let msg = json!({"schema_version": 1, "type": "coupon.issued", "code": c.code, "version": 1,
                             "order_id": d.order_id, "customer_id": d.customer_id, "rule_id": g.rule_id, "insert_id": g.insert_id,
                             "amount": c.amount, "currency": c.currency, "min_order": c.min_order, "expires_on": c.expires_on,
                             "occurred_at": d.decided_at});
-                        Self::outbox(tx, TOPIC_COUPONS, Some(c.code.as_bytes()), msg.to_string().as_bytes(), None).await?;
+                        pending.outbox.push(OutboxInsert {
+                            topic: TOPIC_COUPONS,
+                            key: Some(c.code.as_bytes().to_vec()),
+                            payload: msg.to_string().into_bytes(),
+                            headers: None,
+                        });
                     }
-                    sqlx::query(
-                        "INSERT INTO given_inserts (order_id, seq, insert_id, rule_id, kind, stock_slot, state) VALUES ($1, $2, $3, $4, $5, $6, 'given')",
-                    )
-                    .bind(&d.order_id)
-                    .bind(seq as i64)
-                    .bind(&g.insert_id)
-                    .bind(&g.rule_id)
-                    .bind(&g.kind)
-                    .bind(stock_slot)
-                    .execute(&mut **tx)
-                    .await?;
+                    pending.given.push(GivenInsert {
+                        order_id: d.order_id.clone(),
+                        seq: seq as i64,
+                        insert_id: g.insert_id.clone(),
+                        rule_id: g.rule_id.clone(),
+                        kind: g.kind.to_string(),
+                        stock_slot,
+                    });
                 }
                 let json = serde_json::to_string(d).map_err(corrupt)?;
-                sqlx::query(
-                    "INSERT INTO decisions (order_id, customer_id, warehouse, rules_version, decided_at, decision) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&d.order_id)
-                .bind(&d.customer_id)
-                .bind(&d.warehouse)
-                .bind(&d.rules_version)
-                .bind(at.timestamp())
-                .bind(&json)
-                .execute(&mut **tx)
-                .await?;
-                Self::outbox(tx, TOPIC_PACKING, Some(d.order_id.as_bytes()), json.as_bytes(), None).await?;
-                Self::schedule(tx, &d.order_id, &d.customer_id, &d.followups).await?;
-                Ok(Ok(()))
+                pending.outbox.push(OutboxInsert {
+                    topic: TOPIC_PACKING,
+                    key: Some(d.order_id.as_bytes().to_vec()),
+                    payload: json.as_bytes().to_vec(),
+                    headers: None,
+                });
+                pending.decisions.push(DecisionInsert {
+                    order_id: d.order_id.clone(),
+                    customer_id: d.customer_id.clone(),
+                    warehouse: d.warehouse.clone(),
+                    rules_version: d.rules_version.clone(),
+                    decided_at: at.timestamp(),
+                    json,
+                });
+                Self::stage_emails(pending, &d.order_id, &d.customer_id, &d.followups)
             }
 
-            async fn schedule(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                order_id: &str,
-                customer_id: &str,
-                followups: &[engine::ScheduledFollowup],
-            ) -> Result<(), StoreError> {
+            fn stage_emails(pending: &mut Pending, order_id: &str, customer_id: &str, followups: &[engine::ScheduledFollowup]) -> Result<(), StoreError> {
                 for f in followups {
                     let due = DateTime::parse_from_rfc3339(&f.due_at).map(|t| t.timestamp()).map_err(corrupt)?;
-                    sqlx::query(
-                        "INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, state, created_at) VALUES ($1, $2, $3, $4, 'pending', $5) \
-                         ON CONFLICT (order_id, followup_id) DO NOTHING",
-                    )
-                    .bind(order_id)
-                    .bind(&f.followup_id)
-                    .bind(customer_id)
-                    .bind(due)
-                    .bind(now_secs())
-                    .execute(&mut **tx)
-                    .await?;
+                    pending.emails.push(EmailInsert {
+                        order_id: order_id.to_string(),
+                        followup_id: f.followup_id.clone(),
+                        customer_id: customer_id.to_string(),
+                        due_at: due,
+                    });
                 }
                 Ok(())
             }
 
-            async fn decide_and_write(
+            /// Writes what is staged, in this order: counter claims (sorted keys), coupons,
+            /// redemptions, given inserts, decisions, outbox rows (in event order, so the relay
+            /// sends them in it), e-mail jobs. `Err(Retry)` when a claim or a code was lost.
+            async fn write_pending(tx: &mut sqlx::Transaction<'_, $db>, pending: Pending) -> Result<Result<(), Retry>, StoreError> {
+                for ((insert_id, slot), (quantity, allocation)) in &pending.stock {
+                    if quantity > allocation {
+                        return Ok(Err(Retry::Claim));
+                    }
+                    let r = sqlx::query(
+                        "INSERT INTO stock (insert_id, slot, used) VALUES ($1, $2, $3) ON CONFLICT (insert_id, slot) \
+                         DO UPDATE SET used = stock.used + excluded.used WHERE stock.used + excluded.used <= $4",
+                    )
+                    .bind(insert_id)
+                    .bind(slot)
+                    .bind(*quantity)
+                    .bind(*allocation)
+                    .execute(&mut **tx)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        return Ok(Err(Retry::Claim));
+                    }
+                }
+                for ((rule_id, period, currency), (amount, limit)) in &pending.budget {
+                    if amount > limit {
+                        return Ok(Err(Retry::Claim));
+                    }
+                    let r = sqlx::query(
+                        "INSERT INTO budgets (rule_id, period, currency, spent_units) VALUES ($1, $2, $3, $4) ON CONFLICT (rule_id, period, currency) \
+                         DO UPDATE SET spent_units = budgets.spent_units + excluded.spent_units WHERE budgets.spent_units + excluded.spent_units <= $5",
+                    )
+                    .bind(rule_id)
+                    .bind(period)
+                    .bind(currency)
+                    .bind(*amount)
+                    .bind(*limit)
+                    .execute(&mut **tx)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        return Ok(Err(Retry::Claim));
+                    }
+                }
+                for chunk in pending.coupons.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO coupons (code, order_id, source_id, insert_id, customer_id, amount, currency, expires_on, state, version, issued_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, c| {
+                        b.push_bind(&c.code)
+                            .push_bind(&c.order_id)
+                            .push_bind(&c.source_id)
+                            .push_bind(&c.insert_id)
+                            .push_bind(&c.customer_id)
+                            .push_bind(&c.amount)
+                            .push_bind(&c.currency)
+                            .push_bind(&c.expires_on)
+                            .push_bind("issued")
+                            .push_bind(1_i64)
+                            .push_bind(c.issued_at);
+                    });
+                    qb.push(" ON CONFLICT (code) DO NOTHING RETURNING code");
+                    let rows = qb.build().persistent(false).fetch_all(&mut **tx).await?;
+                    if rows.len() < chunk.len() {
+                        let written: HashSet<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+                        let lost = chunk.iter().find(|c| !written.contains(&c.code)).map(|c| c.code.clone()).unwrap_or_default();
+                        return Ok(Err(Retry::Code(lost)));
+                    }
+                }
+                for (code, order_id) in &pending.redemptions {
+                    sqlx::query("UPDATE coupons SET state = 'redeemed', redeemed_order_id = $1 WHERE code = $2 AND state = 'issued'")
+                        .bind(order_id)
+                        .bind(code)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                for chunk in pending.given.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO given_inserts (order_id, seq, insert_id, rule_id, kind, stock_slot, state) ");
+                    qb.push_values(chunk, |mut b, g| {
+                        b.push_bind(&g.order_id)
+                            .push_bind(g.seq)
+                            .push_bind(&g.insert_id)
+                            .push_bind(&g.rule_id)
+                            .push_bind(&g.kind)
+                            .push_bind(g.stock_slot.as_deref())
+                            .push_bind("given");
+                    });
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                for chunk in pending.decisions.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO decisions (order_id, customer_id, warehouse, rules_version, decided_at, decision) ");
+                    qb.push_values(chunk, |mut b, d| {
+                        b.push_bind(&d.order_id)
+                            .push_bind(&d.customer_id)
+                            .push_bind(&d.warehouse)
+                            .push_bind(&d.rules_version)
+                            .push_bind(d.decided_at)
+                            .push_bind(&d.json);
+                    });
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                let now = now_secs();
+                for chunk in pending.outbox.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO outbox (topic, msg_key, payload, headers, sent, created_at) ");
+                    qb.push_values(chunk, |mut b, o| {
+                        b.push_bind(o.topic)
+                            .push_bind(o.key.as_deref())
+                            .push_bind(o.payload.as_slice())
+                            .push_bind(o.headers.as_deref())
+                            .push_bind(false)
+                            .push_bind(now);
+                    });
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                for chunk in pending.emails.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, state, created_at) ");
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(&e.order_id)
+                            .push_bind(&e.followup_id)
+                            .push_bind(&e.customer_id)
+                            .push_bind(e.due_at)
+                            .push_bind("pending")
+                            .push_bind(now);
+                    });
+                    qb.push(" ON CONFLICT (order_id, followup_id) DO NOTHING");
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                Ok(Ok(()))
+            }
+
+            /// Writes what is staged before a statement that reads or changes rows the batch
+            /// may have staged; a lost claim here rolls the batch back ([`StoreError::Contended`]).
+            async fn flush_or_contended(tx: &mut sqlx::Transaction<'_, $db>, cache: &mut BatchCache) -> Result<(), StoreError> {
+                if cache.pending.is_empty() {
+                    return Ok(());
+                }
+                match Self::write_pending(tx, std::mem::take(&mut cache.pending)).await? {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(StoreError::Contended),
+                }
+            }
+
+            async fn decide_and_stage(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 cache: &mut BatchCache,
                 event: &Event,
                 env: &DecideEnv,
+                mode: Mode,
             ) -> Result<Applied, StoreError> {
                 let EventBody::OrderPlaced(order) = &event.body else { return Ok(Applied::Unchanged) };
-                let existing = sqlx::query("SELECT decision FROM decisions WHERE order_id = $1").bind(&order.id).fetch_optional(&mut **tx).await?;
-                if existing.is_some() {
+                if cache.decided.contains(&order.id) {
                     // Decided before (e.g. imported history replayed): the stored decision stands.
                     return Ok(Applied::Unchanged);
+                }
+                if mode == Mode::Careful {
+                    // The savepoint below must hold this decision's rows only.
+                    Self::flush_or_contended(tx, cache).await?;
                 }
                 // Bounded: each retry follows a claim that another instance won or a code collision.
                 for _ in 0..16 {
@@ -363,37 +526,44 @@ macro_rules! backend {
                         shop: &env.shop,
                         explain: false,
                     });
-                    let mut sp = (&mut **tx).begin().await?;
-                    match Self::write_decision(&mut sp, &outcome, env, event.occurred_at).await? {
-                        Ok(()) => {
-                            sp.commit().await?;
-                            if let Some(view) = cache.view.as_mut() {
-                                view.take(&outcome.claims);
-                            }
-                            if let Some(p) = cache.profiles.get_mut(&order.customer.id) {
-                                for rule in &outcome.rules_given {
-                                    p.record_given(rule, event.occurred_at);
+                    Self::stage_decision(&mut cache.pending, &outcome, env, event.occurred_at)?;
+                    if mode == Mode::Careful {
+                        let mut sp = (&mut **tx).begin().await?;
+                        match Self::write_pending(&mut sp, std::mem::take(&mut cache.pending)).await? {
+                            Ok(()) => sp.commit().await?,
+                            Err(Retry::Code(code)) => {
+                                sp.rollback().await?;
+                                if let Some(view) = cache.view.as_mut() {
+                                    view.taken_codes.insert(code);
                                 }
-                                p.coupons_received += outcome.decision.inserts.iter().filter(|i| i.coupon.is_some()).count() as u32;
+                                continue;
                             }
-                            return Ok(Applied::Decided(Box::new(outcome)));
-                        }
-                        Err(Retry::Code(code)) => {
-                            sp.rollback().await?;
-                            if let Some(view) = cache.view.as_mut() {
-                                view.taken_codes.insert(code);
+                            Err(Retry::Claim) => {
+                                sp.rollback().await?;
+                                cache.view = None;
+                                continue;
                             }
-                        }
-                        Err(Retry::Claim) => {
-                            sp.rollback().await?;
-                            cache.view = None;
                         }
                     }
+                    if let Some(view) = cache.view.as_mut() {
+                        view.take(&outcome.claims);
+                    }
+                    if let Some(p) = cache.profiles.get_mut(&order.customer.id) {
+                        for rule in &outcome.rules_given {
+                            p.record_given(rule, event.occurred_at);
+                        }
+                        p.coupons_received += outcome.decision.inserts.iter().filter(|i| i.coupon.is_some()).count() as u32;
+                    }
+                    cache.decided.insert(order.id.clone());
+                    return Ok(Applied::Decided(Box::new(outcome)));
                 }
                 Err(StoreError::Other(format!("order {}: could not take counters after 16 tries", order.id)))
             }
 
-            async fn cancel(tx: &mut sqlx::Transaction<'_, $db>, order_id: &str, at: &str) -> Result<(), StoreError> {
+            /// An order cancelled before packing: its coupons are voided (`coupon.voided`), its
+            /// inserts go back to stock once, its e-mails are cancelled.
+            async fn cancel(tx: &mut sqlx::Transaction<'_, $db>, cache: &mut BatchCache, order_id: &str, at: &str) -> Result<(), StoreError> {
+                Self::flush_or_contended(tx, cache).await?;
                 let packed = sqlx::query("SELECT COUNT(*) FROM given_inserts WHERE order_id = $1 AND state = 'packed'")
                     .bind(order_id)
                     .fetch_one(&mut **tx)
@@ -412,7 +582,12 @@ macro_rules! backend {
                         let customer: String = r.try_get(2)?;
                         let msg = json!({"schema_version": 1, "type": "coupon.voided", "code": code, "version": version,
                             "order_id": order_id, "customer_id": customer, "reason": "order_cancelled", "occurred_at": at});
-                        Self::outbox(tx, TOPIC_COUPONS, Some(code.as_bytes()), msg.to_string().as_bytes(), None).await?;
+                        cache.pending.outbox.push(OutboxInsert {
+                            topic: TOPIC_COUPONS,
+                            key: Some(code.into_bytes()),
+                            payload: msg.to_string().into_bytes(),
+                            headers: None,
+                        });
                     }
                     sqlx::query("UPDATE given_inserts SET state = 'voided' WHERE order_id = $1 AND state = 'given' AND kind = 'coupon'")
                         .bind(order_id)
@@ -435,11 +610,16 @@ macro_rules! backend {
                             .execute(&mut **tx)
                             .await?;
                     }
+                    // Stock may have come back.
+                    cache.view = None;
                 }
-                Self::cancel_emails(tx, order_id).await
+                Self::cancel_emails(tx, cache, order_id).await
             }
 
-            async fn cancel_emails(tx: &mut sqlx::Transaction<'_, $db>, order_id: &str) -> Result<(), StoreError> {
+            async fn cancel_emails(tx: &mut sqlx::Transaction<'_, $db>, cache: &mut BatchCache, order_id: &str) -> Result<(), StoreError> {
+                if cache.pending.emails.iter().any(|e| e.order_id == order_id) {
+                    Self::flush_or_contended(tx, cache).await?;
+                }
                 sqlx::query("UPDATE email_jobs SET state = 'skipped', reason = 'cancelled' WHERE order_id = $1 AND state = 'pending'")
                     .bind(order_id)
                     .execute(&mut **tx)
@@ -447,18 +627,20 @@ macro_rules! backend {
                 Ok(())
             }
 
+            #[allow(clippy::too_many_arguments)]
             async fn apply_item(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 cache: &mut BatchCache,
                 fence: &Fence,
                 item: &BatchItem,
                 env: &DecideEnv,
+                mode: Mode,
                 report: &mut BatchReport,
             ) -> Result<(), StoreError> {
                 let event = match &item.event {
                     Ok(e) => e,
                     Err(r) => {
-                        Self::dlq(tx, fence, item, r.reason, &r.message).await?;
+                        Self::dlq(cache, fence, item, r.reason, &r.message);
                         report.rejected += 1;
                         report.applied.push(Applied::Unchanged);
                         return Ok(());
@@ -469,35 +651,29 @@ macro_rules! backend {
                     && key.as_slice() != customer.as_bytes()
                 {
                     let msg = format!("key: the message key {:?} is not the event's customer id {customer:?}", String::from_utf8_lossy(key));
-                    Self::dlq(tx, fence, item, RejectReason::KeyMismatch, &msg).await?;
+                    Self::dlq(cache, fence, item, RejectReason::KeyMismatch, &msg);
                     report.rejected += 1;
                     report.applied.push(Applied::Unchanged);
                     return Ok(());
                 }
-                let fresh = sqlx::query("INSERT INTO processed_events (event_id, processed_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING")
-                    .bind(&event.event_id)
-                    .bind(now_secs())
-                    .execute(&mut **tx)
-                    .await?;
-                if fresh.rows_affected() == 0 {
+                // The first occurrence of an event id in the batch takes it; later ones (and
+                // ids processed by an earlier batch) are seen before.
+                if !cache.fresh.remove(&event.event_id) {
                     report.seen_before += 1;
                     report.applied.push(Applied::Unchanged);
                     return Ok(());
                 }
-                Self::load_profile(tx, cache, &customer).await?;
-                if let Some(oid) = event.order_id() {
-                    Self::load_order(tx, cache, oid).await?;
+                if let Some(oid) = event.order_id()
+                    && let Some(o) = cache.orders.get(oid)
+                    && o.customer_id != customer
+                {
                     // An event about someone else's order must not touch it (nor schedule an
                     // e-mail about it to the wrong person).
-                    if let Some(o) = cache.orders.get(oid)
-                        && o.customer_id != customer
-                    {
-                        let msg = format!("order_id: order {oid:?} belongs to another customer, not {customer:?}");
-                        Self::dlq(tx, fence, item, RejectReason::Conflict, &msg).await?;
-                        report.rejected += 1;
-                        report.applied.push(Applied::Conflict);
-                        return Ok(());
-                    }
+                    let msg = format!("order_id: order {oid:?} belongs to another customer, not {customer:?}");
+                    Self::dlq(cache, fence, item, RejectReason::Conflict, &msg);
+                    report.rejected += 1;
+                    report.applied.push(Applied::Conflict);
+                    return Ok(());
                 }
                 let profile = cache.profiles.get_mut(&customer).ok_or_else(|| corrupt("profile not loaded"))?;
                 let order = event.order_id().and_then(|id| cache.orders.get_mut(id));
@@ -512,33 +688,31 @@ macro_rules! backend {
                 let applied = match (folded, &event.body) {
                     (Folded::Conflict, _) => {
                         let msg = format!("order.id: order {:?} is known under another customer", event.order_id().unwrap_or(""));
-                        Self::dlq(tx, fence, item, RejectReason::Conflict, &msg).await?;
+                        Self::dlq(cache, fence, item, RejectReason::Conflict, &msg);
                         report.rejected += 1;
                         Applied::Conflict
                     }
                     (Folded::DuplicateOrder, _) => Applied::Unchanged,
                     (Folded::NewOrder, EventBody::OrderPlaced(order)) => {
+                        if cache.pending.touches_coupons(&order.coupon_codes) {
+                            // A code issued earlier in this batch must exist before it is redeemed.
+                            Self::flush_or_contended(tx, cache).await?;
+                        }
                         for code in &order.coupon_codes {
-                            sqlx::query("UPDATE coupons SET state = 'redeemed', redeemed_order_id = $1 WHERE code = $2 AND state = 'issued'")
-                                .bind(&order.id)
-                                .bind(code)
-                                .execute(&mut **tx)
-                                .await?;
+                            cache.pending.redeem(code, &order.id);
                         }
                         if item.decide {
-                            Self::decide_and_write(tx, cache, event, env).await?
+                            Self::decide_and_stage(tx, cache, event, env, mode).await?
                         } else {
                             Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
                         }
                     }
                     (Folded::Cancelled, EventBody::OrderCancelled { order_id, .. }) => {
-                        Self::cancel(tx, order_id, &engine::format_time(event.occurred_at)).await?;
-                        // Stock may have come back.
-                        cache.view = None;
+                        Self::cancel(tx, cache, order_id, &engine::format_time(event.occurred_at)).await?;
                         Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
                     }
                     (Folded::Returned, EventBody::OrderReturned { order_id, .. }) => {
-                        Self::cancel_emails(tx, order_id).await?;
+                        Self::cancel_emails(tx, cache, order_id).await?;
                         Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
                     }
                     (folded, body) => {
@@ -563,7 +737,7 @@ macro_rules! backend {
                                     };
                                     let order = o.to_order(p);
                                     let (followups, skipped) = engine::followups_for_event(&env.rules, p, &order, trigger, at, late);
-                                    Self::schedule(tx, oid, &customer, &followups).await?;
+                                    Self::stage_emails(&mut cache.pending, oid, &customer, &followups)?;
                                     Applied::Folded { followups, skipped }
                                 }
                             }
@@ -575,36 +749,38 @@ macro_rules! backend {
                 Ok(())
             }
 
-            async fn flush(tx: &mut sqlx::Transaction<'_, $db>, cache: &BatchCache) -> Result<(), StoreError> {
+            /// Profiles and orders changed by the batch, one multi-row upsert each.
+            async fn write_profiles_and_orders(tx: &mut sqlx::Transaction<'_, $db>, cache: &BatchCache) -> Result<(), StoreError> {
                 let now = now_secs();
-                let mut ids: Vec<&String> = cache.dirty_profiles.iter().collect();
-                ids.sort();
+                let ids = sorted(cache.dirty_profiles.iter().map(String::as_str).collect());
+                let mut rows: Vec<(&str, String)> = Vec::with_capacity(ids.len());
                 for id in ids {
-                    let Some(p) = cache.profiles.get(id) else { continue };
-                    sqlx::query(
-                        "INSERT INTO profiles (customer_id, data, updated_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (customer_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-                    )
-                    .bind(id)
-                    .bind(serde_json::to_string(p).map_err(corrupt)?)
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
+                    if let Some(p) = cache.profiles.get(id) {
+                        rows.push((id, serde_json::to_string(p).map_err(corrupt)?));
+                    }
                 }
-                let mut ids: Vec<&String> = cache.dirty_orders.iter().collect();
-                ids.sort();
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO profiles (customer_id, data, updated_at) ");
+                    qb.push_values(chunk, |mut b, (id, data)| {
+                        b.push_bind(*id).push_bind(data.as_str()).push_bind(now);
+                    });
+                    qb.push(" ON CONFLICT (customer_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at");
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                let ids = sorted(cache.dirty_orders.iter().map(String::as_str).collect());
+                let mut rows: Vec<(&str, &str, String, i64)> = Vec::with_capacity(ids.len());
                 for id in ids {
-                    let Some(o) = cache.orders.get(id) else { continue };
-                    sqlx::query(
-                        "INSERT INTO orders (order_id, customer_id, data, placed_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (order_id) DO UPDATE SET data = excluded.data WHERE orders.customer_id = excluded.customer_id",
-                    )
-                    .bind(id)
-                    .bind(&o.customer_id)
-                    .bind(serde_json::to_string(o).map_err(corrupt)?)
-                    .bind(o.placed_at.timestamp())
-                    .execute(&mut **tx)
-                    .await?;
+                    if let Some(o) = cache.orders.get(id) {
+                        rows.push((id, o.customer_id.as_str(), serde_json::to_string(o).map_err(corrupt)?, o.placed_at.timestamp()));
+                    }
+                }
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO orders (order_id, customer_id, data, placed_at) ");
+                    qb.push_values(chunk, |mut b, (id, customer, data, placed)| {
+                        b.push_bind(*id).push_bind(*customer).push_bind(data.as_str()).push_bind(*placed);
+                    });
+                    qb.push(" ON CONFLICT (order_id) DO UPDATE SET data = excluded.data WHERE orders.customer_id = excluded.customer_id");
+                    qb.build().persistent(false).execute(&mut **tx).await?;
                 }
                 Ok(())
             }
@@ -616,13 +792,20 @@ macro_rules! backend {
                 // A batch is all or nothing, so one that lost a deadlock or a serialization
                 // check (two instances claiming the same counters in different orders) is
                 // applied again, a bounded number of times, after a short random wait.
+                // A batch whose totals lost a claim to another instance is applied again
+                // carefully, order by order.
                 let mut tries: u64 = 0;
+                let mut mode = Mode::Batched;
                 loop {
-                    match self.apply_batch_once(&batch, env).await {
+                    match self.apply_batch_once(&batch, env, mode).await {
                         Err(StoreError::Db(e)) if is_transient(&e) && tries < 8 => {
                             tries += 1;
                             let wait = 5 + (rand_u64() % 20) * tries;
                             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                        }
+                        Err(StoreError::Contended) if tries < 8 => {
+                            tries += 1;
+                            mode = Mode::Careful;
                         }
                         other => return other,
                     }
@@ -950,7 +1133,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// The writer's transaction is `BEGIN IMMEDIATE`: rows need no lock of their own.
-    const LOAD_PROFILE_SQL: &'static str = "SELECT data FROM profiles WHERE customer_id = $1";
+    const LOCK_PROFILES: &'static str = "";
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
         WHERE state = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2) \
@@ -1028,8 +1211,7 @@ pub struct PgStore {
 impl PgStore {
     /// Locked until the batch commits, so a concurrent `forget` (or another batch) is not
     /// overwritten by this batch's copy of the profile.
-    const LOAD_PROFILE_SQL: &'static str =
-        "SELECT data FROM profiles WHERE customer_id = $1 FOR UPDATE";
+    const LOCK_PROFILES: &'static str = " FOR UPDATE";
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
         WHERE state = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2 \

@@ -5,6 +5,7 @@
 
 mod apply;
 mod backend;
+mod pending;
 pub mod types;
 
 pub use backend::{PgStore, SqliteStore};

@@ -22,6 +22,10 @@ pub enum StoreError {
         "the coupon key's fingerprint {found} differs from the one this store was made with ({stored}): codes would not match; use the original key file"
     )]
     KeyMismatch { stored: String, found: String },
+    /// Counters or a coupon code this batch counted on were taken by another instance; the
+    /// batch is applied again, order by order.
+    #[error("counters changed by another instance while the batch was applied")]
+    Contended,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0}")]

@@ -1,0 +1,179 @@
+//! The rows a batch will write, gathered in event order while the batch is applied in memory
+//! and written at its end in a handful of multi-row statements: a batch of 500 events costs
+//! about fifteen statements instead of several per event.
+
+use crate::engine::Claim;
+use std::collections::BTreeMap;
+
+use super::apply::to_units;
+
+/// Most rows in one statement: 1 000 rows of at most 11 columns stay well inside both
+/// databases' limits on parameters (SQLite 32 766, PostgreSQL 65 535).
+pub const ROWS_PER_STATEMENT: usize = 1000;
+
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Stock claims per (insert, slot): quantity taken and the allocation it must stay within.
+    /// A BTreeMap, so keys are always taken in the same order and two instances never wait on
+    /// each other in a cycle.
+    pub stock: BTreeMap<(String, String), (i64, i64)>,
+    /// Budget claims per (rule, period, currency) in 1/10000 units: amount and limit.
+    pub budget: BTreeMap<(String, String, String), (i64, i64)>,
+    pub coupons: Vec<CouponInsert>,
+    /// (code, order id that redeemed it), the first redemption of a code only.
+    pub redemptions: Vec<(String, String)>,
+    pub given: Vec<GivenInsert>,
+    pub decisions: Vec<DecisionInsert>,
+    pub outbox: Vec<OutboxInsert>,
+    pub emails: Vec<EmailInsert>,
+}
+
+#[derive(Debug)]
+pub struct CouponInsert {
+    pub code: String,
+    pub order_id: String,
+    pub source_id: String,
+    pub insert_id: String,
+    pub customer_id: String,
+    pub amount: String,
+    pub currency: String,
+    pub expires_on: String,
+    pub issued_at: i64,
+}
+
+#[derive(Debug)]
+pub struct GivenInsert {
+    pub order_id: String,
+    pub seq: i64,
+    pub insert_id: String,
+    pub rule_id: String,
+    pub kind: String,
+    pub stock_slot: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct DecisionInsert {
+    pub order_id: String,
+    pub customer_id: String,
+    pub warehouse: String,
+    pub rules_version: String,
+    pub decided_at: i64,
+    pub json: String,
+}
+
+#[derive(Debug)]
+pub struct OutboxInsert {
+    pub topic: &'static str,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct EmailInsert {
+    pub order_id: String,
+    pub followup_id: String,
+    pub customer_id: String,
+    pub due_at: i64,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.stock.is_empty()
+            && self.budget.is_empty()
+            && self.coupons.is_empty()
+            && self.redemptions.is_empty()
+            && self.given.is_empty()
+            && self.decisions.is_empty()
+            && self.outbox.is_empty()
+            && self.emails.is_empty()
+    }
+
+    /// Adds a decision's claims to the totals taken at the end of the batch.
+    pub fn claim(&mut self, claims: &[Claim]) {
+        for claim in claims {
+            match claim {
+                Claim::Stock {
+                    insert_id,
+                    slot,
+                    allocation,
+                    quantity,
+                } => {
+                    let e = self
+                        .stock
+                        .entry((insert_id.clone(), slot.as_str().to_string()))
+                        .or_insert((0, i64::from(*allocation)));
+                    e.0 += i64::from(*quantity);
+                    e.1 = e.1.min(i64::from(*allocation));
+                }
+                Claim::Budget {
+                    rule_id,
+                    period,
+                    currency,
+                    limit,
+                    amount,
+                } => {
+                    let e = self
+                        .budget
+                        .entry((rule_id.clone(), period.clone(), currency.to_string()))
+                        .or_insert((0, to_units(*limit)));
+                    e.0 += to_units(*amount);
+                    e.1 = e.1.min(to_units(*limit));
+                }
+            }
+        }
+    }
+
+    /// Marks `code` redeemed by `order_id`, unless an earlier order of this batch did.
+    pub fn redeem(&mut self, code: &str, order_id: &str) {
+        if !self.redemptions.iter().any(|(c, _)| c == code) {
+            self.redemptions.push((code.to_string(), order_id.to_string()));
+        }
+    }
+
+    /// Whether a row staged here could be one that `codes` or `order_id` refers to, so that a
+    /// statement reading those rows must wait for this to be written first.
+    pub fn touches_coupons(&self, codes: &[String]) -> bool {
+        self.coupons.iter().any(|c| codes.contains(&c.code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+    use crate::rules::StockSlot;
+
+    #[test]
+    fn claims_add_up_per_key_in_sorted_order() {
+        let mut p = Pending::default();
+        let stock = |id: &str, q| Claim::Stock {
+            insert_id: id.into(),
+            slot: StockSlot::Pool,
+            allocation: 100,
+            quantity: q,
+        };
+        p.claim(&[stock("tea", 1), stock("box", 2)]);
+        p.claim(&[stock("tea", 3)]);
+        let keys: Vec<_> = p.stock.iter().map(|(k, v)| (k.0.as_str(), v.0)).collect();
+        assert_eq!(keys, vec![("box", 2), ("tea", 4)]);
+        let eur: Currency = "EUR".parse().unwrap();
+        p.claim(&[Claim::Budget {
+            rule_id: "r".into(),
+            period: "2026-11".into(),
+            currency: eur,
+            limit: "100".parse().unwrap(),
+            amount: "5.5".parse().unwrap(),
+        }]);
+        assert_eq!(p.budget.values().next(), Some(&(55_000, 1_000_000)));
+        assert!(!p.is_empty());
+    }
+
+    #[test]
+    fn a_code_is_redeemed_by_the_first_order_only() {
+        let mut p = Pending::default();
+        p.redeem("C1", "o1");
+        p.redeem("C1", "o2");
+        assert_eq!(p.redemptions, vec![("C1".to_string(), "o1".to_string())]);
+    }
+}
