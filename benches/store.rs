@@ -21,6 +21,10 @@
 //!   a capped run reports its rate over the events it applied.
 
 use anyhow::{Context as _, Result, bail};
+
+/// The allocator of the `packwell` binary, so the figures are the service's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use packwell::coupon::CouponKey;
 use packwell::engine::Shop;
 use packwell::event::parse_event;
@@ -306,6 +310,7 @@ async fn run_stream(
     decide: bool,
     trace_batches: usize,
     max_secs: f64,
+    analyze: Option<&sqlx::PgPool>,
 ) -> Result<RunFigures> {
     let mut f = RunFigures {
         label: label.to_string(),
@@ -381,6 +386,14 @@ async fn run_stream(
             break;
         }
         let done = (i + 1) as f64 / chunks.len() as f64;
+        if let Some(pool) = analyze
+            && done >= 0.1
+            && done - (1.0 / chunks.len() as f64) < 0.1
+        {
+            // A store in use has statistics (autovacuum gathers them within a minute); without
+            // them PostgreSQL plans on an empty table. Not timed.
+            sqlx::query("ANALYZE").execute(pool).await?;
+        }
         if done >= next_note {
             eprintln!(
                 "    {label}: {:>3.0}% ({} events, {:.0} events/s so far, {:.0} s)",
@@ -708,6 +721,7 @@ async fn bench_sqlite(
         true,
         trace,
         max_secs(false),
+        None,
     )
     .await?;
     print_run(&decide);
@@ -738,6 +752,7 @@ async fn bench_sqlite(
             false,
             trace,
             max_secs(true),
+            None,
         )
         .await?;
         print_run(&f);
@@ -802,6 +817,7 @@ async fn bench_pg(
             true,
             trace,
             max_secs(false),
+            Some(&pool),
         )
         .await?;
         print_run(&decide);
@@ -828,6 +844,7 @@ async fn bench_pg(
                 false,
                 trace,
                 max_secs(true),
+                Some(&pool),
             )
             .await?;
             print_run(&f);

@@ -351,7 +351,7 @@ macro_rules! backend {
             }
 
             /// Writes what is staged, in this order: counter claims (sorted keys), coupons,
-            /// redemptions, given inserts, decisions, outbox rows (in event order, so the relay
+            /// given inserts, decisions, outbox rows (in event order, so the relay
             /// sends them in it), e-mail jobs. `Err(Retry)` when a claim or a code was lost.
             async fn write_pending(tx: &mut sqlx::Transaction<'_, $db>, pending: Pending) -> Result<Result<(), Retry>, StoreError> {
                 for ((insert_id, slot), (quantity, allocation)) in &pending.stock {
@@ -415,13 +415,6 @@ macro_rules! backend {
                         let lost = chunk.iter().find(|c| !written.contains(&c.code)).map(|c| c.code.clone()).unwrap_or_default();
                         return Ok(Err(Retry::Code(lost)));
                     }
-                }
-                for (code, order_id) in &pending.redemptions {
-                    sqlx::query("UPDATE coupons SET state = 'redeemed', redeemed_order_id = $1 WHERE code = $2 AND state = 'issued'")
-                        .bind(order_id)
-                        .bind(code)
-                        .execute(&mut **tx)
-                        .await?;
                 }
                 for chunk in pending.given.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO given_inserts (order_id, seq, insert_id, rule_id, kind, stock_slot, state) ");
@@ -563,7 +556,10 @@ macro_rules! backend {
             /// An order cancelled before packing: its coupons are voided (`coupon.voided`), its
             /// inserts go back to stock once, its e-mails are cancelled.
             async fn cancel(tx: &mut sqlx::Transaction<'_, $db>, cache: &mut BatchCache, order_id: &str, at: &str) -> Result<(), StoreError> {
-                Self::flush_or_contended(tx, cache).await?;
+                if cache.pending.touches_order(order_id) {
+                    // Decided in this very batch: its rows must exist to be voided.
+                    Self::flush_or_contended(tx, cache).await?;
+                }
                 let packed = sqlx::query("SELECT COUNT(*) FROM given_inserts WHERE order_id = $1 AND state = 'packed'")
                     .bind(order_id)
                     .fetch_one(&mut **tx)
@@ -605,19 +601,22 @@ macro_rules! backend {
                         let insert: String = r.try_get(0)?;
                         let slot: String = r.try_get(1)?;
                         sqlx::query("UPDATE stock SET used = used - 1 WHERE insert_id = $1 AND slot = $2 AND used > 0")
-                            .bind(insert)
-                            .bind(slot)
+                            .bind(&insert)
+                            .bind(&slot)
                             .execute(&mut **tx)
                             .await?;
+                        // Back in stock for the rest of the batch too (claims staged but not
+                        // yet written are totals added on top, so the order does not matter).
+                        if let Some(used) = cache.view.as_mut().and_then(|v| v.stock.get_mut(&(insert, slot))) {
+                            *used = used.saturating_sub(1);
+                        }
                     }
-                    // Stock may have come back.
-                    cache.view = None;
                 }
                 Self::cancel_emails(tx, cache, order_id).await
             }
 
             async fn cancel_emails(tx: &mut sqlx::Transaction<'_, $db>, cache: &mut BatchCache, order_id: &str) -> Result<(), StoreError> {
-                if cache.pending.emails.iter().any(|e| e.order_id == order_id) {
+                if cache.pending.touches_order(order_id) {
                     Self::flush_or_contended(tx, cache).await?;
                 }
                 sqlx::query("UPDATE email_jobs SET state = 'skipped', reason = 'cancelled' WHERE order_id = $1 AND state = 'pending'")
@@ -699,7 +698,11 @@ macro_rules! backend {
                             Self::flush_or_contended(tx, cache).await?;
                         }
                         for code in &order.coupon_codes {
-                            cache.pending.redeem(code, &order.id);
+                            sqlx::query("UPDATE coupons SET state = 'redeemed', redeemed_order_id = $1 WHERE code = $2 AND state = 'issued'")
+                                .bind(&order.id)
+                                .bind(code)
+                                .execute(&mut **tx)
+                                .await?;
                         }
                         if item.decide {
                             Self::decide_and_stage(tx, cache, event, env, mode).await?
@@ -1173,6 +1176,9 @@ impl SqliteStore {
         }
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(std::time::Duration::from_secs(10))
+        // 64 MiB of page cache per connection (the default is 2 MiB): a batch reads hundreds of
+        // profiles and orders, and pages read from the OS cache cost a system call each.
+        .pragma("cache_size", "-65536")
         .foreign_keys(false);
         let write = SqlitePoolOptions::new()
             .max_connections(1)

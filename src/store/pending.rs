@@ -20,8 +20,6 @@ pub struct Pending {
     /// Budget claims per (rule, period, currency) in 1/10000 units: amount and limit.
     pub budget: BTreeMap<(String, String, String), (i64, i64)>,
     pub coupons: Vec<CouponInsert>,
-    /// (code, order id that redeemed it), the first redemption of a code only.
-    pub redemptions: Vec<(String, String)>,
     pub given: Vec<GivenInsert>,
     pub decisions: Vec<DecisionInsert>,
     pub outbox: Vec<OutboxInsert>,
@@ -82,7 +80,6 @@ impl Pending {
         self.stock.is_empty()
             && self.budget.is_empty()
             && self.coupons.is_empty()
-            && self.redemptions.is_empty()
             && self.given.is_empty()
             && self.decisions.is_empty()
             && self.outbox.is_empty()
@@ -124,17 +121,16 @@ impl Pending {
         }
     }
 
-    /// Marks `code` redeemed by `order_id`, unless an earlier order of this batch did.
-    pub fn redeem(&mut self, code: &str, order_id: &str) {
-        if !self.redemptions.iter().any(|(c, _)| c == code) {
-            self.redemptions.push((code.to_string(), order_id.to_string()));
-        }
-    }
-
-    /// Whether a row staged here could be one that `codes` or `order_id` refers to, so that a
-    /// statement reading those rows must wait for this to be written first.
+    /// Whether a coupon staged here is one of `codes`: a statement that reads or changes
+    /// them must wait for the staged rows to be written.
     pub fn touches_coupons(&self, codes: &[String]) -> bool {
         self.coupons.iter().any(|c| codes.contains(&c.code))
+    }
+
+    /// Whether rows of `order_id` (its decision, coupons, inserts, e-mail jobs) are staged here.
+    pub fn touches_order(&self, order_id: &str) -> bool {
+        self.decisions.iter().any(|d| d.order_id == order_id)
+            || self.emails.iter().any(|e| e.order_id == order_id)
     }
 }
 
@@ -170,10 +166,16 @@ mod tests {
     }
 
     #[test]
-    fn a_code_is_redeemed_by_the_first_order_only() {
+    fn staged_rows_are_found_by_order_and_code() {
         let mut p = Pending::default();
-        p.redeem("C1", "o1");
-        p.redeem("C1", "o2");
-        assert_eq!(p.redemptions, vec![("C1".to_string(), "o1".to_string())]);
+        p.emails.push(EmailInsert {
+            order_id: "o1".into(),
+            followup_id: "f".into(),
+            customer_id: "c".into(),
+            due_at: 0,
+        });
+        assert!(p.touches_order("o1"));
+        assert!(!p.touches_order("o2"));
+        assert!(!p.touches_coupons(&["C1".to_string()]));
     }
 }
