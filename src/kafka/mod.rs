@@ -1,8 +1,12 @@
-//! Kafka: the topic names of CONTRACT §1 and §5 and the client settings every Packwell client
-//! shares.
+//! Kafka: the topic names of CONTRACT §1 and §5, the client settings every Packwell client
+//! shares, and the embedded development broker ([`broker`]).
 //!
 //! Every consumer and producer is built from [`consumer_config`] or [`producer_config`], so the
 //! group timings, offset policy and delivery guarantees are decided in one place.
+
+pub mod broker;
+
+pub use broker::{BrokerError, EmbeddedBroker};
 
 use rdkafka::ClientConfig;
 
