@@ -7,6 +7,7 @@ mod forget;
 mod import;
 mod preview;
 mod rule_tests;
+mod send;
 mod simulate;
 mod validate;
 
@@ -160,6 +161,22 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", default_value = crate::kafka::DEFAULT_BROKER_ADDR)]
         listen: SocketAddr,
     },
+    /// Produce the events of an NDJSON file to the `orders` topic, keyed by customer id. Lines
+    /// that are not valid events are sent too (keyed by the customer id found in them, if any),
+    /// for the service to put in `orders.dlq`.
+    Send {
+        #[command(flatten)]
+        common: Common,
+        /// The events (NDJSON, one event a line).
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        /// Kafka bootstrap servers (default: `[kafka] brokers`, else 127.0.0.1:9092).
+        #[arg(long, value_name = "HOSTS")]
+        brokers: Option<String>,
+        /// Move every timestamp by the same amount so that the newest occurred_at is now.
+        #[arg(long)]
+        retime: bool,
+    },
     /// Erase a customer's personal data from the store, keeping anonymous counts.
     Forget {
         #[command(flatten)]
@@ -245,6 +262,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Forget { common, customer } => forget::run(&common, &customer),
         // The broker reads no configuration: it is what an unconfigured `run` would start.
         Command::Broker { common: _, listen } => broker::run(listen),
+        Command::Send {
+            common,
+            events,
+            brokers,
+            retime,
+        } => send::run(&common, &events, brokers.as_deref(), retime),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
