@@ -414,7 +414,8 @@ fn a_taken_address_is_an_error_naming_it() {
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!("cannot listen on {}", broker.addr))
-            && stderr.contains("another `packwell broker`"),
+            && stderr.contains("another `packwell broker`")
+            && stderr.contains("--listen"),
         "{stderr}"
     );
 }

@@ -2,8 +2,8 @@
 
 use super::{CliResult, Failure, runtime};
 use crate::kafka::broker::TOPICS;
-use crate::kafka::{DEFAULT_BROKER_ADDR, EmbeddedBroker};
-use std::io::Write;
+use crate::kafka::{BrokerError, DEFAULT_BROKER_ADDR, EmbeddedBroker};
+use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 
 pub fn run(listen: SocketAddr) -> CliResult {
@@ -11,9 +11,15 @@ pub fn run(listen: SocketAddr) -> CliResult {
         // Handlers first: a SIGTERM that arrives right after the address is printed must stop
         // the broker cleanly, not kill it with the default action.
         let mut stop = StopSignals::install()?;
-        let broker = EmbeddedBroker::start(listen)
-            .await
-            .map_err(|e| Failure::usage(format!("error: {e}")))?;
+        let broker = EmbeddedBroker::start(listen).await.map_err(|e| {
+            let hint = match &e {
+                BrokerError::Listen { source, .. } if source.kind() == ErrorKind::AddrInUse => {
+                    "; choose another address with --listen"
+                }
+                _ => "",
+            };
+            Failure::usage(format!("error: {e}{hint}"))
+        })?;
         print_banner(&broker.bootstrap());
         let signal = stop.wait().await;
         eprintln!("packwell broker: {signal}, stopping; its topics and messages are gone");

@@ -55,7 +55,7 @@ pub enum BrokerError {
 
 fn in_use_hint(e: &io::Error) -> &'static str {
     if e.kind() == io::ErrorKind::AddrInUse {
-        " (is another `packwell broker` or a Kafka broker running there? choose another address with --listen)"
+        " (is another `packwell broker` or a Kafka broker running there?)"
     } else {
         ""
     }
