@@ -10,6 +10,7 @@
 //! - [`coupon`]: coupon codes derived from a secret key.
 //! - [`render`]: Handlebars notes and e-mails, and the template checks of `validate`.
 //! - [`replay`]: events replayed in memory through the fold and the engine.
+//! - [`kafka`]: topic names, the shared client settings, the embedded development broker.
 //! - [`config`]: layered configuration (defaults, file, `PACKWELL_*`).
 //! - [`cli`]: the commands behind the `packwell` binary.
 //!
@@ -25,6 +26,7 @@ pub mod config;
 pub mod coupon;
 pub mod engine;
 pub mod event;
+pub mod kafka;
 pub mod money;
 pub mod profile;
 pub mod render;

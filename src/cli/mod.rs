@@ -2,10 +2,12 @@
 //! (and tested) without the binary. Exit codes: 0 success, 1 a finding, 2 usage or input error.
 
 mod backtest;
+mod broker;
 mod forget;
 mod import;
 mod preview;
 mod rule_tests;
+mod send;
 mod simulate;
 mod validate;
 
@@ -19,6 +21,7 @@ use crate::event::{Event, parse_event};
 use crate::rules::{RuleSet, load_rules};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -149,6 +152,31 @@ pub enum Command {
               value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         batch: u32,
     },
+    /// Run only the embedded development broker (librdkafka's mock cluster, in memory) with
+    /// Packwell's topics, until SIGINT or SIGTERM.
+    Broker {
+        #[command(flatten)]
+        common: Common,
+        /// The address to listen on and advertise to clients (port 0: any free port).
+        #[arg(long, value_name = "ADDR", default_value = crate::kafka::DEFAULT_BROKER_ADDR)]
+        listen: SocketAddr,
+    },
+    /// Produce the events of an NDJSON file to the `orders` topic, keyed by customer id. Lines
+    /// that are not valid events are sent too (keyed by the customer id found in them, if any),
+    /// for the service to put in `orders.dlq`.
+    Send {
+        #[command(flatten)]
+        common: Common,
+        /// The events (NDJSON, one event a line).
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        /// Kafka bootstrap servers (default: `[kafka] brokers`, else 127.0.0.1:9092).
+        #[arg(long, value_name = "HOSTS")]
+        brokers: Option<String>,
+        /// Move every timestamp by the same amount so that the newest occurred_at is now.
+        #[arg(long)]
+        retime: bool,
+    },
     /// Erase a customer's personal data from the store, keeping anonymous counts.
     Forget {
         #[command(flatten)]
@@ -232,6 +260,14 @@ pub fn run(cli: Cli) -> ExitCode {
             batch,
         } => import::run(&common, &rules, &events, batch as usize),
         Command::Forget { common, customer } => forget::run(&common, &customer),
+        // The broker reads no configuration: it is what an unconfigured `run` would start.
+        Command::Broker { common: _, listen } => broker::run(listen),
+        Command::Send {
+            common,
+            events,
+            brokers,
+            retime,
+        } => send::run(&common, &events, brokers.as_deref(), retime),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
