@@ -302,6 +302,7 @@ impl RunFigures {
 }
 
 /// Applies `items` in batches of `batch` with `Fence::None`; only `apply_batch` is timed.
+#[allow(clippy::too_many_arguments)] // each is one knob of the run, named at the call
 async fn run_stream(
     label: &str,
     store: &dyn Store,
