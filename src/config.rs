@@ -23,6 +23,14 @@ pub struct KafkaConfig {
     /// Absent: the embedded development broker.
     pub brokers: Option<String>,
     pub group: String,
+    /// Where the embedded broker listens when `brokers` is absent.
+    pub embedded_listen: String,
+    /// Most events of one partition applied in one store transaction.
+    pub batch_max: usize,
+    /// Longest wait for a batch to fill, in milliseconds.
+    pub batch_wait_ms: u64,
+    /// Consuming pauses while more outbox rows than this wait for the relay.
+    pub max_outbox_backlog: i64,
 }
 
 impl Default for KafkaConfig {
@@ -30,6 +38,10 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: None,
             group: "packwell".into(),
+            embedded_listen: "127.0.0.1:9092".into(),
+            batch_max: 500,
+            batch_wait_ms: 50,
+            max_outbox_backlog: 50_000,
         }
     }
 }
@@ -187,8 +199,9 @@ impl Config {
             let entry = table
                 .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let typed = typed_env_value(section, key, &name, value)?;
             if let toml::Value::Table(t) = entry {
-                t.insert(key.to_string(), toml::Value::String(value));
+                t.insert(key.to_string(), typed);
             }
         }
         let config: Config =
@@ -218,6 +231,29 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "[email] provider = {:?}: expected \"outbox\", \"smtp\" or \"http\"",
                 self.email.provider
+            )));
+        }
+        if self
+            .kafka
+            .embedded_listen
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[kafka] embedded_listen = {:?}: expected an address such as \"127.0.0.1:9092\"",
+                self.kafka.embedded_listen
+            )));
+        }
+        if self.kafka.batch_max == 0 || self.kafka.batch_max > 10_000 {
+            return Err(ConfigError::Invalid(format!(
+                "[kafka] batch_max = {}: expected 1 to 10000",
+                self.kafka.batch_max
+            )));
+        }
+        if self.kafka.max_outbox_backlog < 1 {
+            return Err(ConfigError::Invalid(format!(
+                "[kafka] max_outbox_backlog = {}: expected at least 1",
+                self.kafka.max_outbox_backlog
             )));
         }
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -258,6 +294,40 @@ impl Config {
             masked.store.url = Some(mask_url_password(url));
         }
         toml::to_string_pretty(&masked).unwrap_or_default()
+    }
+}
+
+/// An environment variable's text as the TOML type its setting has by default (a number for
+/// `batch_max`, a string for most), so `PACKWELL_KAFKA_BATCH_MAX=200` works like the file.
+fn typed_env_value(
+    section: &str,
+    key: &str,
+    name: &str,
+    value: String,
+) -> Result<toml::Value, ConfigError> {
+    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+    let default = defaults
+        .get(section)
+        .and_then(|s| s.as_table())
+        .and_then(|t| t.get(key));
+    match default {
+        Some(toml::Value::Integer(_)) => value
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "{name} = {value:?} ([{section}] {key}): expected a whole number"
+                ))
+            }),
+        Some(toml::Value::Boolean(_)) => match value.trim() {
+            "true" | "1" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" => Ok(toml::Value::Boolean(false)),
+            _ => Err(ConfigError::Invalid(format!(
+                "{name} = {value:?} ([{section}] {key}): expected true or false"
+            ))),
+        },
+        _ => Ok(toml::Value::String(value)),
     }
 }
 
@@ -318,6 +388,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn numbers_from_the_environment() {
+        let c = Config::load(
+            None,
+            [("PACKWELL_KAFKA_BATCH_MAX".to_string(), "200".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.batch_max, 200);
+        let e = Config::load(
+            None,
+            [("PACKWELL_KAFKA_BATCH_MAX".to_string(), "many".to_string())],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("PACKWELL_KAFKA_BATCH_MAX = \"many\""),
+            "{e}"
+        );
+        let e = Config::load(
+            None,
+            [("PACKWELL_KAFKA_BATCH_MAX".to_string(), "0".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("[kafka] batch_max = 0"), "{e}");
     }
 
     #[test]

@@ -85,6 +85,50 @@ impl CouponKey {
     }
 
     /// A short public identifier of the key (not enough to derive codes).
+    /// Reads the key at `path`, creating a new random one there when none exists (CONTRACT
+    /// §3: `run` makes the key on first start). The file is readable by its owner only.
+    pub fn read_or_create(path: &Path) -> Result<Self, KeyError> {
+        if let Some(key) = CouponKey::read(path)? {
+            return Ok(key);
+        }
+        let failed = |source: std::io::Error| KeyError::Read {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut bytes = vec![0u8; 32];
+        {
+            use std::io::Read;
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut bytes))
+                .map_err(failed)?;
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(format!("{}\n", hex::encode(&bytes)).as_bytes())
+                    .and_then(|_| f.sync_all())
+                    .map_err(failed)?;
+                Ok(CouponKey::from_bytes(bytes))
+            }
+            // Another process made it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => CouponKey::read(path)?
+                .ok_or_else(|| KeyError::Malformed {
+                    path: path.display().to_string(),
+                }),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
     pub fn fingerprint(&self) -> String {
         let digest =
             Sha256::digest([b"packwell key fingerprint\0".as_slice(), &self.bytes].concat());
@@ -126,6 +170,16 @@ impl CouponKey {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_missing_key_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/coupon.key");
+        let made = super::CouponKey::read_or_create(&path).unwrap();
+        let again = super::CouponKey::read_or_create(&path).unwrap();
+        assert_eq!(made.fingerprint(), again.fingerprint());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim().len(), 64);
+    }
+
     use super::*;
 
     #[test]

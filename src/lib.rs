@@ -32,4 +32,5 @@ pub mod profile;
 pub mod render;
 pub mod replay;
 pub mod rules;
+pub mod service;
 pub mod store;

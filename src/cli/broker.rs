@@ -61,7 +61,7 @@ fn print_banner(addr: &str) {
 
 /// SIGINT and SIGTERM, registered when installed (tokio's `ctrl_c()` registers only once it is
 /// first polled).
-struct StopSignals {
+pub(super) struct StopSignals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -70,7 +70,7 @@ struct StopSignals {
 
 impl StopSignals {
     #[cfg(unix)]
-    fn install() -> Result<Self, Failure> {
+    pub(super) fn install() -> Result<Self, Failure> {
         use tokio::signal::unix::{SignalKind, signal};
         let install = |kind| {
             signal(kind)
@@ -83,12 +83,12 @@ impl StopSignals {
     }
 
     #[cfg(not(unix))]
-    fn install() -> Result<Self, Failure> {
+    pub(super) fn install() -> Result<Self, Failure> {
         Ok(StopSignals {})
     }
 
     #[cfg(unix)]
-    async fn wait(&mut self) -> &'static str {
+    pub(super) async fn wait(&mut self) -> &'static str {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
@@ -96,7 +96,7 @@ impl StopSignals {
     }
 
     #[cfg(not(unix))]
-    async fn wait(&mut self) -> &'static str {
+    pub(super) async fn wait(&mut self) -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }

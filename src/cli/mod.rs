@@ -7,6 +7,7 @@ mod forget;
 mod import;
 mod preview;
 mod rule_tests;
+mod run;
 mod send;
 mod simulate;
 mod validate;
@@ -152,6 +153,17 @@ pub enum Command {
               value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         batch: u32,
     },
+    /// The service: consume `orders`, decide, store, emit, serve HTTP, until SIGINT or SIGTERM.
+    /// With no `[kafka] brokers` it starts the embedded broker on 127.0.0.1:9092.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+        /// Print the effective configuration (secrets masked) and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
     /// Run only the embedded development broker (librdkafka's mock cluster, in memory) with
     /// Packwell's topics, until SIGINT or SIGTERM.
     Broker {
@@ -260,6 +272,11 @@ pub fn run(cli: Cli) -> ExitCode {
             batch,
         } => import::run(&common, &rules, &events, batch as usize),
         Command::Forget { common, customer } => forget::run(&common, &customer),
+        Command::Run {
+            common,
+            rules,
+            check_config,
+        } => run::run(&common, &rules, check_config),
         // The broker reads no configuration: it is what an unconfigured `run` would start.
         Command::Broker { common: _, listen } => broker::run(listen),
         Command::Send {

@@ -888,10 +888,29 @@ macro_rules! backend {
 
             async fn mark_sent(&self, ids: &[i64]) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
-                for id in ids {
-                    sqlx::query("UPDATE outbox SET sent = TRUE WHERE id = $1").bind(*id).execute(&mut *tx).await?;
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET sent = TRUE WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build().persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                Ok(())
+            }
+
+            async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+                Ok(sqlx::query("SELECT COUNT(*) FROM outbox WHERE NOT sent").fetch_one(&self.read).await?.try_get(0)?)
+            }
+
+            async fn try_relay_lock(&self) -> Result<bool, StoreError> {
+                self.try_relay_lock_impl().await
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
                 Ok(())
             }
 
@@ -1192,6 +1211,11 @@ impl SqliteStore {
         Ok(SqliteStore { write, read })
     }
 
+    /// One instance per SQLite file (the data folder's lock file): its relay is the only one.
+    async fn try_relay_lock_impl(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
     }
@@ -1212,7 +1236,12 @@ fn uuid_like() -> String {
 pub struct PgStore {
     write: sqlx::PgPool,
     read: sqlx::PgPool,
+    /// The connection holding the relay's advisory lock, once taken: one relay per database.
+    relay_lock: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>,
 }
+
+/// The advisory lock key of the relay ("packwell relay" in ASCII, cut to 63 bits).
+const RELAY_LOCK_KEY: i64 = 0x7061_636b_7765_6c6c;
 
 impl PgStore {
     /// Locked until the batch commits, so a concurrent `forget` (or another batch) is not
@@ -1232,6 +1261,7 @@ impl PgStore {
         Ok(PgStore {
             read: pool.clone(),
             write: pool,
+            relay_lock: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -1241,7 +1271,32 @@ impl PgStore {
         Ok(PgStore {
             read: pool.clone(),
             write: pool,
+            relay_lock: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Takes the relay's session-level advisory lock on a connection kept for it; true while
+    /// this instance holds it. Several instances share one database: one relays, the others
+    /// wait, and take over when its connection (so its lock) goes.
+    async fn try_relay_lock_impl(&self) -> Result<bool, StoreError> {
+        let mut held = self.relay_lock.lock().await;
+        if let Some(conn) = held.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
+                return Ok(true);
+            }
+            // The connection broke, and the lock went with it.
+            *held = None;
+        }
+        let mut conn = self.write.acquire().await?;
+        let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if got {
+            *held = Some(conn);
+        }
+        Ok(got)
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {

@@ -34,6 +34,12 @@ pub trait Store: Send + Sync {
     /// Outbox rows not sent yet, oldest first.
     async fn unsent_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError>;
     async fn mark_sent(&self, ids: &[i64]) -> Result<(), StoreError>;
+    /// Outbox rows not yet sent: the relay's backlog, for backpressure and metrics.
+    async fn outbox_backlog(&self) -> Result<i64, StoreError>;
+    /// Whether this instance may run the relay (one per store; see DESIGN "Order per key").
+    async fn try_relay_lock(&self) -> Result<bool, StoreError>;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
     /// Claims e-mail jobs due at `now` (Unix seconds) with a lease until `lease_until`.
     async fn claim_due_emails(
         &self,

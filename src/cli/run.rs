@@ -1,0 +1,182 @@
+//! `packwell run`: the service, until SIGINT or SIGTERM. With no `[kafka] brokers` it starts
+//! the embedded broker first and uses SQLite under `data/`.
+
+use super::broker::StopSignals;
+use super::{CliResult, Common, Failure, RulesArgs, load_config, runtime};
+use crate::config::{Config, DEFAULT_STORE_PATH};
+use crate::kafka::EmbeddedBroker;
+use crate::service::{self, Options};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub fn run(common: &Common, rules: &RulesArgs, check_config: bool) -> CliResult {
+    let config = load_config(common)?;
+    if check_config {
+        print!("{}", config.to_masked_toml());
+        return Ok(());
+    }
+    let begun = Instant::now();
+    runtime()?.block_on(async {
+        let mut signals = StopSignals::install()?;
+        let _lock = lock_data_dir(&data_dir(&config))?;
+        let (brokers, embedded) = match config.kafka.brokers.clone().filter(|b| !b.trim().is_empty()) {
+            Some(b) => (b, None),
+            None => {
+                let listen: SocketAddr = config.kafka.embedded_listen.parse().map_err(|_| {
+                    Failure::usage(format!("error: [kafka] embedded_listen = {:?} is not an address", config.kafka.embedded_listen))
+                })?;
+                let broker = EmbeddedBroker::start(listen).await.map_err(|e| {
+                    Failure::usage(format!(
+                        "error: {e}\n  a broker already running there (`packwell broker`)? use it: PACKWELL_KAFKA_BROKERS={listen} packwell run"
+                    ))
+                })?;
+                (broker.bootstrap(), Some(broker))
+            }
+        };
+        let stop = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let opts = Options {
+            config: config.clone(),
+            brokers: brokers.clone(),
+            fast_group: embedded.is_some(),
+            rules_dir: rules.rules.clone(),
+            templates_dir: rules.templates_dir(),
+        };
+        let mut service = tokio::spawn(service::run(opts, stop.clone(), Some(tx)));
+        let started = tokio::select! {
+            s = rx => s.ok(),
+            r = &mut service => {
+                let message = match r {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => "the service stopped at start".into(),
+                    Err(e) => e.to_string(),
+                };
+                if let Some(b) = embedded {
+                    b.shutdown().await;
+                }
+                return Err(Failure::usage(format!("error: {message}")));
+            }
+        };
+        if let Some(s) = &started {
+            banner(&brokers, embedded.is_some(), s, begun);
+        }
+        let reason = tokio::select! {
+            signal = signals.wait() => signal.to_string(),
+            r = &mut service => {
+                let message = match r {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => "stopped".into(),
+                    Err(e) => e.to_string(),
+                };
+                if let Some(b) = embedded {
+                    b.shutdown().await;
+                }
+                return Err(Failure::usage(format!("error: {message}")));
+            }
+        };
+        let stopping = Instant::now();
+        eprintln!("packwell run: {reason}, stopping (applying what was read, sending what is stored)");
+        stop.cancel();
+        let result = service.await;
+        eprintln!("packwell run: stopped in {} ms", stopping.elapsed().as_millis());
+        if let Some(b) = embedded {
+            b.shutdown().await;
+        }
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::usage(format!("error: {e}"))),
+            Err(e) => Err(Failure::usage(format!("error: {e}"))),
+        }
+    })
+}
+
+/// What a newcomer needs: where everything is and how to feed it. The first line names the
+/// HTTP address (tests read it from there).
+fn banner(brokers: &str, embedded: bool, s: &service::Started, begun: Instant) {
+    let kafka = if embedded {
+        format!("{brokers} (embedded broker, in memory)")
+    } else {
+        brokers.to_string()
+    };
+    let feed = if embedded {
+        format!("packwell send --events examples/history.ndjson --retime --brokers {brokers}")
+    } else {
+        "packwell send --events examples/history.ndjson --retime".to_string()
+    };
+    let text = format!(
+        "packwell run: serving on http://{http} (started in {ms} ms)\n\
+         \x20 kafka:  {kafka}; reading `orders`, writing `packing-instructions`, `coupons`, `orders.dlq`\n\
+         \x20 store:  {store}\n\
+         \x20 rules:  {version}\n\
+         \x20 feed it:  {feed}\n\
+         \x20 watch it: kcat -b {brokers} -C -t packing-instructions   or   curl http://{http}/metrics\n\
+         \x20 stop it with Ctrl-C or SIGTERM\n",
+        http = s.http,
+        ms = begun.elapsed().as_millis(),
+        store = s.store,
+        version = s.rules_version,
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// The data folder: where the SQLite file is, else where the coupon key is.
+fn data_dir(config: &Config) -> PathBuf {
+    let url = config.store_url();
+    let file = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        config.coupons.key_file.clone()
+    } else {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(if url.is_empty() {
+                DEFAULT_STORE_PATH
+            } else {
+                &url
+            });
+        PathBuf::from(path)
+    };
+    file.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A lock file that stops a second `run` on the same data folder: two writers on one SQLite
+/// file, or two relays sending the same outbox, would break the promises. The operating
+/// system releases it when the process ends, however it ends.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::usage(format!("error: cannot create {}: {e}", dir.display())))?;
+    let path = dir.join("packwell.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Failure::usage(format!("error: cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = writeln!(file, "{}", std::process::id());
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(Failure::usage(format!(
+                "error: another `packwell run` (pid {}) is using the data folder {}; stop it first, or give this one its own folder",
+                holder.trim(),
+                dir.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Failure::usage(format!(
+            "error: cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}

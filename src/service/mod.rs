@@ -1,0 +1,254 @@
+//! `packwell run`: the service. It consumes `orders`, decides through the store's batch path,
+//! relays the outbox to Kafka, serves HTTP, reloads rules when their files change, and removes
+//! old rows in the background. Each part has its own module; this one starts and stops them.
+//!
+//! Shutdown (SIGINT, SIGTERM, or the caller's token): the consumer applies what it has read
+//! and leaves the group, the relay sends what the outbox still holds (bounded), the HTTP
+//! server finishes its requests.
+
+mod consumer;
+pub mod http;
+pub mod metrics;
+mod relay;
+pub mod reload;
+
+use crate::config::Config;
+use crate::coupon::CouponKey;
+use crate::kafka::{consumer_config, fast_consumer_config, producer_config};
+use crate::rules::load_rules;
+use crate::store::{DecideEnv, Store};
+use arc_swap::ArcSwap;
+use metrics::Metrics;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::FutureProducer;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The consumer's knobs, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub batch_max: usize,
+    pub batch_wait: Duration,
+    pub max_outbox_backlog: i64,
+    pub max_event_age: chrono::Duration,
+}
+
+/// What `/readyz` reports about the rules.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pub rules_version: String,
+    /// The errors of the last reload that failed (the previous rules keep deciding).
+    pub rules_error: Option<String>,
+}
+
+/// State shared by the consumer thread, the relay, the watcher and the HTTP handlers.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub env: ArcSwap<DecideEnv>,
+    pub metrics: Metrics,
+    pub settings: Settings,
+    /// The runtime the consumer thread blocks on for store calls.
+    pub runtime: tokio::runtime::Handle,
+    pub stop: CancellationToken,
+    pub kafka_ok: AtomicBool,
+    /// Outbox rows not yet relayed, as the relay last saw them.
+    pub backlog: AtomicI64,
+    pub relay_wake: tokio::sync::Notify,
+    pub consumer_done: AtomicBool,
+    /// Set when stopping must not wait for a store that does not answer.
+    pub abandon: AtomicBool,
+    pub readiness: Mutex<Readiness>,
+}
+
+/// What the service is started with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Config,
+    pub brokers: String,
+    /// 2 s group sessions (the embedded broker and tests); a real cluster needs the default.
+    pub fast_group: bool,
+    pub rules_dir: PathBuf,
+    pub templates_dir: PathBuf,
+}
+
+/// What a started service tells its caller.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub http: SocketAddr,
+    pub rules_version: String,
+    pub store: String,
+}
+
+fn duration(setting: &str, text: &str) -> Result<chrono::Duration, String> {
+    crate::rules::units::parse_duration(text).map_err(|e| format!("{setting} = {text:?}: {e}"))
+}
+
+/// Runs the service until `stop` is cancelled. `started` receives the bound addresses once
+/// everything runs. Errors at start-up are returned as a sentence for the operator.
+pub async fn run(
+    opts: Options,
+    stop: CancellationToken,
+    started: Option<tokio::sync::oneshot::Sender<Started>>,
+) -> Result<(), String> {
+    let config = &opts.config;
+    let outcome = load_rules(&opts.rules_dir, &opts.templates_dir);
+    for w in outcome.warnings() {
+        tracing::warn!("{w}");
+    }
+    let errors: Vec<String> = outcome.errors().map(|e| e.to_string()).collect();
+    let rules = outcome
+        .rules
+        .ok_or_else(|| format!("the rules are invalid:\n{}", errors.join("\n")))?;
+    let store_url = config.store_url();
+    let store = crate::store::open(&store_url).await.map_err(|e| {
+        format!(
+            "store {}: {e}",
+            crate::config::mask_url_password(&store_url)
+        )
+    })?;
+    let key = CouponKey::read_or_create(&config.coupons.key_file).map_err(|e| e.to_string())?;
+    store
+        .check_key_fingerprint(&key.fingerprint())
+        .await
+        .map_err(|e| e.to_string())?;
+    let rules_version = rules.version.clone();
+    let max_event_age = duration("[decide] max_event_age", &config.decide.max_event_age)?;
+    let retention = duration("[store] retention", &config.store.retention)?;
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        env: ArcSwap::from_pointee(DecideEnv {
+            rules: Arc::new(rules),
+            key,
+            shop: config.shop(),
+        }),
+        metrics: Metrics::new(),
+        settings: Settings {
+            batch_max: config.kafka.batch_max,
+            batch_wait: Duration::from_millis(config.kafka.batch_wait_ms),
+            max_outbox_backlog: config.kafka.max_outbox_backlog,
+            max_event_age,
+        },
+        runtime: tokio::runtime::Handle::current(),
+        stop: stop.clone(),
+        kafka_ok: AtomicBool::new(true),
+        backlog: AtomicI64::new(0),
+        relay_wake: tokio::sync::Notify::new(),
+        consumer_done: AtomicBool::new(false),
+        abandon: AtomicBool::new(false),
+        readiness: Mutex::new(Readiness {
+            rules_version: rules_version.clone(),
+            rules_error: None,
+        }),
+    });
+
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "[http] listen = {:?}: cannot listen there: {e}",
+                config.http.listen
+            )
+        })?;
+    let http_addr = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let producer: FutureProducer = producer_config(&opts.brokers)
+        .create()
+        .map_err(|e| format!("Kafka producer for {}: {e}", opts.brokers))?;
+    let mut consumer_cfg = if opts.fast_group {
+        fast_consumer_config(&opts.brokers, &config.kafka.group)
+    } else {
+        consumer_config(&opts.brokers, &config.kafka.group)
+    };
+    consumer_cfg.set("statistics.interval.ms", "5000");
+    let consumer: BaseConsumer<consumer::Context> = consumer_cfg
+        .create_with_context(consumer::Context::new(shared.clone()))
+        .map_err(|e| format!("Kafka consumer for {}: {e}", opts.brokers))?;
+
+    let watcher = reload::watch(
+        shared.clone(),
+        opts.rules_dir.clone(),
+        opts.templates_dir.clone(),
+    );
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("{e}: rule changes need a restart");
+            None
+        }
+    };
+
+    let consumer_shared = shared.clone();
+    let consumer_thread = std::thread::Builder::new()
+        .name("packwell-consumer".into())
+        .spawn(move || consumer::run(consumer, consumer_shared))
+        .map_err(|e| format!("cannot start the consumer thread: {e}"))?;
+    let relay = tokio::spawn(relay::run(
+        producer,
+        shared.clone(),
+        Duration::from_secs(10),
+    ));
+    let retention_task = tokio::spawn(retention_loop(store.clone(), retention, stop.clone()));
+    let app = http::router(shared.clone());
+    let http_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+    });
+
+    if let Some(tx) = started {
+        let _ = tx.send(Started {
+            http: http_addr,
+            rules_version,
+            store: crate::config::mask_url_password(&store_url),
+        });
+    }
+
+    stop.cancelled().await;
+    tracing::info!("stopping");
+    // The consumer applies what it read; a store that does not answer within the bound is
+    // given up on (the events are read again at the next start).
+    let joined = tokio::task::spawn_blocking(move || consumer_thread.join());
+    let bound = tokio::time::sleep(Duration::from_secs(20));
+    tokio::pin!(joined);
+    tokio::select! {
+        _ = &mut joined => {}
+        _ = bound => {
+            shared.abandon.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = joined.await;
+        }
+    }
+    shared
+        .consumer_done
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    shared.relay_wake.notify_one();
+    let _ = relay.await;
+    retention_task.abort();
+    let _ = server.await;
+    Ok(())
+}
+
+/// Removes decisions, processed event ids, e-mail jobs and sent outbox rows older than the
+/// retention, in small batches, every ten minutes.
+async fn retention_loop(
+    store: Arc<dyn Store>,
+    retention: chrono::Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+        let cutoff = (chrono::Utc::now() - retention).timestamp();
+        match crate::store::purge(&*store, cutoff, 1000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "retention: old rows removed"),
+            Err(e) => tracing::warn!(%e, "retention"),
+        }
+    }
+}
