@@ -103,6 +103,25 @@ impl EmbeddedBroker {
         self.advertised
     }
 
+    /// Takes the broker down (its connections closed, new ones refused) or brings it back,
+    /// keeping every message: a broker outage, for tests and for trying what clients do.
+    pub fn set_available(&self, up: bool) -> Result<(), BrokerError> {
+        let owner = self
+            .mock_owner
+            .as_ref()
+            .ok_or_else(|| BrokerError::Mock("the broker was shut down".into()))?;
+        let mock = owner
+            .client()
+            .mock_cluster()
+            .ok_or_else(|| BrokerError::Mock("librdkafka created no mock cluster".into()))?;
+        let result = if up {
+            mock.broker_up(MOCK_BROKER_ID)
+        } else {
+            mock.broker_down(MOCK_BROKER_ID)
+        };
+        result.map_err(|e| BrokerError::Mock(e.to_string()))
+    }
+
     /// Stops the broker and waits until its address is free again. Dropping it stops it too,
     /// but the listening socket is then closed a moment later, and the mock cluster's threads
     /// are joined on the dropping thread.
