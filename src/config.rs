@@ -31,6 +31,9 @@ pub struct KafkaConfig {
     pub batch_wait_ms: u64,
     /// Consuming pauses while more outbox rows than this wait for the relay.
     pub max_outbox_backlog: i64,
+    /// The consumer group session: how long a stopped instance keeps its partitions. Kafka
+    /// brokers accept 6000 and more by default; the embedded broker uses 2000.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -42,6 +45,7 @@ impl Default for KafkaConfig {
             batch_max: 500,
             batch_wait_ms: 50,
             max_outbox_backlog: 50_000,
+            session_timeout_ms: 6000,
         }
     }
 }
@@ -248,6 +252,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "[kafka] batch_max = {}: expected 1 to 10000",
                 self.kafka.batch_max
+            )));
+        }
+        if !(1000..=3_600_000).contains(&self.kafka.session_timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "[kafka] session_timeout_ms = {}: expected 1000 to 3600000",
+                self.kafka.session_timeout_ms
             )));
         }
         if self.kafka.max_outbox_backlog < 1 {

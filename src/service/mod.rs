@@ -161,7 +161,11 @@ pub async fn run(
     let mut consumer_cfg = if opts.fast_group {
         fast_consumer_config(&opts.brokers, &config.kafka.group)
     } else {
-        consumer_config(&opts.brokers, &config.kafka.group)
+        let mut c = consumer_config(&opts.brokers, &config.kafka.group);
+        let session = config.kafka.session_timeout_ms;
+        c.set("session.timeout.ms", session.to_string())
+            .set("heartbeat.interval.ms", (session / 4).to_string());
+        c
     };
     consumer_cfg.set("statistics.interval.ms", "5000");
     let consumer: BaseConsumer<consumer::Context> = consumer_cfg
