@@ -98,6 +98,11 @@ pub struct EmailConfig {
     /// outbox | smtp | http
     pub provider: String,
     pub from: String,
+    /// The SMTP server (`provider = "smtp"` needs it).
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// starttls | tls | none
+    pub smtp_tls: String,
 }
 
 impl Default for EmailConfig {
@@ -105,6 +110,9 @@ impl Default for EmailConfig {
         EmailConfig {
             provider: "outbox".into(),
             from: "Shop <hello@shop.example>".into(),
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_tls: "starttls".into(),
         }
     }
 }
@@ -175,6 +183,9 @@ impl Config {
                 })?
             }
         };
+        // Environment values are text; a setting whose default is a number or a boolean takes
+        // the variable's text parsed as one, so `PACKWELL_EMAIL_SMTP_PORT=1025` works.
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("PACKWELL_") else {
                 continue;
@@ -184,11 +195,12 @@ impl Config {
                 continue;
             };
             let key = &rest[section.len() + 1..];
+            let value = typed_env_value(&defaults, section, key, &name, value)?;
             let entry = table
                 .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if let toml::Value::Table(t) = entry {
-                t.insert(key.to_string(), toml::Value::String(value));
+                t.insert(key.to_string(), value);
             }
         }
         let config: Config =
@@ -219,6 +231,25 @@ impl Config {
                 "[email] provider = {:?}: expected \"outbox\", \"smtp\" or \"http\"",
                 self.email.provider
             )));
+        }
+        if !["starttls", "tls", "none"].contains(&self.email.smtp_tls.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "[email] smtp_tls = {:?}: expected \"starttls\", \"tls\" or \"none\"",
+                self.email.smtp_tls
+            )));
+        }
+        if self.email.smtp_port == 0 {
+            return Err(ConfigError::Invalid(
+                "[email] smtp_port = 0: expected a port from 1 to 65535".into(),
+            ));
+        }
+        let smtp_host = self.email.smtp_host.as_deref().map(str::trim);
+        if self.email.provider == "smtp" && smtp_host.is_none_or(str::is_empty) {
+            return Err(ConfigError::Invalid(
+                "[email] smtp_host is not set: [email] provider = \"smtp\" needs the server's \
+                 host name (PACKWELL_EMAIL_SMTP_HOST)"
+                    .into(),
+            ));
         }
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid(format!(
@@ -258,6 +289,40 @@ impl Config {
             masked.store.url = Some(mask_url_password(url));
         }
         toml::to_string_pretty(&masked).unwrap_or_default()
+    }
+}
+
+/// An environment variable's text as the TOML value of its setting: an integer or a boolean
+/// where the setting's default is one, else a string.
+fn typed_env_value(
+    defaults: &toml::Table,
+    section: &str,
+    key: &str,
+    name: &str,
+    value: String,
+) -> Result<toml::Value, ConfigError> {
+    let default = defaults
+        .get(section)
+        .and_then(|s| s.as_table())
+        .and_then(|s| s.get(key));
+    match default {
+        Some(toml::Value::Integer(_)) => value
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "[{section}] {key} = {value:?} (from {name}): expected a whole number"
+                ))
+            }),
+        Some(toml::Value::Boolean(_)) => match value.trim() {
+            "true" => Ok(toml::Value::Boolean(true)),
+            "false" => Ok(toml::Value::Boolean(false)),
+            _ => Err(ConfigError::Invalid(format!(
+                "[{section}] {key} = {value:?} (from {name}): expected true or false"
+            ))),
+        },
+        _ => Ok(toml::Value::String(value)),
     }
 }
 
@@ -318,6 +383,68 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn smtp_settings_from_env() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.email.smtp_host, None);
+        assert_eq!(c.email.smtp_port, 587);
+        assert_eq!(c.email.smtp_tls, "starttls");
+
+        let c = Config::load(
+            None,
+            env(&[
+                ("PACKWELL_EMAIL_PROVIDER", "smtp"),
+                ("PACKWELL_EMAIL_SMTP_HOST", "mailpit"),
+                ("PACKWELL_EMAIL_SMTP_PORT", "1025"),
+                ("PACKWELL_EMAIL_SMTP_TLS", "none"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.email.smtp_host.as_deref(), Some("mailpit"));
+        assert_eq!(c.email.smtp_port, 1025);
+        assert_eq!(c.email.smtp_tls, "none");
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let err = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap_err().to_string();
+
+        let e = err(&[("PACKWELL_EMAIL_SMTP_TLS", "ssl")]);
+        assert!(e.contains("[email] smtp_tls = \"ssl\""), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "twenty-five")]);
+        assert!(e.contains("[email] smtp_port = \"twenty-five\""), "{e}");
+        assert!(e.contains("PACKWELL_EMAIL_SMTP_PORT"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "0")]);
+        assert!(e.contains("[email] smtp_port = 0"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "70000")]);
+        assert!(e.contains("70000"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_PROVIDER", "smtp")]);
+        assert!(e.contains("[email] smtp_host"), "{e}");
+        let e = err(&[
+            ("PACKWELL_EMAIL_PROVIDER", "smtp"),
+            ("PACKWELL_EMAIL_SMTP_HOST", " "),
+        ]);
+        assert!(e.contains("[email] smtp_host"), "{e}");
+
+        // In a file the port is a TOML integer.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[email]\nprovider = \"smtp\"\nsmtp_host = \"mail.example\"\nsmtp_port = 465\nsmtp_tls = \"tls\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), []).unwrap();
+        assert_eq!(c.email.smtp_port, 465);
+        assert_eq!(c.email.smtp_tls, "tls");
     }
 
     #[test]
