@@ -114,6 +114,11 @@ pub struct EmailConfig {
     /// outbox | smtp | http
     pub provider: String,
     pub from: String,
+    /// The SMTP server (`provider = "smtp"` needs it).
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// starttls | tls | none
+    pub smtp_tls: String,
 }
 
 impl Default for EmailConfig {
@@ -121,6 +126,9 @@ impl Default for EmailConfig {
         EmailConfig {
             provider: "outbox".into(),
             from: "Shop <hello@shop.example>".into(),
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_tls: "starttls".into(),
         }
     }
 }
@@ -191,6 +199,9 @@ impl Config {
                 })?
             }
         };
+        // Environment values are text; a setting whose default is a number or a boolean takes
+        // the variable's text parsed as one, so `PACKWELL_EMAIL_SMTP_PORT=1025` works.
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("PACKWELL_") else {
                 continue;
@@ -200,12 +211,12 @@ impl Config {
                 continue;
             };
             let key = &rest[section.len() + 1..];
+            let value = typed_env_value(&defaults, section, key, &name, value)?;
             let entry = table
                 .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            let typed = typed_env_value(section, key, &name, value)?;
             if let toml::Value::Table(t) = entry {
-                t.insert(key.to_string(), typed);
+                t.insert(key.to_string(), value);
             }
         }
         let config: Config =
@@ -266,6 +277,25 @@ impl Config {
                 self.kafka.max_outbox_backlog
             )));
         }
+        if !["starttls", "tls", "none"].contains(&self.email.smtp_tls.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "[email] smtp_tls = {:?}: expected \"starttls\", \"tls\" or \"none\"",
+                self.email.smtp_tls
+            )));
+        }
+        if self.email.smtp_port == 0 {
+            return Err(ConfigError::Invalid(
+                "[email] smtp_port = 0: expected a port from 1 to 65535".into(),
+            ));
+        }
+        let smtp_host = self.email.smtp_host.as_deref().map(str::trim);
+        if self.email.provider == "smtp" && smtp_host.is_none_or(str::is_empty) {
+            return Err(ConfigError::Invalid(
+                "[email] smtp_host is not set: [email] provider = \"smtp\" needs the server's \
+                 host name (PACKWELL_EMAIL_SMTP_HOST)"
+                    .into(),
+            ));
+        }
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid(format!(
                 "[http] listen = {:?}: expected an address such as \"127.0.0.1:8080\"",
@@ -307,19 +337,19 @@ impl Config {
     }
 }
 
-/// An environment variable's text as the TOML type its setting has by default (a number for
-/// `batch_max`, a string for most), so `PACKWELL_KAFKA_BATCH_MAX=200` works like the file.
+/// An environment variable's text as the TOML value of its setting: an integer or a boolean
+/// where the setting's default is one, else a string.
 fn typed_env_value(
+    defaults: &toml::Table,
     section: &str,
     key: &str,
     name: &str,
     value: String,
 ) -> Result<toml::Value, ConfigError> {
-    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
     let default = defaults
         .get(section)
         .and_then(|s| s.as_table())
-        .and_then(|t| t.get(key));
+        .and_then(|s| s.get(key));
     match default {
         Some(toml::Value::Integer(_)) => value
             .trim()
@@ -327,14 +357,14 @@ fn typed_env_value(
             .map(toml::Value::Integer)
             .map_err(|_| {
                 ConfigError::Invalid(format!(
-                    "{name} = {value:?} ([{section}] {key}): expected a whole number"
+                    "[{section}] {key} = {value:?} (from {name}): expected a whole number"
                 ))
             }),
         Some(toml::Value::Boolean(_)) => match value.trim() {
-            "true" | "1" => Ok(toml::Value::Boolean(true)),
-            "false" | "0" => Ok(toml::Value::Boolean(false)),
+            "true" => Ok(toml::Value::Boolean(true)),
+            "false" => Ok(toml::Value::Boolean(false)),
             _ => Err(ConfigError::Invalid(format!(
-                "{name} = {value:?} ([{section}] {key}): expected true or false"
+                "[{section}] {key} = {value:?} (from {name}): expected true or false"
             ))),
         },
         _ => Ok(toml::Value::String(value)),
@@ -400,6 +430,68 @@ mod tests {
         assert!(e.to_string().contains("colour"), "{e}");
     }
 
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn smtp_settings_from_env() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.email.smtp_host, None);
+        assert_eq!(c.email.smtp_port, 587);
+        assert_eq!(c.email.smtp_tls, "starttls");
+
+        let c = Config::load(
+            None,
+            env(&[
+                ("PACKWELL_EMAIL_PROVIDER", "smtp"),
+                ("PACKWELL_EMAIL_SMTP_HOST", "mailpit"),
+                ("PACKWELL_EMAIL_SMTP_PORT", "1025"),
+                ("PACKWELL_EMAIL_SMTP_TLS", "none"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.email.smtp_host.as_deref(), Some("mailpit"));
+        assert_eq!(c.email.smtp_port, 1025);
+        assert_eq!(c.email.smtp_tls, "none");
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let err = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap_err().to_string();
+
+        let e = err(&[("PACKWELL_EMAIL_SMTP_TLS", "ssl")]);
+        assert!(e.contains("[email] smtp_tls = \"ssl\""), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "twenty-five")]);
+        assert!(e.contains("[email] smtp_port = \"twenty-five\""), "{e}");
+        assert!(e.contains("PACKWELL_EMAIL_SMTP_PORT"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "0")]);
+        assert!(e.contains("[email] smtp_port = 0"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "70000")]);
+        assert!(e.contains("70000"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_PROVIDER", "smtp")]);
+        assert!(e.contains("[email] smtp_host"), "{e}");
+        let e = err(&[
+            ("PACKWELL_EMAIL_PROVIDER", "smtp"),
+            ("PACKWELL_EMAIL_SMTP_HOST", " "),
+        ]);
+        assert!(e.contains("[email] smtp_host"), "{e}");
+
+        // In a file the port is a TOML integer.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[email]\nprovider = \"smtp\"\nsmtp_host = \"mail.example\"\nsmtp_port = 465\nsmtp_tls = \"tls\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), []).unwrap();
+        assert_eq!(c.email.smtp_port, 465);
+        assert_eq!(c.email.smtp_tls, "tls");
+    }
+
     #[test]
     fn numbers_from_the_environment() {
         let c = Config::load(
@@ -415,7 +507,7 @@ mod tests {
         .unwrap_err();
         assert!(
             e.to_string()
-                .contains("PACKWELL_KAFKA_BATCH_MAX = \"many\""),
+                .contains("[kafka] batch_max = \"many\" (from PACKWELL_KAFKA_BATCH_MAX)"),
             "{e}"
         );
         let e = Config::load(
