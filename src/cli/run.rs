@@ -21,7 +21,12 @@ pub fn run(common: &Common, rules: &RulesArgs, check_config: bool) -> CliResult 
     let begun = Instant::now();
     runtime()?.block_on(async {
         let mut signals = StopSignals::install()?;
-        let _lock = lock_data_dir(&data_dir(&config))?;
+        // One `run` per SQLite file; instances sharing PostgreSQL need no lock of their own.
+        let _lock = if config.store_url().starts_with("postgres") {
+            None
+        } else {
+            Some(lock_data_dir(&data_dir(&config))?)
+        };
         let (brokers, embedded) = match config.kafka.brokers.clone().filter(|b| !b.trim().is_empty()) {
             Some(b) => (b, None),
             None => {

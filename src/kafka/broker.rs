@@ -32,8 +32,10 @@ pub const ORDERS_PARTITIONS: i32 = 6;
 /// the easiest to read while developing.
 pub const TOPICS: &[(&str, i32)] = &[
     (TOPIC_ORDERS, ORDERS_PARTITIONS),
-    (TOPIC_PACKING_INSTRUCTIONS, 1),
-    (TOPIC_COUPONS, 1),
+    // Keyed by order id and by code, so spread; the mock also keeps at most 5 MiB per
+    // partition, which one partition of decisions would outgrow within an afternoon's trial.
+    (TOPIC_PACKING_INSTRUCTIONS, ORDERS_PARTITIONS),
+    (TOPIC_COUPONS, ORDERS_PARTITIONS),
     (TOPIC_ORDERS_DLQ, 1),
     (TOPIC_CUSTOMER_PREFERENCES, 1),
 ];
