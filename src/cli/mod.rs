@@ -163,6 +163,10 @@ pub enum Command {
         /// Print the effective configuration (secrets masked) and exit.
         #[arg(long)]
         check_config: bool,
+        /// Once started, send the events of FILE (retimed so the newest happened now) and
+        /// print each packing instruction as it appears: a first look, with nothing else to run.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "examples/history.ndjson")]
+        demo: Option<PathBuf>,
     },
     /// Run only the embedded development broker (librdkafka's mock cluster, in memory) with
     /// Packwell's topics, until SIGINT or SIGTERM.
@@ -276,7 +280,8 @@ pub fn run(cli: Cli) -> ExitCode {
             common,
             rules,
             check_config,
-        } => run::run(&common, &rules, check_config),
+            demo,
+        } => run::run(&common, &rules, check_config, demo.as_deref()),
         // The broker reads no configuration: it is what an unconfigured `run` would start.
         Command::Broker { common: _, listen } => broker::run(listen),
         Command::Send {

@@ -12,7 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub fn run(common: &Common, rules: &RulesArgs, check_config: bool) -> CliResult {
+pub fn run(
+    common: &Common,
+    rules: &RulesArgs,
+    check_config: bool,
+    demo: Option<&Path>,
+) -> CliResult {
     let config = load_config(common)?;
     if check_config {
         print!("{}", config.to_masked_toml());
@@ -67,6 +72,9 @@ pub fn run(common: &Common, rules: &RulesArgs, check_config: bool) -> CliResult 
         };
         if let Some(s) = &started {
             banner(&brokers, embedded.is_some(), s, begun);
+        }
+        if let Some(file) = demo {
+            start_demo(common.clone(), file.to_path_buf(), brokers.clone(), stop.clone());
         }
         let reason = tokio::select! {
             signal = signals.wait() => signal.to_string(),
@@ -184,4 +192,89 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, Failure> {
             path.display()
         ))),
     }
+}
+
+/// `--demo`: sends the example events (retimed) and prints the packing instructions that come
+/// out, the first ones in full, then a count, until the service stops.
+fn start_demo(common: Common, file: PathBuf, brokers: String, stop: CancellationToken) {
+    use crate::kafka::{TOPIC_PACKING_INSTRUCTIONS, fast_consumer_config};
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let reader_brokers = brokers.clone();
+    let reader_stop = stop.clone();
+    std::thread::spawn(move || {
+        let group = format!("packwell-demo-{}", std::process::id());
+        let Ok(consumer) = fast_consumer_config(&reader_brokers, &group).create::<BaseConsumer>()
+        else {
+            return;
+        };
+        if consumer.subscribe(&[TOPIC_PACKING_INSTRUCTIONS]).is_err() {
+            return;
+        }
+        let (mut shown, mut total, mut last_total) = (0usize, 0usize, 0usize);
+        let mut quiet_since = Instant::now();
+        while !reader_stop.is_cancelled() {
+            match consumer.poll(std::time::Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    total += 1;
+                    quiet_since = Instant::now();
+                    if shown < 12 {
+                        shown += 1;
+                        let line = m
+                            .payload()
+                            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                            .map(|d| summarize(&d))
+                            .unwrap_or_default();
+                        println!("  packing-instructions: {line}");
+                    }
+                }
+                _ => {
+                    if total > last_total
+                        && quiet_since.elapsed() > std::time::Duration::from_secs(2)
+                    {
+                        println!(
+                            "  … {total} packing instructions so far (older events fold into the history without a decision: [decide] max_event_age); Ctrl-C to stop"
+                        );
+                        last_total = total;
+                    }
+                }
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        if let Err(f) = super::send::run(&common, &file, Some(&brokers), true) {
+            eprintln!("{}", f.message.trim_end());
+            stop.cancel();
+        }
+    });
+}
+
+/// One line about a decision: the order and what goes into its parcel.
+fn summarize(d: &serde_json::Value) -> String {
+    let inserts: Vec<String> = d["inserts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| match i["coupon"]["code"].as_str() {
+                    Some(code) => format!(
+                        "{} ({} {} {code})",
+                        i["insert_id"].as_str().unwrap_or("?"),
+                        i["coupon"]["amount"].as_str().unwrap_or("?"),
+                        i["coupon"]["currency"].as_str().unwrap_or("")
+                    ),
+                    None => i["insert_id"].as_str().unwrap_or("?").to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{} ({}): {}",
+        d["order_id"].as_str().unwrap_or("?"),
+        d["warehouse"].as_str().unwrap_or("?"),
+        if inserts.is_empty() {
+            "nothing".to_string()
+        } else {
+            inserts.join(", ")
+        }
+    )
 }
