@@ -332,6 +332,8 @@ impl Context {
             }
             if let Applied::Decided(outcome) = applied {
                 m.decided.inc();
+                let d = &outcome.decision;
+                tracing::debug!(order_id = %d.order_id, customer_id = %d.customer_id, inserts = d.inserts.len(), "decided");
                 for i in &outcome.decision.inserts {
                     m.inserts_given.with_label_values(&[&i.insert_id]).inc();
                 }
