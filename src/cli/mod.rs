@@ -4,6 +4,7 @@
 mod backtest;
 mod broker;
 mod coupon;
+mod dlq;
 mod forget;
 mod import;
 mod preview;
@@ -210,6 +211,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CouponCommand,
     },
+    /// The dead-letter queue: events the service set aside in `orders.dlq`.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +259,29 @@ pub enum CouponCommand {
         /// The coupon code.
         #[arg(value_name = "CODE")]
         code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Send the events set aside in `orders.dlq` back to `orders` (after a fix).
+    ///
+    /// Reads the DLQ rows kept in the store's outbox (sent to `orders.dlq` or not) and produces
+    /// each value with its original key to `orders`, waiting for the cluster to acknowledge
+    /// every one. Replaying is safe: the service skips event ids it processed before, and an
+    /// event still invalid goes to `orders.dlq` again. Values cut at 512 KiB (header
+    /// `packwell-truncated`) cannot be replayed and are listed by partition and offset; lines
+    /// rejected by `packwell import` are listed too (import the fixed lines again). Rows
+    /// removed by `[store] retention` are no longer in the store: it says so.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// Only events set aside at or after this time (RFC 3339, or a date: midnight UTC).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Kafka bootstrap servers (default: `[kafka] brokers`, else 127.0.0.1:9092).
+        #[arg(long, value_name = "HOSTS")]
+        brokers: Option<String>,
     },
 }
 
@@ -355,6 +384,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Coupon {
             command: CouponCommand::Void { common, code },
         } => coupon::run(&common, &code),
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    common,
+                    since,
+                    brokers,
+                },
+        } => dlq::run(&common, since.as_deref(), brokers.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
