@@ -2,7 +2,8 @@
 //! consumer in a consumer group: the broker advertises its fixed address (not the mock's random
 //! port), has Packwell's topics, serves groups without the 3 s initial rebalance delay, and
 //! stops on SIGTERM; `send` keys events by customer id, keeps each customer's order, sends bad
-//! lines too, and `--retime` moves every time so the newest event happened now.
+//! lines too, and `--retime` moves every time so the newest event happened now; `dlq replay`
+//! sends the DLQ rows of a store's outbox back to `orders` with their keys.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use packwell::event::parse_event;
@@ -524,4 +525,187 @@ fn a_line_kafka_refuses_stops_the_sending_naming_it() {
     let (_, received, _) = consume(&broker.addr, "kafka-broker-test", 1);
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].payload, lines[0]);
+}
+
+/// A SQLite store at `url` whose outbox holds DLQ rows, written the way the service writes
+/// them: a batch of partition 4 of `orders` whose events were rejected.
+fn store_with_dlq_rows(url: &str, rows: &[(Option<&str>, Vec<u8>)]) {
+    use packwell::coupon::CouponKey;
+    use packwell::event::{RejectReason, Rejected};
+    use packwell::store::{Batch, BatchItem, DecideEnv, Fence};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let loaded = packwell::rules::load_rules(&root.join("rules"), &root.join("templates"));
+    let env = DecideEnv {
+        rules: std::sync::Arc::new(loaded.rules.expect("the example rules are valid")),
+        key: CouponKey::from_bytes(vec![9; 32]),
+        shop: packwell::engine::Shop::default(),
+    };
+    let items: Vec<BatchItem> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| BatchItem {
+            offset: i as i64,
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: value.clone(),
+            event: Err(Rejected {
+                reason: RejectReason::InvalidValue,
+                message: "nps: must be between 0 and 10".into(),
+            }),
+            decide: true,
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = packwell::store::open(url).await.expect("open the store");
+        let (epoch, start) = store.claim_partition(TOPIC_ORDERS, 4).await.expect("claim");
+        let batch = Batch {
+            fence: Fence::Partition {
+                topic: TOPIC_ORDERS.into(),
+                partition: 4,
+                epoch,
+                start,
+                end: start + items.len() as i64,
+            },
+            items,
+        };
+        let report = store.apply_batch(batch, &env).await.expect("apply");
+        assert_eq!(report.rejected, rows.len());
+    });
+}
+
+/// The operator log's `dlq.replay` rows (newest first) of the store at `url`.
+fn replay_log(url: &str) -> Vec<(String, Value)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = packwell::store::open(url).await.expect("open the store");
+        store
+            .operator_log(10)
+            .await
+            .expect("operator log")
+            .into_iter()
+            .filter(|r| r.action == "dlq.replay")
+            .map(|r| (r.subject, serde_json::from_str(&r.detail).expect("JSON")))
+            .collect()
+    })
+}
+
+fn dlq_replay(dir: &Path, store: &str, args: &[&str]) -> Output {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PACKWELL_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("PACKWELL_STORE_URL", store)
+        .args(["dlq", "replay"])
+        .args(args)
+        .output()
+        .expect("run packwell dlq replay")
+}
+
+#[test]
+fn dlq_replay_sends_set_aside_events_back_to_orders_with_their_keys() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = dir.path().join("packwell.db").display().to_string();
+    let feedback = |id: &str, customer: &str, nps: u32| {
+        format!(
+            r#"{{"event_id":"{id}","type":"customer.feedback","occurred_at":"2026-07-01T10:00:00Z","customer_id":"{customer}","nps":{nps}}}"#
+        )
+        .into_bytes()
+    };
+    // Past the DLQ's 512 KiB: cut when set aside, so it cannot be replayed.
+    let mut big = feedback("e-big", "C-3", 11);
+    big.splice(
+        1..1,
+        format!(r#""pad":"{}","#, "x".repeat(600_000)).into_bytes(),
+    );
+    let rows: Vec<(Option<&str>, Vec<u8>)> = vec![
+        (Some("C-1"), feedback("e1", "C-1", 11)),
+        (Some("C-2"), b"{not json".to_vec()),
+        (None, br#"{"type":"customer.feedback"}"#.to_vec()),
+        (Some("C-3"), big.clone()),
+        (Some("C-1"), feedback("e5", "C-1", 12)),
+    ];
+    store_with_dlq_rows(&url, &rows);
+
+    let out = dlq_replay(dir.path(), &url, &["--brokers", &broker.addr]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "replay failed: {stdout}{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!("sent 4 events from orders.dlq to orders at {}", broker.addr)
+    );
+    assert!(
+        stderr.contains("1 event not replayed")
+            && stderr.contains(&format!("partition 4 offset 3 ({} bytes)", big.len())),
+        "{stderr}"
+    );
+
+    // Back in `orders`: each value unchanged with its original key, one key's in row order.
+    let (_, received, _) = consume(&broker.addr, "dlq-replay-test", 4);
+    let mut got: Vec<(Option<String>, String)> = received
+        .iter()
+        .map(|m| (m.key.clone(), m.payload.clone()))
+        .collect();
+    got.sort();
+    let mut want: Vec<(Option<String>, String)> = [0, 1, 2, 4]
+        .iter()
+        .map(|&i| (rows[i].0.map(str::to_string), text(&rows[i].1)))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let mut c1: Vec<&Received> = received
+        .iter()
+        .filter(|m| m.key.as_deref() == Some("C-1"))
+        .collect();
+    c1.sort_by_key(|m| m.offset);
+    assert_eq!(c1[0].partition, c1[1].partition);
+    assert_eq!(
+        (c1[0].payload.as_bytes(), c1[1].payload.as_bytes()),
+        (rows[0].1.as_slice(), rows[4].1.as_slice())
+    );
+
+    // Recorded: what was sent and what was not.
+    let log = replay_log(&url);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].0, "orders.dlq");
+    assert_eq!(log[0].1["sent"], 4);
+    assert_eq!(log[0].1["rows"], 5);
+    assert_eq!(log[0].1["truncated"][0]["origin"], "partition 4 offset 3");
+
+    // Nothing set aside since a time to come: nothing sent, and no broker needed for that.
+    let out = dlq_replay(
+        dir.path(),
+        &url,
+        &["--since", "2999-01-01", "--brokers", "127.0.0.1:1"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("nothing to replay"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(replay_log(&url).len(), 2);
+
+    // A bad --since, and a store that does not exist, are exit 2.
+    let out = dlq_replay(dir.path(), &url, &["--since", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--since \"soon\""));
+    let missing = dir.path().join("absent.db").display().to_string();
+    let out = dlq_replay(dir.path(), &missing, &["--brokers", &broker.addr]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("there is no store at"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("absent.db").exists());
 }

@@ -5,7 +5,8 @@ use packwell::coupon::CouponKey;
 use packwell::engine::{Shop, SkipReason};
 use packwell::event::{RejectReason, Rejected, event_from_value};
 use packwell::store::{
-    Batch, BatchItem, DecideEnv, Fence, PgStore, SqliteStore, Store, StoreError,
+    Batch, BatchItem, DecideEnv, Fence, PgStore, SqliteStore, StockChange, StockSetting, Store,
+    StoreError, VoidOutcome,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -885,4 +886,368 @@ async fn foreign_order(b: Backend) {
 on_both!(
     an_event_about_another_customers_order_is_a_conflict,
     foreign_order
+);
+
+async fn log_rows(store: &dyn Store, action: &str) -> Vec<(String, String, Value)> {
+    store
+        .operator_log(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == action)
+        .map(|r| {
+            let detail: Value = serde_json::from_str(&r.detail).expect("detail is JSON");
+            (r.actor, r.subject, detail)
+        })
+        .collect()
+}
+
+async fn stock_set(b: Backend) {
+    let env = env();
+    b.store
+        .apply_batch(batch(&[placed("c1", "o1", "20.00")]), &env)
+        .await
+        .unwrap();
+    assert_eq!(stock_used(&*b.store, "tea").await, 1, "{}", b.name);
+    // The shelf holds one more sachet: 1 remaining of the allocation of 100.
+    let one_left = StockSetting {
+        insert_id: "tea".into(),
+        slot: "*".into(),
+        allocation: 100,
+        remaining: 1,
+    };
+    let changes = b
+        .store
+        .set_stock(std::slice::from_ref(&one_left), "ops-test")
+        .await
+        .unwrap();
+    assert_eq!(
+        changes,
+        vec![StockChange {
+            insert_id: "tea".into(),
+            slot: "*".into(),
+            allocation: 100,
+            used_before: 1,
+            used_after: 99
+        }],
+        "{}",
+        b.name
+    );
+    // The next decision sees it: o2 gets the last one, o3 none.
+    b.store
+        .apply_batch(
+            batch(&[placed("c2", "o2", "20.00"), placed("c3", "o3", "20.00")]),
+            &env,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        futures_like(&*b.store, &["o2", "o3"], "tea").await,
+        [true, false],
+        "{}",
+        b.name
+    );
+    let d = b.store.decision("o3").await.unwrap().unwrap().decision;
+    assert!(
+        d.skipped
+            .iter()
+            .any(|s| s.insert_id.as_deref() == Some("tea") && s.reason == SkipReason::Stock),
+        "{}",
+        b.name
+    );
+    assert_eq!(stock_used(&*b.store, "tea").await, 100, "{}", b.name);
+    // Refilled to the whole allocation; a warehouse counter that did not exist yet is created.
+    let refill = [
+        StockSetting {
+            remaining: 100,
+            ..one_left.clone()
+        },
+        StockSetting {
+            insert_id: "vial".into(),
+            slot: "WH-BER".into(),
+            allocation: 30,
+            remaining: 25,
+        },
+    ];
+    let changes = b.store.set_stock(&refill, "ops-test").await.unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.insert_id.as_str(), c.used_before, c.used_after))
+            .collect::<Vec<_>>(),
+        [("tea", 100, 0), ("vial", 0, 5)],
+        "{}",
+        b.name
+    );
+    b.store
+        .apply_batch(batch(&[placed("c4", "o4", "20.00")]), &env)
+        .await
+        .unwrap();
+    assert_eq!(futures_like(&*b.store, &["o4"], "tea").await, [true]);
+    // More than the allocation is refused, and changes nothing.
+    let err = b
+        .store
+        .set_stock(
+            &[StockSetting {
+                remaining: 101,
+                ..one_left.clone()
+            }],
+            "ops-test",
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("allocation"), "{}: {err}", b.name);
+    assert_eq!(stock_used(&*b.store, "tea").await, 1, "{}", b.name);
+    // One log row per counter set, newest first.
+    let log = log_rows(&*b.store, "stock.set").await;
+    let seen: Vec<(&str, &str, i64, i64)> = log
+        .iter()
+        .map(|(actor, subject, d)| {
+            (
+                actor.as_str(),
+                subject.as_str(),
+                d["remaining_before"].as_i64().unwrap(),
+                d["remaining_after"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ops-test", "vial/WH-BER", 30, 25),
+            ("ops-test", "tea/*", 0, 100),
+            ("ops-test", "tea/*", 99, 1)
+        ],
+        "{}",
+        b.name
+    );
+}
+on_both!(stock_set_is_seen_by_the_next_decision_and_logged, stock_set);
+
+async fn coupon_void(b: Backend) {
+    let env = env();
+    b.store
+        .apply_batch(
+            batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
+            &env,
+        )
+        .await
+        .unwrap();
+    let code = b.store.coupons_of_order("o1").await.unwrap()[0]
+        .code
+        .clone();
+    let before = b.store.outbox_backlog().await.unwrap();
+    let outcome = b.store.void_coupon(&code, "ops-test").await.unwrap();
+    assert_eq!(
+        outcome,
+        VoidOutcome::Voided {
+            version: 2,
+            order_id: "o1".into(),
+            customer_id: "c1".into()
+        },
+        "{}",
+        b.name
+    );
+    let c = &b.store.coupons_of_order("o1").await.unwrap()[0];
+    assert_eq!((c.state.as_str(), c.version), ("voided", 2), "{}", b.name);
+    // One coupon.voided message, keyed by the code, after every earlier row.
+    let rows = b.store.unsent_outbox(100).await.unwrap();
+    assert_eq!(rows.len() as i64, before + 1, "{}", b.name);
+    let last = rows.last().unwrap();
+    assert_eq!(
+        (last.topic.as_str(), last.key.as_deref()),
+        ("coupons", Some(code.as_bytes()))
+    );
+    let msg: Value = serde_json::from_slice(&last.payload).unwrap();
+    assert_eq!(
+        (
+            &msg["type"],
+            &msg["version"],
+            &msg["reason"],
+            &msg["order_id"],
+            &msg["customer_id"],
+            &msg["schema_version"]
+        ),
+        (
+            &json!("coupon.voided"),
+            &json!(2),
+            &json!("operator"),
+            &json!("o1"),
+            &json!("c1"),
+            &json!(1)
+        ),
+        "{}",
+        b.name
+    );
+    assert!(msg["occurred_at"].is_string());
+    // Not twice: the second time it is voided already, and nothing is written.
+    assert_eq!(
+        b.store.void_coupon(&code, "ops-test").await.unwrap(),
+        VoidOutcome::Final {
+            state: "voided".into(),
+            redeemed_order_id: None
+        },
+        "{}",
+        b.name
+    );
+    assert_eq!(b.store.outbox_backlog().await.unwrap(), before + 1);
+    assert_eq!(b.store.coupons_of_order("o1").await.unwrap()[0].version, 2);
+    // The order's cancellation later does not void it again.
+    b.store
+        .apply_batch(batch(&[about("order.cancelled", "x1", "c1", "o1")]), &env)
+        .await
+        .unwrap();
+    assert_eq!(b.store.coupons_of_order("o1").await.unwrap()[0].version, 2);
+    // A redeemed code and an unknown one.
+    let code2 = b.store.coupons_of_order("o2").await.unwrap()[0]
+        .code
+        .clone();
+    let mut next = placed("c2", "o5", "40.00");
+    next["order"]["coupon_codes"] = json!([code2]);
+    b.store.apply_batch(batch(&[next]), &env).await.unwrap();
+    assert_eq!(
+        b.store.void_coupon(&code2, "ops-test").await.unwrap(),
+        VoidOutcome::Final {
+            state: "redeemed".into(),
+            redeemed_order_id: Some("o5".into())
+        },
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store
+            .void_coupon("TY-NOSUCHCODE", "ops-test")
+            .await
+            .unwrap(),
+        VoidOutcome::Unknown
+    );
+    // Only the change is logged.
+    let log = log_rows(&*b.store, "coupon.void").await;
+    assert_eq!(log.len(), 1, "{}: {log:?}", b.name);
+    assert_eq!(log[0].1, code);
+    assert_eq!(
+        (&log[0].2["order_id"], &log[0].2["version"]),
+        (&json!("o1"), &json!(2))
+    );
+}
+on_both!(
+    voiding_a_coupon_emits_version_2_once_and_is_logged,
+    coupon_void
+);
+
+async fn dlq_rows_and_retention(b: Backend) {
+    let env = env();
+    let bad = |offset: i64, key: Option<&str>, value: &[u8]| BatchItem {
+        offset,
+        key: key.map(|k| k.as_bytes().to_vec()),
+        value: value.to_vec(),
+        event: Err(Rejected {
+            reason: RejectReason::InvalidJson,
+            message: "not valid JSON".into(),
+        }),
+        decide: true,
+    };
+    let (epoch, _) = b.store.claim_partition("orders", 2).await.unwrap();
+    let items = vec![
+        bad(0, Some("c1"), b"{one"),
+        item(1, &placed("c1", "o1", "20.00")),
+        bad(2, None, b"{two"),
+    ];
+    b.store
+        .apply_batch(
+            Batch {
+                fence: Fence::Partition {
+                    topic: "orders".into(),
+                    partition: 2,
+                    epoch,
+                    start: 0,
+                    end: 3,
+                },
+                items,
+            },
+            &env,
+        )
+        .await
+        .unwrap();
+    let rows = b.store.dlq_rows(i64::MIN, 0, 100).await.unwrap();
+    let seen: Vec<(Option<String>, String, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.key
+                    .as_deref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                String::from_utf8_lossy(&r.value).into_owned(),
+                r.sent,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("c1".to_string()), "{one".to_string(), false),
+            (None, "{two".to_string(), false)
+        ],
+        "{}",
+        b.name
+    );
+    let h: Value = serde_json::from_str(rows[1].headers.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &h["packwell-source-partition"],
+            &h["packwell-source-offset"]
+        ),
+        (&json!("2"), &json!("2"))
+    );
+    // Paged by id, and by time.
+    let page = b.store.dlq_rows(i64::MIN, rows[0].id, 100).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let later = rows[0].created_at + 3600;
+    assert!(b.store.dlq_rows(later, 0, 100).await.unwrap().is_empty());
+    // Sent rows are still read; once retention removed them, the store says up to when.
+    let ids: Vec<i64> = b
+        .store
+        .unsent_outbox(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    b.store.mark_sent(&ids).await.unwrap();
+    assert!(b.store.dlq_rows(i64::MIN, 0, 100).await.unwrap()[0].sent);
+    assert_eq!(b.store.dlq_purged_through().await.unwrap(), None);
+    packwell::store::purge(&*b.store, chrono::Utc::now().timestamp() + 86_400, 100)
+        .await
+        .unwrap();
+    assert!(b.store.dlq_rows(i64::MIN, 0, 100).await.unwrap().is_empty());
+    assert_eq!(
+        b.store.dlq_purged_through().await.unwrap(),
+        Some(rows[1].created_at),
+        "{}",
+        b.name
+    );
+    // A control that changes nothing else is logged on its own; the log outlives retention.
+    b.store
+        .log_operator("ops-test", "dlq.replay", "orders.dlq", &json!({"sent": 2}))
+        .await
+        .unwrap();
+    packwell::store::purge(&*b.store, chrono::Utc::now().timestamp() + 86_400, 100)
+        .await
+        .unwrap();
+    let log = log_rows(&*b.store, "dlq.replay").await;
+    assert_eq!(
+        log,
+        [(
+            "ops-test".to_string(),
+            "orders.dlq".to_string(),
+            json!({"sent": 2})
+        )],
+        "{}",
+        b.name
+    );
+    assert!(b.store.dump_text().await.unwrap().contains("dlq.replay"));
+}
+on_both!(
+    dlq_rows_are_read_sent_or_not_and_retention_is_remembered,
+    dlq_rows_and_retention
 );

@@ -14,15 +14,9 @@ pub fn run(common: &Common, customer: &str) -> CliResult {
     let url = config.store_url();
     let shown = crate::config::mask_url_password(&url);
     // A SQLite store that does not exist holds nobody: say so rather than create it.
-    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-        let file = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(&url);
-        if !file.contains(":memory:") && !std::path::Path::new(file).exists() {
-            println!("nothing stored for customer {customer} (there is no store at {shown})");
-            return Ok(());
-        }
+    if super::sqlite_file_missing(&url) {
+        println!("nothing stored for customer {customer} (there is no store at {shown})");
+        return Ok(());
     }
     let runtime = super::runtime()?;
     let report = runtime

@@ -3,6 +3,8 @@
 
 mod backtest;
 mod broker;
+mod coupon;
+mod dlq;
 mod forget;
 mod import;
 mod preview;
@@ -10,6 +12,7 @@ mod rule_tests;
 mod run;
 mod send;
 mod simulate;
+mod stock;
 mod validate;
 
 pub use backtest::{BacktestReport, backtest};
@@ -25,6 +28,7 @@ use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -201,6 +205,88 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         customer: String,
     },
+    /// Operator control of stock counters, in the store the configuration names.
+    Stock {
+        #[command(subcommand)]
+        command: StockCommand,
+    },
+    /// Operator control of issued coupons, in the store the configuration names.
+    Coupon {
+        #[command(subcommand)]
+        command: CouponCommand,
+    },
+    /// The dead-letter queue: events the service set aside in `orders.dlq`.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StockCommand {
+    /// Set how many of an insert remain to be given (in a warehouse, or its pool).
+    ///
+    /// Stock is an allocation, the insert's `stock` in the rules (read with --rules: use the
+    /// rules the service runs), less what was given: setting N remaining counts
+    /// `allocation - N` as given. N cannot be more than the allocation, since the service
+    /// never gives more than that: to have more to give, raise `stock` in the rules (what was
+    /// given stays counted). Written in one transaction with a row of the operator log.
+    Set {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+        /// The insert id (an `[[insert]]` with `stock` in the rules).
+        #[arg(value_name = "INSERT")]
+        insert: String,
+        /// The warehouse, for stock counted per warehouse (`stock = { WH-BER = 300, … }`);
+        /// leave it out for one pool (`stock = 500`).
+        #[arg(long, value_name = "WH")]
+        warehouse: Option<String>,
+        /// How many remain to be given, from 0 to the allocation.
+        #[arg(value_name = "N")]
+        remaining: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CouponCommand {
+    /// Void an issued coupon: it can no longer be redeemed.
+    ///
+    /// The coupon's state becomes `voided` and its version grows by one; a `coupon.voided`
+    /// message (reason `operator`) is written to the outbox in the same transaction, for the
+    /// running service to send to `coupons`, with a row of the operator log. An unknown code is
+    /// exit 2; a coupon already voided or redeemed is exit 1 and changes nothing.
+    Void {
+        #[command(flatten)]
+        common: Common,
+        /// The coupon code.
+        #[arg(value_name = "CODE")]
+        code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Send the events set aside in `orders.dlq` back to `orders` (after a fix).
+    ///
+    /// Reads the DLQ rows kept in the store's outbox (sent to `orders.dlq` or not) and produces
+    /// each value with its original key to `orders`, waiting for the cluster to acknowledge
+    /// every one. Replaying is safe: the service skips event ids it processed before, and an
+    /// event still invalid goes to `orders.dlq` again. Values cut at 512 KiB (header
+    /// `packwell-truncated`) cannot be replayed and are listed by partition and offset; lines
+    /// rejected by `packwell import` are listed too (import the fixed lines again). Rows
+    /// removed by `[store] retention` are no longer in the store: it says so.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// Only events set aside at or after this time (RFC 3339, or a date: midnight UTC).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Kafka bootstrap servers (default: `[kafka] brokers`, else 127.0.0.1:9092).
+        #[arg(long, value_name = "HOSTS")]
+        brokers: Option<String>,
+    },
 }
 
 /// A command's failure: the exit code and what to say on stderr.
@@ -290,6 +376,27 @@ pub fn run(cli: Cli) -> ExitCode {
             brokers,
             retime,
         } => send::run(&common, &events, brokers.as_deref(), retime),
+        Command::Stock {
+            command:
+                StockCommand::Set {
+                    common,
+                    rules,
+                    insert,
+                    warehouse,
+                    remaining,
+                },
+        } => stock::run(&common, &rules, &insert, warehouse.as_deref(), remaining),
+        Command::Coupon {
+            command: CouponCommand::Void { common, code },
+        } => coupon::run(&common, &code),
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    common,
+                    since,
+                    brokers,
+                },
+        } => dlq::run(&common, since.as_deref(), brokers.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -332,6 +439,81 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::usage(format!("error: cannot start the async runtime: {e}")))
+}
+
+/// Who runs an operator control, for the operator log: `$USER`, else `operator`.
+pub fn actor() -> String {
+    std::env::var("USER")
+        .ok()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "operator".to_string())
+}
+
+/// Whether `url` names a SQLite file that does not exist (a PostgreSQL URL or an in-memory
+/// database never does).
+pub fn sqlite_file_missing(url: &str) -> bool {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return false;
+    }
+    let file = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    !file.contains(":memory:") && !Path::new(file).exists()
+}
+
+/// The store the configuration names, opened for an operator control. A SQLite file that does
+/// not exist is an input error (exit 2): a control run in the wrong folder must not create an
+/// empty store and change it.
+pub struct ExistingStore {
+    runtime: tokio::runtime::Runtime,
+    store: Arc<dyn crate::store::Store>,
+    shown: String,
+}
+
+impl ExistingStore {
+    pub fn open(config: &Config) -> Result<Self, Failure> {
+        let url = config.store_url();
+        let shown = crate::config::mask_url_password(&url);
+        if sqlite_file_missing(&url) {
+            return Err(Failure::usage(format!(
+                "error: there is no store at {shown}: run this where the service runs, or set [store] url (PACKWELL_STORE_URL)"
+            )));
+        }
+        let runtime = runtime()?;
+        let store = runtime
+            .block_on(crate::store::open(&url))
+            .map_err(|e| Failure::usage(format!("error: the store {shown}: {e}")))?;
+        Ok(ExistingStore {
+            runtime,
+            store,
+            shown,
+        })
+    }
+
+    pub fn store(&self) -> &dyn crate::store::Store {
+        &*self.store
+    }
+
+    /// The store's URL with any password masked, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
+    /// Runs a store call; its error is exit 2 naming the store.
+    pub fn block_on<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<T, Failure> {
+        self.runtime
+            .block_on(f)
+            .map_err(|e| Failure::usage(format!("error: the store {}: {e}", self.shown)))
+    }
 }
 
 /// The configured coupon key; read-only commands never create one.

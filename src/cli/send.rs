@@ -25,7 +25,7 @@ use std::time::Duration;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long librdkafka keeps retrying one message. Its default is 5 minutes: too long for a
 /// command someone watches.
-const MESSAGE_TIMEOUT_MS: u64 = 30_000;
+pub(super) const MESSAGE_TIMEOUT_MS: u64 = 30_000;
 /// Invalid lines reported one by one; past this only counted.
 const MAX_REPORTED: usize = 10;
 
@@ -278,14 +278,15 @@ fn describe(by: TimeDelta) -> String {
     }
 }
 
-/// Collects delivery failures (line number, error); librdkafka reports each message once.
+/// Collects delivery failures (the opaque number given with the message, error); librdkafka
+/// reports each message once.
 #[derive(Default)]
-struct Deliveries {
+pub(super) struct Deliveries {
     failed: Mutex<Vec<(usize, KafkaError)>>,
 }
 
 impl Deliveries {
-    fn failed(&self) -> Vec<(usize, KafkaError)> {
+    pub(super) fn failed(&self) -> Vec<(usize, KafkaError)> {
         self.failed.lock().map(|f| f.clone()).unwrap_or_default()
     }
 }
@@ -293,7 +294,7 @@ impl Deliveries {
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    /// The line number, to name the line that failed.
+    /// A number naming the message (`send`: its line), to say which one failed.
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, line: usize) {
@@ -306,7 +307,7 @@ impl ProducerContext for Deliveries {
 }
 
 /// A producer that has reached the cluster and seen `orders` in its metadata.
-fn connect(brokers: &str) -> Result<BaseProducer<Deliveries>, Failure> {
+pub(super) fn connect(brokers: &str) -> Result<BaseProducer<Deliveries>, Failure> {
     let producer: BaseProducer<Deliveries> = producer_config(brokers)
         .set("message.timeout.ms", MESSAGE_TIMEOUT_MS.to_string())
         .create_with_context(Deliveries::default())
@@ -328,14 +329,28 @@ fn connect(brokers: &str) -> Result<BaseProducer<Deliveries>, Failure> {
     }
 }
 
-/// Queues one message, waiting while librdkafka's queue is full.
 fn produce(
     producer: &BaseProducer<Deliveries>,
     message: &Outgoing,
     line: usize,
 ) -> Result<(), KafkaError> {
-    let mut record = BaseRecord::with_opaque_to(TOPIC_ORDERS, line).payload(&message.payload);
-    if let Some(key) = &message.key {
+    produce_to_orders(
+        producer,
+        message.key.as_deref().map(str::as_bytes),
+        message.payload.as_bytes(),
+        line,
+    )
+}
+
+/// Queues one message to `orders`, waiting while librdkafka's queue is full.
+pub(super) fn produce_to_orders(
+    producer: &BaseProducer<Deliveries>,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    opaque: usize,
+) -> Result<(), KafkaError> {
+    let mut record = BaseRecord::with_opaque_to(TOPIC_ORDERS, opaque).payload(payload);
+    if let Some(key) = key {
         record = record.key(key);
     }
     loop {

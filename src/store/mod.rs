@@ -68,6 +68,40 @@ pub trait Store: Send + Sync {
     async fn check_key_fingerprint(&self, fingerprint: &str) -> Result<(), StoreError>;
     /// Where an import of `source` stopped (the next line), for resuming.
     async fn import_position(&self, source: &str) -> Result<i64, StoreError>;
+    /// Sets stock counters by hand (`packwell stock set`): for each setting, `used` becomes
+    /// `allocation - remaining` with one conditional statement per key (keys in sorted order),
+    /// and an `operator_log` row is written, all in one write transaction.
+    async fn set_stock(
+        &self,
+        settings: &[StockSetting],
+        actor: &str,
+    ) -> Result<Vec<StockChange>, StoreError>;
+    /// Voids an issued coupon by hand (`packwell coupon void`): state `voided`, version + 1, a
+    /// `coupon.voided` outbox message (reason `operator`) and an `operator_log` row, in one
+    /// transaction. A code that is unknown, voided or redeemed changes nothing.
+    async fn void_coupon(&self, code: &str, actor: &str) -> Result<VoidOutcome, StoreError>;
+    /// DLQ rows of the outbox (sent or not) written at or after `since` (Unix seconds), with
+    /// ids above `after_id`, oldest first, at most `limit`.
+    async fn dlq_rows(
+        &self,
+        since: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DlqRow>, StoreError>;
+    /// The newest `created_at` of DLQ rows that retention removed, if it removed any: DLQ
+    /// events rejected up to then can no longer be read from the store.
+    async fn dlq_purged_through(&self) -> Result<Option<i64>, StoreError>;
+    /// Writes an `operator_log` row for a control that changes nothing else in the store
+    /// (`packwell dlq replay`); `detail` is a JSON object.
+    async fn log_operator(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError>;
+    /// The newest `limit` rows of the operator log, newest first.
+    async fn operator_log(&self, limit: i64) -> Result<Vec<OperatorLogRow>, StoreError>;
     /// Every text value of every table, for tests that search for personal data.
     async fn dump_text(&self) -> Result<String, StoreError>;
 }

@@ -134,6 +134,74 @@ pub struct ForgetReport {
     pub outbox_rows: u64,
 }
 
+/// An operator's setting of one stock counter: `remaining` of an insert in a slot (`*` for a
+/// pool, else the warehouse), counted against `allocation`, the insert's `stock` in the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockSetting {
+    pub insert_id: String,
+    pub slot: String,
+    pub allocation: i64,
+    /// At most `allocation`, at least 0.
+    pub remaining: i64,
+}
+
+/// What a [`StockSetting`] changed: the counter's `used` before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockChange {
+    pub insert_id: String,
+    pub slot: String,
+    pub allocation: i64,
+    pub used_before: i64,
+    pub used_after: i64,
+}
+
+/// What voiding a coupon by hand did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoidOutcome {
+    /// Voided now; its `coupon.voided` message (this version) is in the outbox.
+    Voided {
+        version: i64,
+        order_id: String,
+        customer_id: String,
+    },
+    /// No coupon has this code.
+    Unknown,
+    /// Already `voided` or `redeemed` (then with the order it was redeemed on): unchanged.
+    Final {
+        state: String,
+        redeemed_order_id: Option<String>,
+    },
+}
+
+/// A DLQ row of the outbox (topic `orders.dlq`), sent or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqRow {
+    pub id: i64,
+    /// The rejected message's key and value, unchanged (a value over 512 KiB cut there).
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    /// JSON object of header name → value.
+    pub headers: Option<String>,
+    pub sent: bool,
+    /// When the row was written (Unix seconds): when the event was rejected.
+    pub created_at: i64,
+}
+
+/// One row of the operator log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorLogRow {
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    pub actor: String,
+    /// `stock.set`, `coupon.void`, `dlq.replay`.
+    pub action: String,
+    /// What it was done to: `insert/slot`, a coupon code, a topic.
+    pub subject: String,
+    /// A JSON object.
+    pub detail: String,
+}
+
 pub const TOPIC_ORDERS: &str = "orders";
 pub const TOPIC_PACKING: &str = "packing-instructions";
 pub const TOPIC_COUPONS: &str = "coupons";
