@@ -1,0 +1,291 @@
+//! End-to-end service benchmark (issue 5's figures), not criterion: one run, figures printed.
+//!
+//! On the embedded broker (librdkafka's mock cluster, in process), `orders` (6 partitions) is
+//! filled with a stream of ≥ 200 000 events (the example history repeated with new ids), then:
+//! 1. a bare rdkafka consumer reads the whole topic: the raw rate, the ceiling;
+//! 2. the service (`packwell::service::run`, in process) consumes, decides, stores and relays
+//!    the same topic, on SQLite and then on PostgreSQL: events per second from start until the
+//!    last event is stored, as a ratio to the raw rate; time from start to the first decision;
+//!    time from the stop signal to `run` returning (applying what was read, relaying the rest).
+//!
+//! Environment: `PW_BENCH_EVENTS` (default 200 000), `PW_BENCH_SKIP_PG`,
+//! `PW_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! Run: `cargo bench --bench service`.
+
+use packwell::config::Config;
+use packwell::kafka::{EmbeddedBroker, fast_consumer_config, producer_config};
+use packwell::service::{self, Options};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+use sqlx::Row;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The example history repeated with new event, order and customer ids until `n` events.
+fn stream(n: usize) -> Vec<(String, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("examples/history.ndjson")).expect("history");
+    let history: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    let mut copy = 0;
+    while out.len() < n {
+        for e in &history {
+            if out.len() >= n {
+                break;
+            }
+            let mut e = e.clone();
+            let suffix = format!("-r{copy}");
+            let append = |v: &mut Value| {
+                if let Some(s) = v.as_str() {
+                    *v = Value::String(format!("{s}{suffix}"));
+                }
+            };
+            append(&mut e["event_id"]);
+            if e["order"].is_object() {
+                append(&mut e["order"]["id"]);
+                append(&mut e["order"]["customer"]["id"]);
+            } else {
+                append(&mut e["order_id"]);
+                append(&mut e["customer_id"]);
+            }
+            let key = e["order"]["customer"]["id"]
+                .as_str()
+                .or_else(|| e["customer_id"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            out.push((key, e.to_string().into_bytes()));
+        }
+        copy += 1;
+    }
+    out
+}
+
+fn fill(brokers: &str, events: &[(String, Vec<u8>)]) {
+    let producer: BaseProducer = producer_config(brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .expect("producer");
+    for (key, value) in events {
+        let mut record = Some(
+            BaseRecord::to("orders")
+                .key(key.as_str())
+                .payload(value.as_slice()),
+        );
+        while let Some(r) = record.take() {
+            if let Err((_, r)) = producer.send(r) {
+                producer.poll(Duration::from_millis(10));
+                record = Some(r);
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("filled");
+}
+
+/// A bare consumer in a group of its own reading `n` messages: events per second.
+fn raw_rate(brokers: &str, n: usize) -> f64 {
+    let consumer: BaseConsumer = fast_consumer_config(brokers, "bench-raw")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["orders"]).expect("subscribe");
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < n && started.elapsed() < Duration::from_secs(300) {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            seen += 1;
+        }
+    }
+    seen as f64 / started.elapsed().as_secs_f64()
+}
+
+struct ServiceFigures {
+    rate: f64,
+    first_decision: Duration,
+    stop: Duration,
+    decided: i64,
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    if url.starts_with("postgres") {
+        let Ok(pool) = sqlx::PgPool::connect(url).await else {
+            return 0;
+        };
+        let n = sqlx::query(sql)
+            .fetch_one(&pool)
+            .await
+            .ok()
+            .and_then(|r| r.try_get(0).ok())
+            .unwrap_or(0);
+        pool.close().await;
+        n
+    } else {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(url)
+            .read_only(true);
+        let Ok(pool) = sqlx::SqlitePool::connect_with(opts).await else {
+            return 0;
+        };
+        let n = sqlx::query(sql)
+            .fetch_one(&pool)
+            .await
+            .ok()
+            .and_then(|r| r.try_get(0).ok())
+            .unwrap_or(0);
+        pool.close().await;
+        n
+    }
+}
+
+async fn run_service(
+    brokers: &str,
+    store_url: &str,
+    dir: &Path,
+    group: &str,
+    n: usize,
+) -> ServiceFigures {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = Config::load(None, []).expect("defaults");
+    config.store.url = Some(store_url.to_string());
+    config.kafka.group = group.to_string();
+    config.http.listen = "127.0.0.1:0".into();
+    config.decide.max_event_age = "3650d".into();
+    config.coupons.key_file = dir.join("coupon.key");
+    let opts = Options {
+        config,
+        brokers: brokers.to_string(),
+        fast_group: true,
+        rules_dir: root.join("rules"),
+        templates_dir: root.join("templates"),
+    };
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let service = tokio::spawn(service::run(opts, stop.clone(), None));
+    let mut first_decision = None;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        tokio::time::sleep(Duration::from_millis(if first_decision.is_none() {
+            10
+        } else {
+            250
+        }))
+        .await;
+        if first_decision.is_none() && count(store_url, "SELECT COUNT(*) FROM decisions").await > 0
+        {
+            first_decision = Some(started.elapsed());
+        }
+        let done = count(store_url, "SELECT COUNT(*) FROM processed_events").await;
+        if done as usize >= n || Instant::now() > deadline {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let stopping = Instant::now();
+    stop.cancel();
+    let result = service.await.expect("service task");
+    let stop_took = stopping.elapsed();
+    if let Err(e) = result {
+        panic!("the service failed: {e}");
+    }
+    ServiceFigures {
+        rate: n as f64 / elapsed.as_secs_f64(),
+        first_decision: first_decision.unwrap_or_default(),
+        stop: stop_took,
+        decided: count(store_url, "SELECT COUNT(*) FROM decisions").await,
+    }
+}
+
+fn main() {
+    let n = env_usize("PW_BENCH_EVENTS", 200_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let broker = runtime
+        .block_on(EmbeddedBroker::start("127.0.0.1:0".parse().expect("addr")))
+        .expect("embedded broker");
+    let brokers = broker.bootstrap();
+    println!("== Packwell service benchmark (issue 5, Figures) ==");
+    let t = Instant::now();
+    let events = stream(n);
+    fill(&brokers, &events);
+    println!(
+        "orders: {n} events over 6 partitions, produced in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    drop(events);
+    let raw = raw_rate(&brokers, n);
+    println!("bare rdkafka consumer: {raw:>10.0} events/s (the ceiling)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = dir.path().join("bench.db").display().to_string();
+    let f = runtime.block_on(run_service(
+        &brokers,
+        &sqlite,
+        dir.path(),
+        "bench-sqlite",
+        n,
+    ));
+    let mut rows = vec![("SQLite", f)];
+    if std::env::var("PW_BENCH_SKIP_PG").is_err() {
+        let base = std::env::var("PW_BENCH_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let db = format!("pw_bench_service_{}", std::process::id());
+        let url = format!(
+            "{}/{db}",
+            base.rsplit_once('/').map(|(h, _)| h).unwrap_or(&base)
+        );
+        let admin = runtime
+            .block_on(sqlx::PgPool::connect(&base))
+            .expect("PostgreSQL");
+        runtime.block_on(async {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+                .execute(&admin)
+                .await;
+            sqlx::query(&format!("CREATE DATABASE {db}"))
+                .execute(&admin)
+                .await
+                .expect("create database");
+        });
+        let pg_dir = tempfile::tempdir().expect("tempdir");
+        let f = runtime.block_on(run_service(&brokers, &url, pg_dir.path(), "bench-pg", n));
+        rows.push(("PostgreSQL", f));
+        runtime.block_on(async {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&admin)
+                .await;
+        });
+    }
+    println!();
+    println!(
+        "{:<12} {:>12} {:>9} {:>10} {:>16} {:>14}",
+        "store", "events/s", "÷ raw", "decided", "start→decision", "stop→return"
+    );
+    for (name, f) in &rows {
+        println!(
+            "{:<12} {:>12.0} {:>8.2}× {:>10} {:>13.0} ms {:>11.0} ms",
+            name,
+            f.rate,
+            f.rate / raw,
+            f.decided,
+            f.first_decision.as_secs_f64() * 1000.0,
+            f.stop.as_secs_f64() * 1000.0
+        );
+    }
+    println!("goal: SQLite ≥ 0.3× the raw rate");
+    runtime.block_on(broker.shutdown());
+}
