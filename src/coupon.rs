@@ -9,6 +9,10 @@ use std::path::Path;
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/// A code as a regular expression (JSON Schema `pattern`): the prefix `code_prefix` allows (1 to
+/// 16 upper-case letters or digits), a dash, 12 characters of [`CROCKFORD`].
+pub const CODE_PATTERN: &str = "^[A-Z0-9]{1,16}-[0-9A-HJKMNP-TV-Z]{12}$";
+
 /// The key codes are derived with. Never printed; identified by its fingerprint.
 #[derive(Clone)]
 pub struct CouponKey {
@@ -191,6 +195,28 @@ mod tests {
         assert_eq!(body.len(), 12);
         assert!(body.bytes().all(|b| CROCKFORD.contains(&b)));
         assert!(!body.contains(['I', 'L', 'O', 'U']));
+    }
+
+    #[test]
+    fn codes_match_the_published_pattern() {
+        let pattern = regex::Regex::new(CODE_PATTERN).unwrap();
+        let k = CouponKey::from_bytes(vec![7; 32]);
+        for (prefix, order) in [
+            ("THANKS", "O-1"),
+            ("PW", "O-2"),
+            ("A1B2C3D4E5F6G7H8", "O-3"),
+        ] {
+            let code = k.code(prefix, order, "r", "i", 0);
+            assert!(pattern.is_match(&code), "{code}");
+        }
+        // Every character of the alphabet, and none of I, L, O, U.
+        let alphabet = String::from_utf8_lossy(CROCKFORD);
+        for ch in 'A'..='Z' {
+            let code = format!("P-{}", ch.to_string().repeat(12));
+            assert_eq!(pattern.is_match(&code), alphabet.contains(ch), "{code}");
+        }
+        assert!(!pattern.is_match("thanks-7KQ2M9XW4PJR"));
+        assert!(!pattern.is_match("THANKS-7KQ2M9XW4PJ"));
     }
 
     #[test]

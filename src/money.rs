@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// An amount as emitted ([`format_amount`]) as a regular expression (JSON Schema `pattern`): a
+/// non-negative decimal string with at least two decimals, such as "10.00".
+pub const AMOUNT_PATTERN: &str = "^(0|[1-9][0-9]*)\\.[0-9]{2,}$";
+
+/// A currency code as a regular expression (JSON Schema `pattern`).
+pub const CURRENCY_PATTERN: &str = "^[A-Z]{3}$";
+
 /// An ISO 4217 currency code, upper case, known to the ISO list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(into = "String")]
@@ -143,5 +150,21 @@ mod tests {
         assert_eq!(format_amount(Decimal::from(10)), "10.00");
         assert_eq!(format_amount("10.5".parse().unwrap()), "10.50");
         assert_eq!(format_amount("10.125".parse().unwrap()), "10.125");
+    }
+
+    #[test]
+    fn formatted_amounts_match_the_published_pattern() {
+        let pattern = regex::Regex::new(AMOUNT_PATTERN).unwrap();
+        for a in [
+            "0", "0.4", "10", "10.5", "10.125", "1000000", "0.00", "7.0000",
+        ] {
+            let text = format_amount(a.parse().unwrap());
+            assert!(pattern.is_match(&text), "{a} -> {text}");
+        }
+        for bad in ["10", "10.0", "-1.00", "01.00", "1e3", "10,00", " 1.00"] {
+            assert!(!pattern.is_match(bad), "{bad}");
+        }
+        let currency = regex::Regex::new(CURRENCY_PATTERN).unwrap();
+        assert!(currency.is_match(Currency::from_str("EUR").unwrap().as_str()));
     }
 }

@@ -1,19 +1,39 @@
-//! The shipped JSON Schema of rule files must match the types `validate` reads.
+//! The shipped JSON Schemas generated from Rust types must match those types: the rule files
+//! `validate` reads, and the decision emitted on `packing-instructions`.
 //! Regenerate with `PACKWELL_UPDATE_SCHEMAS=1 cargo test --test schema`.
+//! (The schemas of messages built with `json!` are written by hand; tests/message_schemas.rs
+//! checks them against what the store emits.)
 
 use std::path::Path;
 
-#[test]
-fn rules_schema_is_up_to_date() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/rules.schema.json");
-    let fresh = packwell::rules::model::rules_schema_json();
+/// Compares (or, with `PACKWELL_UPDATE_SCHEMAS` set, writes) `schemas/<name>`.
+fn check_generated(name: &str, fresh: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(name);
     if std::env::var_os("PACKWELL_UPDATE_SCHEMAS").is_some() {
-        std::fs::write(&path, &fresh).unwrap();
+        std::fs::write(&path, fresh).unwrap();
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == fresh,
-        "schemas/rules.schema.json is stale: run PACKWELL_UPDATE_SCHEMAS=1 cargo test --test schema"
+        "schemas/{name} is stale: run PACKWELL_UPDATE_SCHEMAS=1 cargo test --test schema"
+    );
+}
+
+#[test]
+fn rules_schema_is_up_to_date() {
+    check_generated(
+        "rules.schema.json",
+        &packwell::rules::model::rules_schema_json(),
+    );
+}
+
+#[test]
+fn packing_instruction_schema_is_up_to_date() {
+    check_generated(
+        "packing-instruction.schema.json",
+        &packwell::engine::packing_instruction_schema_json(),
     );
 }
 
