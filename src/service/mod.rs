@@ -233,6 +233,9 @@ pub async fn run(
     let _ = relay.await;
     retention_task.abort();
     let _ = server.await;
+    // Stop watching before the state goes, on this runtime.
+    drop(_watcher);
+    drop(shared);
     Ok(())
 }
 

@@ -70,11 +70,16 @@ pub fn watch(
     String,
 > {
     let (dirs_rules, dirs_templates) = (rules_dir.clone(), templates_dir.clone());
+    // A weak reference: the watcher's thread must never be the one that drops the service's
+    // state (its store's connections need the async runtime to close).
+    let shared = Arc::downgrade(&shared);
     let mut debouncer = new_debouncer(
         Duration::from_millis(300),
         move |result: DebounceEventResult| match result {
             Ok(events) if !events.is_empty() => {
-                let _ = reload(&shared, &rules_dir, &templates_dir);
+                if let Some(shared) = shared.upgrade() {
+                    let _ = reload(&shared, &rules_dir, &templates_dir);
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(%e, "watching the rules folder"),
