@@ -202,9 +202,10 @@ pub struct OperatorLogRow {
     pub detail: String,
 }
 
-pub const TOPIC_ORDERS: &str = "orders";
-pub const TOPIC_PACKING: &str = "packing-instructions";
-pub const TOPIC_COUPONS: &str = "coupons";
-pub const TOPIC_DLQ: &str = "orders.dlq";
+// The topic names live in `crate::kafka`; the store names the ones its outbox rows go to.
+pub use crate::kafka::{
+    TOPIC_COUPONS, TOPIC_ORDERS, TOPIC_ORDERS_DLQ as TOPIC_DLQ,
+    TOPIC_PACKING_INSTRUCTIONS as TOPIC_PACKING,
+};
 /// A DLQ value is cut at this size, with header `packwell-truncated` giving the original size.
 pub const DLQ_MAX_VALUE: usize = 512 * 1024;
