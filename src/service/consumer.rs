@@ -9,10 +9,10 @@
 //! for lag tools only.
 
 use super::Shared;
-use crate::event::{RejectReason, parse_event};
+use crate::event::parse_event;
 use crate::kafka::TOPIC_ORDERS;
 use crate::replay::Applied;
-use crate::store::{Batch, BatchItem, Fence, StoreError};
+use crate::store::{Batch, BatchItem, BatchReport, Fence, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -267,7 +267,7 @@ impl Context {
                         .batch_seconds
                         .with_label_values(&["ok"])
                         .observe(secs);
-                    self.count(&batch, &report.applied);
+                    self.count(&report);
                     part.position = end;
                     let mut tpl = TopicPartitionList::new();
                     let _ = tpl.add_partition_offset(TOPIC_ORDERS, partition, Offset::Offset(end));
@@ -311,30 +311,17 @@ impl Context {
         }
     }
 
-    fn count(&self, batch: &Batch, applied: &[Applied]) {
+    fn count(&self, report: &BatchReport) {
         let m = &self.shared.metrics;
-        for (item, applied) in batch.items.iter().zip(applied) {
-            let reason = match (&item.event, applied) {
-                (Err(r), _) => Some(r.reason),
-                (Ok(_), Applied::Conflict) => Some(RejectReason::Conflict),
-                (Ok(e), _)
-                    if item
-                        .key
-                        .as_deref()
-                        .is_some_and(|k| k != e.customer_id().as_bytes()) =>
-                {
-                    Some(RejectReason::KeyMismatch)
-                }
-                _ => None,
-            };
-            if let Some(r) = reason {
-                m.rejected.with_label_values(&[r.as_str()]).inc();
-            }
+        for reason in &report.rejections {
+            m.rejected.with_label_values(&[reason.as_str()]).inc();
+        }
+        for applied in &report.applied {
             if let Applied::Decided(outcome) = applied {
                 m.decided.inc();
                 let d = &outcome.decision;
                 tracing::debug!(order_id = %d.order_id, customer_id = %d.customer_id, inserts = d.inserts.len(), "decided");
-                for i in &outcome.decision.inserts {
+                for i in &d.inserts {
                     m.inserts_given.with_label_values(&[&i.insert_id]).inc();
                 }
             }

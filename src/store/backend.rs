@@ -315,9 +315,12 @@ macro_rules! backend {
                 )))
             }
 
-            fn dlq(cache: &mut BatchCache, fence: &Fence, item: &BatchItem, reason: RejectReason, error: &str) {
+            /// Sets an event aside: its DLQ row is staged and the report counts it by reason.
+            fn dlq(cache: &mut BatchCache, report: &mut BatchReport, fence: &Fence, item: &BatchItem, reason: RejectReason, error: &str) {
                 let (value, headers) = dlq_message(fence, item.offset, &item.value, reason, error);
                 cache.pending.outbox.push(OutboxInsert { topic: TOPIC_DLQ, key: item.key.clone(), payload: value, headers: Some(headers) });
+                report.rejected += 1;
+                report.rejections.push(reason);
             }
 
             async fn counter_view(tx: &mut sqlx::Transaction<'_, $db>) -> Result<CounterView, StoreError> {
@@ -694,8 +697,7 @@ macro_rules! backend {
                 let event = match &item.event {
                     Ok(e) => e,
                     Err(r) => {
-                        Self::dlq(cache, fence, item, r.reason, &r.message);
-                        report.rejected += 1;
+                        Self::dlq(cache, report, fence, item, r.reason, &r.message);
                         report.applied.push(Applied::Unchanged);
                         return Ok(());
                     }
@@ -705,8 +707,7 @@ macro_rules! backend {
                     && key.as_slice() != customer.as_bytes()
                 {
                     let msg = format!("key: the message key {:?} is not the event's customer id {customer:?}", String::from_utf8_lossy(key));
-                    Self::dlq(cache, fence, item, RejectReason::KeyMismatch, &msg);
-                    report.rejected += 1;
+                    Self::dlq(cache, report, fence, item, RejectReason::KeyMismatch, &msg);
                     report.applied.push(Applied::Unchanged);
                     return Ok(());
                 }
@@ -724,8 +725,7 @@ macro_rules! backend {
                     // An event about someone else's order must not touch it (nor schedule an
                     // e-mail about it to the wrong person).
                     let msg = format!("order_id: order {oid:?} belongs to another customer, not {customer:?}");
-                    Self::dlq(cache, fence, item, RejectReason::Conflict, &msg);
-                    report.rejected += 1;
+                    Self::dlq(cache, report, fence, item, RejectReason::Conflict, &msg);
                     report.applied.push(Applied::Conflict);
                     return Ok(());
                 }
@@ -742,8 +742,7 @@ macro_rules! backend {
                 let applied = match (folded, &event.body) {
                     (Folded::Conflict, _) => {
                         let msg = format!("order.id: order {:?} is known under another customer", event.order_id().unwrap_or(""));
-                        Self::dlq(cache, fence, item, RejectReason::Conflict, &msg);
-                        report.rejected += 1;
+                        Self::dlq(cache, report, fence, item, RejectReason::Conflict, &msg);
                         Applied::Conflict
                     }
                     (Folded::DuplicateOrder, _) => Applied::Unchanged,

@@ -82,7 +82,9 @@ pub struct DecideEnv {
 #[derive(Debug, Default)]
 pub struct BatchReport {
     pub applied: Vec<Applied>,
+    /// Events set aside in the DLQ (`rejections.len()`), and why, in batch order.
     pub rejected: usize,
+    pub rejections: Vec<crate::event::RejectReason>,
     pub seen_before: usize,
 }
 
