@@ -346,7 +346,7 @@ async fn run_stream(
         }
         let t = Instant::now();
         let report = store
-            .apply_batch(batch, env)
+            .apply_batch(&batch, env)
             .await
             .with_context(|| format!("{label}: batch {i}"))?;
         let secs = t.elapsed().as_secs_f64();
@@ -1111,7 +1111,7 @@ async fn bench_import(history: &[Value], dir: &Path, env: &DecideEnv) -> Result<
                 },
                 items: std::mem::take(&mut items),
             };
-            rejected += store.apply_batch(batch, env).await?.rejected;
+            rejected += store.apply_batch(&batch, env).await?.rejected;
             start = line_no;
             let done = line_no as f64 / lines as f64;
             if done >= next_note {
@@ -1134,7 +1134,7 @@ async fn bench_import(history: &[Value], dir: &Path, env: &DecideEnv) -> Result<
             },
             items,
         };
-        rejected += store.apply_batch(batch, env).await?.rejected;
+        rejected += store.apply_batch(&batch, env).await?.rejected;
     }
     let secs = t.elapsed().as_secs_f64();
     let position = store.import_position(&source).await?;

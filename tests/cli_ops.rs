@@ -64,7 +64,7 @@ fn store_with(url: &str, events: &[Value]) {
         .collect();
     with_store(url, async |s| {
         s.apply_batch(
-            Batch {
+            &Batch {
                 fence: Fence::None,
                 items,
             },

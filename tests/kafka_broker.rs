@@ -571,7 +571,7 @@ fn store_with_dlq_rows(url: &str, rows: &[(Option<&str>, Vec<u8>)]) {
             },
             items,
         };
-        let report = store.apply_batch(batch, &env).await.expect("apply");
+        let report = store.apply_batch(&batch, &env).await.expect("apply");
         assert_eq!(report.rejected, rows.len());
     });
 }

@@ -196,7 +196,7 @@ async fn consume(store: &dyn Store, epoch: i64, next: &mut i64, msgs: Vec<Msg>, 
     let end = *next + batch_items.len() as i64;
     store
         .apply_batch(
-            Batch {
+            &Batch {
                 fence: Fence::Partition {
                     topic: "orders".into(),
                     partition: 0,
@@ -326,7 +326,7 @@ async fn emitted() -> Vec<OutboxRow> {
     ];
     store
         .apply_batch(
-            Batch {
+            &Batch {
                 fence: Fence::Import {
                     source: "history/2025.ndjson".into(),
                     start: 0,

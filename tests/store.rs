@@ -269,11 +269,11 @@ async fn stock_used(store: &dyn Store, insert: &str) -> i64 {
 async fn idempotent_replay(b: Backend) {
     let env = env();
     let events = [placed("c1", "o1", "20.00"), placed("c2", "o2", "30.00")];
-    let first = b.store.apply_batch(batch(&events), &env).await.unwrap();
+    let first = b.store.apply_batch(&batch(&events), &env).await.unwrap();
     assert_eq!(first.seen_before, 0, "{}", b.name);
     let d1 = b.store.decision("o1").await.unwrap().unwrap();
     let codes1 = b.store.coupons_of_order("o1").await.unwrap();
-    let again = b.store.apply_batch(batch(&events), &env).await.unwrap();
+    let again = b.store.apply_batch(&batch(&events), &env).await.unwrap();
     assert_eq!(again.seen_before, 2, "{}", b.name);
     assert_eq!(
         b.store.decision("o1").await.unwrap().unwrap(),
@@ -296,7 +296,7 @@ async fn idempotent_replay(b: Backend) {
     // The same order under a new event id changes nothing either.
     let mut dup = placed("c1", "o1", "20.00");
     dup["event_id"] = json!("another-id");
-    b.store.apply_batch(batch(&[dup]), &env).await.unwrap();
+    b.store.apply_batch(&batch(&[dup]), &env).await.unwrap();
     assert_eq!(stock_used(&*b.store, "tea").await, 2, "{}", b.name);
     assert_eq!(
         b.store.profile("c1").await.unwrap().unwrap().orders_count,
@@ -324,7 +324,11 @@ async fn fails_midway(b: Backend) {
     ];
     let mut events = events.to_vec();
     events[1]["delivered_at"] = json!("2026-11-22T10:00:00Z");
-    let err = b.store.apply_batch(batch(&events), &env).await.unwrap_err();
+    let err = b
+        .store
+        .apply_batch(&batch(&events), &env)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{}: {err}", b.name);
     assert!(
         b.store.decision("o1").await.unwrap().is_none(),
@@ -340,7 +344,7 @@ async fn fails_midway(b: Backend) {
     assert_eq!(stock_used(&*b.store, "tea").await, 0, "{}", b.name);
     // The first event was not recorded as processed: a retry decides it.
     b.store
-        .apply_batch(batch(&events[..1]), &env)
+        .apply_batch(&batch(&events[..1]), &env)
         .await
         .unwrap();
     assert!(
@@ -369,7 +373,7 @@ async fn concurrent_claims(b: Backend) {
                         })
                         .collect();
                     loop {
-                        match store.apply_batch(batch(&events), &env).await {
+                        match store.apply_batch(&batch(&events), &env).await {
                             Ok(_) => break,
                             // SQLite: two writers on one file may time out waiting; retry the batch.
                             Err(StoreError::Db(e)) if e.to_string().contains("locked") => continue,
@@ -412,7 +416,7 @@ async fn budget(b: Backend) {
     let events: Vec<Value> = (0..3)
         .map(|i| placed(&format!("b{i}"), &format!("bo{i}"), "150.00"))
         .collect();
-    b.store.apply_batch(batch(&events), &env).await.unwrap();
+    b.store.apply_batch(&batch(&events), &env).await.unwrap();
     let boxes: Vec<bool> = futures_like(&*b.store, &["bo0", "bo1", "bo2"], "box").await;
     assert_eq!(boxes, [true, true, false], "{}", b.name);
     let d = b.store.decision("bo2").await.unwrap().unwrap().decision;
@@ -440,7 +444,7 @@ async fn cancellation(b: Backend) {
     let env = env();
     b.store
         .apply_batch(
-            batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
+            &batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
             &env,
         )
         .await
@@ -461,7 +465,7 @@ async fn cancellation(b: Backend) {
     let cancel1 = about("order.cancelled", "x1", "c1", "o1");
     let cancel2 = about("order.cancelled", "x2", "c2", "o2");
     b.store
-        .apply_batch(batch(&[cancel1.clone(), cancel2]), &env)
+        .apply_batch(&batch(&[cancel1.clone(), cancel2]), &env)
         .await
         .unwrap();
     // o1 returned its tea; o2's was returned when it was not packed, not again now.
@@ -476,7 +480,7 @@ async fn cancellation(b: Backend) {
     // A second cancellation (another event id) changes nothing.
     let mut again = cancel1;
     again["event_id"] = json!("x1-again");
-    b.store.apply_batch(batch(&[again]), &env).await.unwrap();
+    b.store.apply_batch(&batch(&[again]), &env).await.unwrap();
     assert_eq!(
         b.store.coupons_of_order("o1").await.unwrap()[0].version,
         2,
@@ -517,7 +521,7 @@ async fn fencing(b: Backend) {
         start: 0,
         end: 1,
     };
-    let err = b.store.apply_batch(stale.clone(), &env).await.unwrap_err();
+    let err = b.store.apply_batch(&stale.clone(), &env).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Fenced { .. }),
         "{}: {err}",
@@ -536,7 +540,7 @@ async fn fencing(b: Backend) {
         start: 0,
         end: 1,
     };
-    b.store.apply_batch(stale.clone(), &env).await.unwrap();
+    b.store.apply_batch(&stale.clone(), &env).await.unwrap();
     let p = b.store.partition_offsets("orders").await.unwrap();
     assert_eq!(
         (p[0].partition, p[0].next_offset, p[0].epoch),
@@ -546,7 +550,7 @@ async fn fencing(b: Backend) {
     );
     // A batch that does not start at the stored offset is refused too.
     assert!(matches!(
-        b.store.apply_batch(stale, &env).await,
+        b.store.apply_batch(&stale, &env).await,
         Err(StoreError::Fenced { .. })
     ));
 }
@@ -555,7 +559,7 @@ on_both!(a_fenced_off_batch_leaves_nothing, fencing);
 async fn redemption(b: Backend) {
     let env = env();
     b.store
-        .apply_batch(batch(&[placed("c1", "o1", "20.00")]), &env)
+        .apply_batch(&batch(&[placed("c1", "o1", "20.00")]), &env)
         .await
         .unwrap();
     let code = b.store.coupons_of_order("o1").await.unwrap()[0]
@@ -563,7 +567,7 @@ async fn redemption(b: Backend) {
         .clone();
     let mut next = placed("c1", "o2", "40.00");
     next["order"]["coupon_codes"] = json!([code]);
-    b.store.apply_batch(batch(&[next]), &env).await.unwrap();
+    b.store.apply_batch(&batch(&[next]), &env).await.unwrap();
     let c = &b.store.coupons_of_order("o1").await.unwrap()[0];
     assert_eq!(
         (c.state.as_str(), c.redeemed_order_id.as_deref()),
@@ -594,7 +598,7 @@ async fn forget(b: Backend) {
     let mut bad = placed("c1", "o0", "1.00");
     bad["order"]["items"][0]["quantity"] = json!(0);
     b.store
-        .apply_batch(batch(&[placed("c1", "o1", "20.00"), bad]), &env)
+        .apply_batch(&batch(&[placed("c1", "o1", "20.00"), bad]), &env)
         .await
         .unwrap();
     let before = b.store.dump_text().await.unwrap();
@@ -639,7 +643,7 @@ async fn dlq(b: Backend) {
     let report = b
         .store
         .apply_batch(
-            Batch {
+            &Batch {
                 fence: Fence::None,
                 items,
             },
@@ -679,7 +683,7 @@ on_both!(bad_events_go_to_the_dlq_in_the_batch, dlq);
 async fn emails(b: Backend) {
     let env = env();
     b.store
-        .apply_batch(batch(&[placed("c1", "o1", "20.00")]), &env)
+        .apply_batch(&batch(&[placed("c1", "o1", "20.00")]), &env)
         .await
         .unwrap();
     let due = chrono::DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
@@ -721,7 +725,7 @@ async fn emails(b: Backend) {
     );
     // A cancelled order's pending e-mail is skipped.
     b.store
-        .apply_batch(batch(&[about("order.cancelled", "x1", "c1", "o1")]), &env)
+        .apply_batch(&batch(&[about("order.cancelled", "x1", "c1", "o1")]), &env)
         .await
         .unwrap();
     assert!(
@@ -775,7 +779,7 @@ async fn allocation(b: Backend) {
     let env = env();
     b.store
         .apply_batch(
-            batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
+            &batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
             &env,
         )
         .await
@@ -783,7 +787,7 @@ async fn allocation(b: Backend) {
     // The marketer lowers the allocation to 2: what was given counts against it, nothing resets.
     let lowered = env_with(&RULES.replace("stock = 100", "stock = 2"));
     b.store
-        .apply_batch(batch(&[placed("c3", "o3", "20.00")]), &lowered)
+        .apply_batch(&batch(&[placed("c3", "o3", "20.00")]), &lowered)
         .await
         .unwrap();
     let d = b.store.decision("o3").await.unwrap().unwrap().decision;
@@ -797,7 +801,7 @@ async fn allocation(b: Backend) {
     // Raised again: the same counter, more room.
     let raised = env_with(&RULES.replace("stock = 100", "stock = 3"));
     b.store
-        .apply_batch(batch(&[placed("c4", "o4", "20.00")]), &raised)
+        .apply_batch(&batch(&[placed("c4", "o4", "20.00")]), &raised)
         .await
         .unwrap();
     assert!(
@@ -820,7 +824,7 @@ async fn retention(b: Backend) {
     let events: Vec<Value> = (0..7)
         .map(|i| placed(&format!("r{i}"), &format!("ro{i}"), "20.00"))
         .collect();
-    b.store.apply_batch(batch(&events), &env).await.unwrap();
+    b.store.apply_batch(&batch(&events), &env).await.unwrap();
     let ids: Vec<i64> = b
         .store
         .unsent_outbox(100)
@@ -864,13 +868,13 @@ on_both!(retention_removes_old_rows_in_small_batches, retention);
 async fn foreign_order(b: Backend) {
     let env = env();
     b.store
-        .apply_batch(batch(&[placed("c1", "o1", "20.00")]), &env)
+        .apply_batch(&batch(&[placed("c1", "o1", "20.00")]), &env)
         .await
         .unwrap();
     // c2 claims to cancel c1's order: set aside, c1's coupon and stock untouched.
     let report = b
         .store
-        .apply_batch(batch(&[about("order.cancelled", "x1", "c2", "o1")]), &env)
+        .apply_batch(&batch(&[about("order.cancelled", "x1", "c2", "o1")]), &env)
         .await
         .unwrap();
     assert_eq!(report.rejected, 1, "{}", b.name);
@@ -905,7 +909,7 @@ async fn log_rows(store: &dyn Store, action: &str) -> Vec<(String, String, Value
 async fn stock_set(b: Backend) {
     let env = env();
     b.store
-        .apply_batch(batch(&[placed("c1", "o1", "20.00")]), &env)
+        .apply_batch(&batch(&[placed("c1", "o1", "20.00")]), &env)
         .await
         .unwrap();
     assert_eq!(stock_used(&*b.store, "tea").await, 1, "{}", b.name);
@@ -936,7 +940,7 @@ async fn stock_set(b: Backend) {
     // The next decision sees it: o2 gets the last one, o3 none.
     b.store
         .apply_batch(
-            batch(&[placed("c2", "o2", "20.00"), placed("c3", "o3", "20.00")]),
+            &batch(&[placed("c2", "o2", "20.00"), placed("c3", "o3", "20.00")]),
             &env,
         )
         .await
@@ -980,7 +984,7 @@ async fn stock_set(b: Backend) {
         b.name
     );
     b.store
-        .apply_batch(batch(&[placed("c4", "o4", "20.00")]), &env)
+        .apply_batch(&batch(&[placed("c4", "o4", "20.00")]), &env)
         .await
         .unwrap();
     assert_eq!(futures_like(&*b.store, &["o4"], "tea").await, [true]);
@@ -1028,7 +1032,7 @@ async fn coupon_void(b: Backend) {
     let env = env();
     b.store
         .apply_batch(
-            batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
+            &batch(&[placed("c1", "o1", "20.00"), placed("c2", "o2", "20.00")]),
             &env,
         )
         .await
@@ -1094,7 +1098,7 @@ async fn coupon_void(b: Backend) {
     assert_eq!(b.store.coupons_of_order("o1").await.unwrap()[0].version, 2);
     // The order's cancellation later does not void it again.
     b.store
-        .apply_batch(batch(&[about("order.cancelled", "x1", "c1", "o1")]), &env)
+        .apply_batch(&batch(&[about("order.cancelled", "x1", "c1", "o1")]), &env)
         .await
         .unwrap();
     assert_eq!(b.store.coupons_of_order("o1").await.unwrap()[0].version, 2);
@@ -1104,7 +1108,7 @@ async fn coupon_void(b: Backend) {
         .clone();
     let mut next = placed("c2", "o5", "40.00");
     next["order"]["coupon_codes"] = json!([code2]);
-    b.store.apply_batch(batch(&[next]), &env).await.unwrap();
+    b.store.apply_batch(&batch(&[next]), &env).await.unwrap();
     assert_eq!(
         b.store.void_coupon(&code2, "ops-test").await.unwrap(),
         VoidOutcome::Final {
@@ -1155,7 +1159,7 @@ async fn dlq_rows_and_retention(b: Backend) {
     ];
     b.store
         .apply_batch(
-            Batch {
+            &Batch {
                 fence: Fence::Partition {
                     topic: "orders".into(),
                     partition: 2,

@@ -102,7 +102,7 @@ pub async fn backtest(
             .collect();
         let applied_batch = store
             .apply_batch(
-                Batch {
+                &Batch {
                     fence: Fence::None,
                     items,
                 },

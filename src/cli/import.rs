@@ -301,7 +301,7 @@ async fn import_chunks(
         let (start, end) = (chunk.start, chunk.end);
         let report = match store
             .apply_batch(
-                Batch {
+                &Batch {
                     fence: Fence::Import {
                         source: source.to_string(),
                         start,

@@ -258,7 +258,7 @@ impl Context {
             let result = self
                 .shared
                 .runtime
-                .block_on(self.shared.store.apply_batch(batch.clone(), &env));
+                .block_on(self.shared.store.apply_batch(&batch, &env));
             let secs = started.elapsed().as_secs_f64();
             match result {
                 Ok(report) => {

@@ -845,7 +845,7 @@ macro_rules! backend {
 
         #[async_trait]
         impl Store for $store {
-            async fn apply_batch(&self, batch: Batch, env: &DecideEnv) -> Result<BatchReport, StoreError> {
+            async fn apply_batch(&self, batch: &Batch, env: &DecideEnv) -> Result<BatchReport, StoreError> {
                 // A batch is all or nothing, so one that lost a deadlock or a serialization
                 // check (two instances claiming the same counters in different orders) is
                 // applied again, a bounded number of times, after a short random wait.
@@ -854,7 +854,7 @@ macro_rules! backend {
                 let mut tries: u64 = 0;
                 let mut mode = Mode::Batched;
                 loop {
-                    match self.apply_batch_once(&batch, env, mode).await {
+                    match self.apply_batch_once(batch, env, mode).await {
                         Err(StoreError::Db(e)) if is_transient(&e) && tries < 8 => {
                             tries += 1;
                             let wait = 5 + (rand_u64() % 20) * tries;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Applies a batch of events in one transaction (all or nothing), fenced by partition epoch.
-    async fn apply_batch(&self, batch: Batch, env: &DecideEnv) -> Result<BatchReport, StoreError>;
+    async fn apply_batch(&self, batch: &Batch, env: &DecideEnv) -> Result<BatchReport, StoreError>;
     /// Takes ownership of a partition: bumps its epoch; returns (epoch, next offset).
     async fn claim_partition(&self, topic: &str, partition: i32) -> Result<(i64, i64), StoreError>;
     /// Stored offsets and epochs per partition of a topic.
