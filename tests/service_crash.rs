@@ -51,6 +51,37 @@ fn send_slowly(
     })
 }
 
+/// Waits (up to 4 minutes) until `n` orders have a decision; `log` tells why not.
+async fn wait_until_decided<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    n: usize,
+    log: impl Fn() -> String,
+) where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'a> <DB as sqlx::Database>::Arguments<'a>: sqlx::IntoArguments<'a, DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let decided: i64 = sqlx::query("SELECT COUNT(*) FROM decisions")
+            .fetch_one(pool)
+            .await
+            .expect("count")
+            .try_get(0)
+            .expect("n");
+        if decided as usize >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {decided} of {n} decided; log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// The checks every run ends with, on the store (through SQL) and on the output topics.
 async fn check_exactly_once<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
@@ -261,25 +292,7 @@ fn killed_at_any_point_and_restarted_nothing_is_lost_or_doubled() {
             )
             .await
             .expect("open the store");
-        let deadline = Instant::now() + Duration::from_secs(240);
-        loop {
-            let n: i64 = sqlx::query("SELECT COUNT(*) FROM decisions")
-                .fetch_one(&pool)
-                .await
-                .expect("count")
-                .try_get(0)
-                .expect("n");
-            if n as usize >= orders.len() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {n} of {} decided; log:\n{}",
-                orders.len(),
-                service.log()
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        wait_until_decided(&pool, orders.len(), || service.log()).await;
         check_exactly_once(&pool, &broker.addr, &orders).await;
         let codes: i64 = sqlx::query("SELECT COUNT(*) FROM coupons")
             .fetch_one(&pool)
@@ -342,25 +355,7 @@ fn two_instances_on_one_postgresql_share_the_work_through_rebalances() {
     sender.join().expect("sender");
     broker.runtime.block_on(async {
         let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-        let deadline = Instant::now() + Duration::from_secs(240);
-        loop {
-            let n: i64 = sqlx::query("SELECT COUNT(*) FROM decisions")
-                .fetch_one(&pool)
-                .await
-                .expect("count")
-                .try_get(0)
-                .expect("n");
-            if n as usize >= orders.len() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {n} of {} decided; log of b:\n{}",
-                orders.len(),
-                b.log()
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        wait_until_decided(&pool, orders.len(), || b.log()).await;
         check_exactly_once(&pool, &broker.addr, &orders).await;
         pool.close().await;
     });
