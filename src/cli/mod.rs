@@ -453,14 +453,8 @@ pub fn actor() -> String {
 /// Whether `url` names a SQLite file that does not exist (a PostgreSQL URL or an in-memory
 /// database never does).
 pub fn sqlite_file_missing(url: &str) -> bool {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return false;
-    }
-    let file = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    !file.contains(":memory:") && !Path::new(file).exists()
+    crate::store::sqlite_file(url)
+        .is_some_and(|file| !file.contains(":memory:") && !Path::new(file).exists())
 }
 
 /// The store the configuration names, opened for an operator control. A SQLite file that does

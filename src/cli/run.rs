@@ -3,7 +3,7 @@
 
 use super::broker::StopSignals;
 use super::{CliResult, Common, Failure, RulesArgs, load_config, runtime};
-use crate::config::{Config, DEFAULT_STORE_PATH};
+use crate::config::Config;
 use crate::kafka::EmbeddedBroker;
 use crate::service::{self, Options};
 use std::io::Write;
@@ -27,10 +27,9 @@ pub fn run(
     runtime()?.block_on(async {
         let mut signals = StopSignals::install()?;
         // One `run` per SQLite file; instances sharing PostgreSQL need no lock of their own.
-        let _lock = if config.store_url().starts_with("postgres") {
-            None
-        } else {
-            Some(lock_data_dir(&data_dir(&config))?)
+        let _lock = match crate::store::sqlite_file(&config.store_url()) {
+            Some(_) => Some(lock_data_dir(&data_dir(&config))?),
+            None => None,
         };
         let (brokers, embedded) = match config.kafka.brokers.clone().filter(|b| !b.trim().is_empty()) {
             Some(b) => (b, None),
@@ -140,18 +139,9 @@ fn banner(brokers: &str, embedded: bool, s: &service::Started, begun: Instant) {
 /// The data folder: where the SQLite file is, else where the coupon key is.
 fn data_dir(config: &Config) -> PathBuf {
     let url = config.store_url();
-    let file = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        config.coupons.key_file.clone()
-    } else {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(if url.is_empty() {
-                DEFAULT_STORE_PATH
-            } else {
-                &url
-            });
-        PathBuf::from(path)
+    let file = match crate::store::sqlite_file(&url) {
+        Some(path) => PathBuf::from(path),
+        None => config.coupons.key_file.clone(),
     };
     file.parent()
         .filter(|d| !d.as_os_str().is_empty())

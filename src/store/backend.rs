@@ -1399,10 +1399,7 @@ impl SqliteStore {
             );
             SqliteConnectOptions::from_str(&format!("sqlite:{name}"))?
         } else {
-            let file = path
-                .strip_prefix("sqlite://")
-                .or_else(|| path.strip_prefix("sqlite:"))
-                .unwrap_or(path);
+            let file = super::sqlite_file(path).unwrap_or(path);
             if let Some(dir) = std::path::Path::new(file)
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())

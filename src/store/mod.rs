@@ -107,8 +107,21 @@ pub trait Store: Send + Sync {
 }
 
 /// Opens the store the configuration names: `postgres://…` or a SQLite path / `sqlite:` URL.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+/// The file of a SQLite store URL (`data/packwell.db`, `sqlite:…` or `sqlite://…`), or None
+/// for a PostgreSQL URL.
+pub fn sqlite_file(url: &str) -> Option<&str> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    Some(
+        url.strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url),
+    )
+}
+
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if sqlite_file(url).is_none() {
         Ok(Arc::new(PgStore::connect(url).await?))
     } else {
         Ok(Arc::new(SqliteStore::open(url).await?))
