@@ -59,7 +59,7 @@ impl InsertList {
 #[serde(deny_unknown_fields)]
 pub struct PackedRequest {
     /// The station's name, shown with the confirmation.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub station: String,
     pub inserts: Vec<PackedItem>,
 }
