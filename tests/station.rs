@@ -31,6 +31,7 @@ fn config(work: &Path, store_url: Option<&str>) -> String {
         r#"{store}
 [http]
 max_body_bytes = 4096
+request_timeout_ms = 1500
 [[http.tokens]]
 name = "berlin-1"
 token = "{BER}"
@@ -326,6 +327,12 @@ fn stations_see_their_warehouses_orders_and_errors_are_json() {
         "{body}"
     );
 
+    // A request that does not finish in time (its body never comes) is ended with 408.
+    let (status, body) = stalled_post(&service.http, "/v1/orders/O-1001/packed");
+    assert_eq!(status, 408, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(body["error"], "timeout");
+
     // Requests are counted by route pattern and status.
     let (_, metrics) = service.get("/metrics");
     assert!(
@@ -341,6 +348,33 @@ fn stations_see_their_warehouses_orders_and_errors_are_json() {
         !log.contains(BER) && !log.contains(NYC) && !log.contains(ADMIN),
         "{log}"
     );
+}
+
+/// A POST that announces a body and sends only half of it, then waits for the answer.
+fn stalled_post(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {BER}\r\n\
+         Content-Type: application/json\r\nContent-Length: 40\r\nConnection: close\r\n\r\n{{\"station\": \"ber"
+    )
+    .expect("write");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// The confirmation of every insert as packed, but those named with a reason.

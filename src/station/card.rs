@@ -46,7 +46,7 @@ html, body {{ margin: 0; padding: 0; background: #fff; color: #1a1a1a; }}
 .coupon {{ border: .4mm dashed #333; border-radius: 2mm; padding: 4mm; display: flex; gap: 4mm; align-items: center; }}
 .coupon .qr svg {{ width: 26mm; height: 26mm; display: block; }}
 .coupon .amount {{ font-size: 20pt; font-weight: bold; }}
-.coupon .code {{ font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12pt; letter-spacing: .06em; margin: 1mm 0; }}
+.coupon .code {{ font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 11pt; letter-spacing: .04em; margin: 1mm 0; white-space: nowrap; }}
 .coupon .terms {{ font-size: 8pt; color: #444; }}
 .empty {{ font-size: 11pt; color: #555; }}
 @media screen {{ body {{ background: #eee; padding: 8mm; }} .card {{ background: #fff; box-shadow: 0 1mm 4mm rgba(0,0,0,.2); margin: auto; }} }}
