@@ -107,9 +107,21 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     pub fn start(workdir: &Path, brokers: &str, extra_env: &[(&str, &str)]) -> ServiceProcess {
+        ServiceProcess::start_with_args(workdir, brokers, &[], extra_env)
+    }
+
+    /// As `start`, with more arguments to `run`: `--config FILE` for what only the file can
+    /// say, such as the HTTP tokens.
+    pub fn start_with_args(
+        workdir: &Path,
+        brokers: &str,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> ServiceProcess {
         let log = workdir.join(format!("service-{:016x}.log", rand_u64()));
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
+            .args(args)
             .current_dir(workdir)
             .env("PACKWELL_KAFKA_BROKERS", brokers)
             .env("PACKWELL_KAFKA_SESSION_TIMEOUT_MS", "2000")
