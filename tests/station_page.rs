@@ -58,8 +58,8 @@ token = "{OFFICE_TOKEN}"
     let service = ServiceProcess::start_with_args(
         work.path(),
         &broker.addr,
-        &["--config", config.to_str().expect("utf-8 path")],
         &[],
+        &["--config", config.to_str().expect("utf-8 path")],
     );
     let events: Vec<Value> = ["first-book-order.json", "fragrance-new-york.json"]
         .iter()
@@ -243,35 +243,16 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-/// GET the order's inserts with a bearer token.
+/// GET the order's inserts with a bearer token: status and body.
 fn inserts(service: &ServiceProcess, token: &str, order: &str) -> (u16, String) {
-    http_get_with_token(&service.http, &format!("/v1/orders/{order}/inserts"), token)
-}
-
-/// A plain HTTP/1.1 GET with an `Authorization: Bearer` header.
-fn http_get_with_token(addr: &str, path: &str, token: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Connection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let response = reqwest::blocking::Client::new()
+        .get(format!("http://{}/v1/orders/{order}/inserts", service.http))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .expect("GET inserts");
+    let status = response.status().as_u16();
+    (status, response.text().expect("body"))
 }
 
 /// Clicks into a field and types as a keyboard (or a scanner) would.

@@ -107,16 +107,15 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     pub fn start(workdir: &Path, brokers: &str, extra_env: &[(&str, &str)]) -> ServiceProcess {
-        ServiceProcess::start_with_args(workdir, brokers, &[], extra_env)
+        ServiceProcess::start_with_args(workdir, brokers, extra_env, &[])
     }
 
-    /// As `start`, with more arguments to `run`: `--config FILE` for what only the file can
-    /// say, such as the HTTP tokens.
+    /// As `start`, with more arguments for `packwell run` (such as `--config FILE`).
     pub fn start_with_args(
         workdir: &Path,
         brokers: &str,
-        args: &[&str],
         extra_env: &[(&str, &str)],
+        args: &[&str],
     ) -> ServiceProcess {
         let log = workdir.join(format!("service-{:016x}.log", rand_u64()));
         let mut cmd = Command::new(BIN);
