@@ -1,8 +1,10 @@
 //! The packer's page at `/station`, in a real browser: headless Chromium driven over the
 //! DevTools protocol against `packwell run` (the binary, with the embedded broker). A packer
-//! types the token and station once, scans an order, sees its note and coupon, confirms with
-//! one insert left out, and the service then reports the order as packed; an order of another
-//! warehouse shows the service's not-found message.
+//! types the token and station, scans an order, sees its note and coupon, prints the card,
+//! confirms with one insert left out, and the service then reports the order as packed; a
+//! different second confirmation is refused and the page shows the one that stands; an order of
+//! another warehouse shows the service's not-found message. The page is left as a screenshot in
+//! `target/test-artifacts/station-page.png` for a person to look at.
 //!
 //! Needs a Chromium: `PACKWELL_CHROMIUM`, else `chromium`, `chromium-browser` or
 //! `google-chrome` on PATH. Without one the test says it was skipped, unless
@@ -25,7 +27,7 @@ const OFFICE_TOKEN: &str = "office-token";
 const BERLIN_ORDER: &str = "O-1001"; // examples/orders/first-book-order.json
 const NEW_YORK_ORDER: &str = "O-2101"; // examples/orders/fragrance-new-york.json
 const INSTALL_HINT: &str = "apt-get install -y chromium";
-/// A station's screen, about.
+/// About the size of a station's screen.
 const VIEWPORT: (u32, u32) = (1024, 900);
 
 #[test]
@@ -124,8 +126,8 @@ token = "{OFFICE_TOKEN}"
     set_viewport(&tab, VIEWPORT.1);
     // Waits go by the page's elements and state, never by DevTools events: this crate's
     // messages are an untagged enum, and with serde_json's `arbitrary_precision` (on for the
-    // whole build, see Cargo.toml) events with numbers in them fail to parse and are dropped,
-    // so `wait_until_navigated` would never return. Replies to calls parse fine.
+    // whole build, see Cargo.toml) events with fractional numbers (timestamps) fail to parse
+    // and are dropped, so `wait_until_navigated` would never return. Replies to calls parse.
     tab.navigate_to(&format!("http://{}/station", service.http))
         .expect("open /station");
 
