@@ -1,0 +1,385 @@
+//! The packer's page at `/station`, in a real browser: headless Chromium driven over the
+//! DevTools protocol against `packwell run` (the binary, with the embedded broker). A packer
+//! types the token and station, scans an order, sees its note and coupon, prints the card,
+//! confirms with one insert left out, and the service then reports the order as packed; a
+//! different second confirmation is refused and the page shows the one that stands; an order of
+//! another warehouse shows the service's not-found message. The page is left as a screenshot in
+//! `target/test-artifacts/station-page.png` for a person to look at.
+//!
+//! Needs a Chromium: `PACKWELL_CHROMIUM`, else `chromium`, `chromium-browser` or
+//! `google-chrome` on PATH. Without one the test says it was skipped, unless
+//! `PACKWELL_REQUIRE_TOOLS=1` (as in CI), where a missing browser is a failure.
+
+mod service_support;
+
+use headless_chrome::protocol::cdp::Emulation;
+use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::{Browser, LaunchOptions, Tab};
+use serde_json::Value;
+use service_support::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Limited to WH-BER: the station's view.
+const STATION_TOKEN: &str = "ber-station-token";
+/// No warehouse limit: lets the test see that the other warehouse's order was decided.
+const OFFICE_TOKEN: &str = "office-token";
+const BERLIN_ORDER: &str = "O-1001"; // examples/orders/first-book-order.json
+const NEW_YORK_ORDER: &str = "O-2101"; // examples/orders/fragrance-new-york.json
+const INSTALL_HINT: &str = "apt-get install -y chromium";
+/// About the size of a station's screen.
+const VIEWPORT: (u32, u32) = (1024, 900);
+
+#[test]
+fn a_packer_scans_sees_the_inserts_and_confirms_and_other_warehouses_stay_hidden() {
+    let Some(chromium) = find_chromium() else {
+        assert!(
+            std::env::var("PACKWELL_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "chromium not found (set PACKWELL_CHROMIUM or install it: {INSTALL_HINT})"
+        );
+        eprintln!("skipped: chromium not installed ({INSTALL_HINT})");
+        return;
+    };
+
+    let broker = TestBroker::start();
+    let work = Workdir::new();
+    let config = work.path().join("packwell.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[http.tokens]]
+name = "berlin-station-1"
+token = "{STATION_TOKEN}"
+warehouses = ["WH-BER"]
+
+[[http.tokens]]
+name = "office"
+token = "{OFFICE_TOKEN}"
+"#
+        ),
+    )
+    .expect("write config");
+    let service = ServiceProcess::start_with_args(
+        work.path(),
+        &broker.addr,
+        &[],
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+    let events: Vec<Value> = ["first-book-order.json", "fragrance-new-york.json"]
+        .iter()
+        .map(|f| example_order(f))
+        .collect();
+    produce(
+        &broker.addr,
+        &events
+            .iter()
+            .map(|e| (customer_key(e), e.to_string().into_bytes()))
+            .collect::<Vec<_>>(),
+    );
+    // Both decided before the browser looks: the New York order's 404 must come from the
+    // warehouse limit, not from a decision still on its way.
+    for order in [BERLIN_ORDER, NEW_YORK_ORDER] {
+        wait_for(&format!("{order} decided"), Duration::from_secs(60), || {
+            inserts(&service, OFFICE_TOKEN, order).0 == 200
+        });
+    }
+    let (_, decision) = inserts(&service, STATION_TOKEN, BERLIN_ORDER);
+    let decision: Value = serde_json::from_str(&decision).expect("inserts json");
+    let of_kind = |kind: &str| {
+        decision["inserts"]
+            .as_array()
+            .expect("inserts")
+            .iter()
+            .find(|i| i["kind"] == kind)
+            .unwrap_or_else(|| panic!("the example order gets a {kind}: {decision}"))
+            .clone()
+    };
+    let code = of_kind("coupon")["coupon"]["code"]
+        .as_str()
+        .expect("coupon code")
+        .to_string();
+    let note = of_kind("note")["note"]["text"]
+        .as_str()
+        .expect("note text")
+        .to_string();
+    let gift = of_kind("gift")["insert_id"]
+        .as_str()
+        .expect("gift id")
+        .to_string();
+    assert!(decision["packed"].is_null(), "{decision}");
+
+    let browser = Browser::new(
+        LaunchOptions::default_builder()
+            .path(Some(chromium))
+            .headless(true)
+            // Containers and CI run as root, where Chromium refuses to start sandboxed.
+            .sandbox(false)
+            .window_size(Some(VIEWPORT))
+            .idle_browser_timeout(Duration::from_secs(120))
+            .build()
+            .expect("launch options"),
+    )
+    .expect("start chromium");
+    let tab = browser.new_tab().expect("tab");
+    tab.set_default_timeout(Duration::from_secs(30));
+    set_viewport(&tab, VIEWPORT.1);
+    // Waits go by the page's elements and state, never by DevTools events: this crate's
+    // messages are an untagged enum, and with serde_json's `arbitrary_precision` (on for the
+    // whole build, see Cargo.toml) events with fractional numbers (timestamps) fail to parse
+    // and are dropped, so `wait_until_navigated` would never return. Replies to calls parse.
+    tab.navigate_to(&format!("http://{}/station", service.http))
+        .expect("open /station");
+
+    type_into(&tab, "#token", STATION_TOKEN);
+    type_into(&tab, "#station", "ber-1");
+    type_into(&tab, "#order", BERLIN_ORDER);
+    tab.press_key("Enter").expect("Enter");
+    tab.wait_for_element(".insert").expect("inserts shown");
+    let shown = text_of(&tab, "#inserts");
+    assert!(shown.contains(&code), "coupon code {code} not in {shown:?}");
+    assert!(shown.contains(&note), "note text not in {shown:?}");
+    assert_eq!(
+        eval(&tab, "document.querySelectorAll('#inserts .insert').length"),
+        decision["inserts"].as_array().expect("inserts").len(),
+        "one element per insert"
+    );
+
+    // The gift ran out on the shelf: unticked, with a reason, before confirming.
+    let gift_item = format!(".insert[data-insert-id=\"{gift}\"]");
+    tab.find_element(&format!("{gift_item} input[type=checkbox]"))
+        .expect("gift checkbox")
+        .click()
+        .expect("untick the gift");
+    eval(
+        &tab,
+        &format!(
+            "(() => {{ const s = document.querySelector('{gift_item} select'); \
+             s.value = 'out_of_stock'; s.dispatchEvent(new Event('change')); return s.value; }})()"
+        ),
+    );
+
+    let screenshot = artifacts_dir().join("station-page.png");
+    std::fs::write(&screenshot, whole_page_png(&tab)).expect("write screenshot");
+    eprintln!("screenshot: {}", screenshot.display());
+
+    // The card goes into the hidden frame and to the printer (headless: printed to nowhere).
+    tab.find_element("#print")
+        .expect("print button")
+        .click()
+        .expect("click print");
+    wait_for_page(
+        &tab,
+        "the card printed",
+        &format!(
+            "document.getElementById('print-frame').srcdoc.includes('{code}') \
+             && document.getElementById('status').textContent.includes('printer')"
+        ),
+    );
+
+    tab.find_element("#confirm")
+        .expect("confirm button")
+        .click()
+        .expect("click confirm");
+    wait_for("the confirmation stored", Duration::from_secs(30), || {
+        let (status, body) = inserts(&service, STATION_TOKEN, BERLIN_ORDER);
+        status == 200 && serde_json::from_str::<Value>(&body).is_ok_and(|v| !v["packed"].is_null())
+    });
+    let (_, body) = inserts(&service, STATION_TOKEN, BERLIN_ORDER);
+    let packed = serde_json::from_str::<Value>(&body).expect("json")["packed"].clone();
+    assert_eq!(packed["station"], "ber-1", "{packed}");
+    for line in packed["inserts"].as_array().expect("packed inserts") {
+        if line["insert_id"] == gift.as_str() {
+            assert_eq!(line["packed"], false, "{packed}");
+            assert_eq!(line["reason"], "out_of_stock", "{packed}");
+        } else {
+            assert_eq!(line["packed"], true, "{packed}");
+        }
+    }
+    // The page is ready for the next scan: order field empty and focused, success shown.
+    wait_for_page(
+        &tab,
+        "the page ready for the next scan",
+        "document.getElementById('order').value === '' \
+         && document.activeElement === document.getElementById('order') \
+         && document.getElementById('status').dataset.state === 'ok'",
+    );
+
+    // Scanned again, the page shows the confirmation; a different one is refused (409) and
+    // the page goes back to showing what was recorded.
+    type_into(&tab, "#order", BERLIN_ORDER);
+    tab.press_key("Enter").expect("Enter");
+    wait_for_page(
+        &tab,
+        "the confirmation shown",
+        &format!(
+            "document.querySelector('{gift_item} input[type=checkbox]')?.checked === false \
+             && document.getElementById('status').dataset.state === 'info'"
+        ),
+    );
+    tab.find_element(&format!("{gift_item} input[type=checkbox]"))
+        .expect("gift checkbox")
+        .click()
+        .expect("tick the gift");
+    tab.find_element("#confirm")
+        .expect("confirm button")
+        .click()
+        .expect("click confirm");
+    wait_for_page(
+        &tab,
+        "the conflict shown",
+        &format!(
+            "document.getElementById('status').dataset.state === 'error' \
+             && document.querySelector('{gift_item} input[type=checkbox]').checked === false"
+        ),
+    );
+    let (_, body) = inserts(&service, STATION_TOKEN, BERLIN_ORDER);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["packed"],
+        packed,
+        "the first confirmation stands"
+    );
+
+    // Another warehouse's order: the service's own message, and no inserts.
+    type_into(&tab, "#order", NEW_YORK_ORDER);
+    tab.press_key("Enter").expect("Enter");
+    wait_for_page(
+        &tab,
+        "the error shown",
+        "document.getElementById('status').dataset.state === 'error'",
+    );
+    let (status, body) = inserts(&service, STATION_TOKEN, NEW_YORK_ORDER);
+    assert_eq!(status, 404, "{body}");
+    let error: Value = serde_json::from_str(&body).expect("error json");
+    assert_eq!(error["error"], "not_found", "{error}");
+    let message = error["message"].as_str().expect("message");
+    assert_eq!(text_of(&tab, "#status"), message);
+    assert_eq!(
+        eval(&tab, "document.querySelectorAll('#inserts .insert').length"),
+        0
+    );
+}
+
+/// The browser to drive: `PACKWELL_CHROMIUM`, else the first usual name on PATH.
+fn find_chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PACKWELL_CHROMIUM") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "PACKWELL_CHROMIUM={} is not a file",
+            path.display()
+        );
+        return Some(path);
+    }
+    let dirs = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&dirs).map(move |dir| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+fn example_order(file: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/orders")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("example order")).expect("json")
+}
+
+/// `target/test-artifacts/`, for files a person looks at after the run.
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create test-artifacts");
+    dir
+}
+
+/// GET the order's inserts with a bearer token: status and body.
+fn inserts(service: &ServiceProcess, token: &str, order: &str) -> (u16, String) {
+    let response = reqwest::blocking::Client::new()
+        .get(format!("http://{}/v1/orders/{order}/inserts", service.http))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .expect("GET inserts");
+    let status = response.status().as_u16();
+    (status, response.text().expect("body"))
+}
+
+/// The page's visible area: the window size includes the browser's own frame in some
+/// versions, so it is set exactly here.
+fn set_viewport(tab: &Tab, height: u32) {
+    tab.call_method(Emulation::SetDeviceMetricsOverride {
+        width: VIEWPORT.0,
+        height,
+        device_scale_factor: 1.0,
+        mobile: false,
+        scale: None,
+        screen_width: None,
+        screen_height: None,
+        position_x: None,
+        position_y: None,
+        dont_set_visible_size: None,
+        screen_orientation: None,
+        viewport: None,
+        display_feature: None,
+        device_posture: None,
+    })
+    .expect("set the viewport");
+}
+
+/// A PNG of the whole page, not just the part on screen: the viewport grows to the page's
+/// height for the picture, then goes back.
+fn whole_page_png(tab: &Tab) -> Vec<u8> {
+    let height = eval(tab, "document.documentElement.scrollHeight")
+        .as_u64()
+        .and_then(|h| u32::try_from(h).ok())
+        .expect("page height");
+    set_viewport(tab, height.max(VIEWPORT.1));
+    let png = tab
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .expect("screenshot");
+    set_viewport(tab, VIEWPORT.1);
+    png
+}
+
+/// Clicks into a field and types as a keyboard (or a scanner) would, over what it held.
+fn type_into(tab: &Tab, selector: &str, text: &str) {
+    tab.wait_for_element(selector)
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+        .click()
+        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+    eval(
+        tab,
+        &format!("document.querySelector('{selector}').select()"),
+    );
+    tab.type_str(text)
+        .unwrap_or_else(|e| panic!("type into {selector}: {e}"));
+}
+
+/// The element's text as the page set it (`textContent`: the note's line breaks included).
+fn text_of(tab: &Tab, selector: &str) -> String {
+    match eval(
+        tab,
+        &format!("document.querySelector('{selector}').textContent"),
+    ) {
+        Value::String(text) => text,
+        other => panic!("no text in {selector}: {other}"),
+    }
+}
+
+/// The value of a JavaScript expression in the page.
+fn eval(tab: &Tab, expression: &str) -> Value {
+    tab.evaluate(expression, false)
+        .unwrap_or_else(|e| panic!("{expression}: {e}"))
+        .value
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until a JavaScript condition holds in the page.
+fn wait_for_page(tab: &Tab, what: &str, condition: &str) {
+    wait_for(what, Duration::from_secs(30), || {
+        eval(tab, condition) == Value::Bool(true)
+    });
+}
