@@ -139,7 +139,7 @@ fn wait_decided(api: &Api, order_ids: &[&str]) {
 
 fn not_found_body(order_id: &str) -> Value {
     json!({"error": "not_found",
-           "message": format!("no decision for order {order_id:?} (unknown, or not decided yet)")})
+           "message": format!("No inserts for order {order_id} here: the order is unknown, or not decided yet.")})
 }
 
 #[test]

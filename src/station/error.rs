@@ -47,7 +47,9 @@ impl ApiError {
     pub fn order_not_found(order_id: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no decision for order {order_id:?} (unknown, or not decided yet)"),
+            format!(
+                "No inserts for order {order_id} here: the order is unknown, or not decided yet."
+            ),
         )
     }
 

@@ -13,7 +13,8 @@ pub use error::{ApiError, ErrorBody, json_errors};
 pub use orders::{InsertList, PackedItem, PackedRequest};
 
 use crate::service::Shared;
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,7 +27,21 @@ pub fn routes() -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(orders::packed))
 }
 
-/// `GET /station`: the packer's page, one self-contained file (no build step).
-pub async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
+/// `GET /station`: the packer's page, one self-contained file (no build step). Its policy
+/// allows only its own inline script and style and requests to this server; the card it
+/// prints goes into a sandboxed frame without scripts.
+pub async fn page() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src 'self' data:; frame-src 'self'; base-uri 'none'; \
+                 form-action 'none'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(include_str!("page.html")),
+    )
 }

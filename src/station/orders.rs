@@ -11,7 +11,8 @@ use crate::store::{
 };
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -148,18 +149,25 @@ pub async fn card(
     caller: Caller,
     State(shared): State<Arc<Shared>>,
     Path(order_id): Path<String>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let stored = visible_decision(&shared, &caller, &order_id).await?;
     let locale = match shared.store.profile(&stored.decision.customer_id).await {
         Ok(profile) => profile.and_then(|p| p.locale),
         Err(e) => return Err(ApiError::store(e)),
     };
     let shop = shared.env.load().shop.clone();
-    Ok(Html(card::render(
-        &stored.decision,
-        &shop,
-        locale.as_deref().unwrap_or("en"),
-    )))
+    let html = card::render(&stored.decision, &shop, locale.as_deref().unwrap_or("en"));
+    // Only its own inline style and inline SVG: nothing in a card can run or load.
+    Ok((
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(html),
+    ))
 }
 
 /// The station confirms what went into the parcel.
@@ -217,7 +225,7 @@ pub async fn packed(
         PackedOutcome::Conflict(recorded) => {
             return Err(ApiError::conflict(
                 format!(
-                    "order {order_id:?} was confirmed already by station {:?} at {}, with other inserts; that confirmation stands",
+                    "Order {order_id} was already confirmed differently, by station {} at {}; that confirmation stands.",
                     recorded.station, recorded.confirmed_at
                 ),
                 recorded,
