@@ -25,7 +25,7 @@ mod support;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use service_support::{ServiceProcess, TestBroker, Workdir, http_get_with, metric, produce};
+use service_support::{ServiceProcess, TestBroker, Workdir, metric, produce};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -183,8 +183,8 @@ impl StationService {
         let process = ServiceProcess::start_with_args(
             workdir.path(),
             &broker.addr,
-            &["--config", &config],
             &env,
+            &["--config", &config],
         );
         let started = Instant::now();
         produce(&broker.addr, &order_placed_events(orders));
@@ -292,20 +292,21 @@ impl Target {
         let path = self
             .route
             .replace(ORDER_ID_PLACEHOLDER, &format!("{ORDER_ID_PREFIX}0"));
-        let bearer = format!("Bearer {TOKEN}");
-        let (status, body) = http_get_with(&self.http, &path, &[("Authorization", &bearer)]);
-        if status == 200 {
-            Ok(())
-        } else {
-            let body = if body.is_empty() {
-                "(no body)"
-            } else {
-                body.trim()
-            };
-            Err(format!(
-                "GET {path} answered {status} {body}; is the route in this build of packwell?"
-            ))
+        let response = reqwest::blocking::Client::new()
+            .get(format!("http://{}{path}", self.http))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
         }
+        let body = response.text().unwrap_or_default();
+        Err(format!(
+            "GET {path} answered {status} {}; is the route in this build of packwell?",
+            body.trim()
+        ))
     }
 
     /// The Lua expression for a request's path, with a random order id in every request.

@@ -86,6 +86,10 @@ impl Default for DecideConfig {
 pub struct HttpConfig {
     pub listen: String,
     pub public_url: Option<String>,
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Longest a request may take, in milliseconds (408 beyond).
+    pub request_timeout_ms: u64,
     pub tokens: Vec<TokenConfig>,
 }
 
@@ -94,6 +98,8 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
             tokens: Vec::new(),
         }
     }
@@ -294,6 +300,20 @@ impl Config {
                 "[email] smtp_host is not set: [email] provider = \"smtp\" needs the server's \
                  host name (PACKWELL_EMAIL_SMTP_HOST)"
                     .into(),
+            ));
+        }
+        if let Err(e) = crate::station::Tokens::from_config(&self.http.tokens) {
+            return Err(ConfigError::Invalid(e));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "[http] max_body_bytes = {}: expected at least 1024",
+                self.http.max_body_bytes
+            )));
+        }
+        if self.http.request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "[http] request_timeout_ms = 0: expected a time in milliseconds".into(),
             ));
         }
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {

@@ -104,7 +104,7 @@ pub struct Decision {
 }
 
 /// An insert that goes in the parcel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[schemars(
     deny_unknown_fields,
     extend("allOf" = [
@@ -115,6 +115,7 @@ pub struct Decision {
 pub struct GivenInsert {
     pub insert_id: String,
     #[schemars(with = "crate::rules::model::InsertKind")]
+    #[schema(value_type = crate::rules::model::InsertKind)]
     pub kind: String,
     /// The rule that gave it.
     pub rule_id: String,
@@ -133,7 +134,7 @@ pub struct GivenInsert {
     pub note: Option<NoteGiven>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct CouponGiven {
     /// The prefix, a dash and 12 characters of Crockford's base32.
@@ -151,22 +152,24 @@ pub struct CouponGiven {
     pub min_order: Option<String>,
     /// The last day the coupon is valid (YYYY-MM-DD).
     #[schemars(extend("format" = "date"))]
+    #[schema(format = Date)]
     pub expires_on: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct NoteGiven {
     /// The card's text, rendered from its template.
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ScheduledFollowup {
     pub followup_id: String,
     /// When the e-mail is due, UTC (quiet hours may hold it back further).
     #[schemars(extend("format" = "date-time"))]
+    #[schema(format = DateTime)]
     pub due_at: String,
 }
 

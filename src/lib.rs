@@ -33,4 +33,5 @@ pub mod render;
 pub mod replay;
 pub mod rules;
 pub mod service;
+pub mod station;
 pub mod store;

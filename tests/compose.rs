@@ -364,8 +364,36 @@ fn packwell_service_is_wired() {
     assert!(volumes.iter().any(|v| v.starts_with("./rules:")));
     assert!(volumes.iter().any(|v| v.starts_with("./templates:")));
 
+    // The mounted configuration file is the one `run` is told to read, and it gives the
+    // stations tokens (as digests) for both warehouses.
+    let mounted = volumes
+        .iter()
+        .find(|v| v.split(':').nth(1) == Some("/app/packwell.toml"))
+        .expect("a configuration file mounted at /app/packwell.toml");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(mounted.split(':').next().unwrap());
+    assert_eq!(
+        strings(&packwell["command"]),
+        ["run", "--config", "/app/packwell.toml"]
+    );
+
     // What Packwell is told points at the other services.
-    let config = Config::load(None, packwell_variables()).unwrap();
+    let config = Config::load(Some(&file), packwell_variables()).unwrap();
+    let tokens = &config.http.tokens;
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.token.is_none() && t.token_sha256.is_some()),
+        "{tokens:?}"
+    );
+    for warehouse in ["WH-BER", "WH-NYC"] {
+        assert!(
+            tokens.iter().any(|t| t
+                .warehouses
+                .as_ref()
+                .is_some_and(|w| w.iter().any(|w| w == warehouse))),
+            "no token for {warehouse}"
+        );
+    }
     let host = |url: &str| {
         let rest = url.split_once("://").map_or(url, |(_, r)| r);
         let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);

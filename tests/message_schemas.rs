@@ -13,8 +13,8 @@ use packwell::coupon::CouponKey;
 use packwell::engine::Shop;
 use packwell::event::{RejectReason, parse_event};
 use packwell::store::{
-    Batch, BatchItem, DLQ_MAX_VALUE, DecideEnv, Fence, OutboxRow, SqliteStore, Store,
-    TOPIC_COUPONS, TOPIC_DLQ, TOPIC_PACKING,
+    Batch, BatchItem, DLQ_MAX_VALUE, DecideEnv, Fence, NotPackedReason, OutboxRow, PackedLine,
+    PackedOutcome, SqliteStore, Store, TOPIC_COUPONS, TOPIC_DLQ, TOPIC_PACKING,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -298,20 +298,28 @@ async fn emitted() -> Vec<OutboxRow> {
 
     // The New York station packed O-2101 without its coupon: voided.
     let decision = store.decision("O-2101").await.unwrap().unwrap().decision;
-    let packed: Vec<(String, bool, Option<String>)> = decision
+    let packed: Vec<PackedLine> = decision
         .inserts
         .iter()
         .map(|i| {
             let coupon = i.kind == "coupon";
-            (
-                i.insert_id.clone(),
-                !coupon,
-                coupon.then(|| "other".to_string()),
-            )
+            PackedLine {
+                insert_id: i.insert_id.clone(),
+                rule_id: i.rule_id.clone(),
+                packed: !coupon,
+                reason: coupon.then_some(NotPackedReason::Other),
+            }
         })
         .collect();
-    assert!(packed.iter().any(|p| !p.1), "O-2101 should get a coupon");
-    store.record_packed("O-2101", &packed).await.unwrap();
+    assert!(
+        packed.iter().any(|p| !p.packed),
+        "O-2101 should get a coupon"
+    );
+    let outcome = store
+        .confirm_packed("O-2101", "nyc-1", &packed, &env.rules)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, PackedOutcome::Recorded(_)), "{outcome:?}");
 
     // An import of old history with a bad line: not read from Kafka.
     let import = vec![

@@ -5,8 +5,8 @@ use packwell::coupon::CouponKey;
 use packwell::engine::{Shop, SkipReason};
 use packwell::event::{RejectReason, Rejected, event_from_value};
 use packwell::store::{
-    Batch, BatchItem, DecideEnv, Fence, PgStore, SqliteStore, StockChange, StockSetting, Store,
-    StoreError, VoidOutcome,
+    Batch, BatchItem, DecideEnv, Fence, NotPackedReason, PackedLine, PackedOutcome, PgStore,
+    SqliteStore, StockChange, StockSetting, Store, StoreError, VoidOutcome,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -440,6 +440,137 @@ async fn futures_like(store: &dyn Store, orders: &[&str], insert: &str) -> Vec<b
     out
 }
 
+/// A station's confirmation of an order: the inserts named with a reason were not packed,
+/// every other one was.
+async fn confirm(
+    b: &Backend,
+    order: &str,
+    not_packed: &[(&str, Option<NotPackedReason>)],
+) -> PackedOutcome {
+    let d = b.store.decision(order).await.unwrap().unwrap().decision;
+    let lines: Vec<PackedLine> = d
+        .inserts
+        .iter()
+        .map(|i| {
+            let reason = not_packed
+                .iter()
+                .find(|(id, _)| *id == i.insert_id)
+                .and_then(|(_, r)| *r);
+            PackedLine {
+                insert_id: i.insert_id.clone(),
+                rule_id: i.rule_id.clone(),
+                packed: reason.is_none(),
+                reason,
+            }
+        })
+        .collect();
+    b.store
+        .confirm_packed(order, "station-1", &lines, &env().rules)
+        .await
+        .unwrap()
+}
+
+async fn packed_confirmation(b: Backend) {
+    let env = env();
+    b.store
+        .apply_batch(
+            &batch(&[
+                placed("c1", "o1", "20.00"),
+                placed("c2", "o2", "20.00"),
+                placed("c3", "o3", "20.00"),
+            ]),
+            &env,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stock_used(&*b.store, "tea").await, 3);
+
+    // o1: the coupon did not go in and the tea was damaged: the code is voided (with its
+    // event), the tea stays used.
+    let o1 = [
+        ("thanks", Some(NotPackedReason::Other)),
+        ("tea", Some(NotPackedReason::Damaged)),
+    ];
+    let first = confirm(&b, "o1", &o1).await;
+    let PackedOutcome::Recorded(recorded) = first else {
+        panic!("{}: {first:?}", b.name)
+    };
+    assert_eq!(recorded.station, "station-1");
+    assert_eq!(stock_used(&*b.store, "tea").await, 3, "{}", b.name);
+    let coupons = b.store.coupons_of_order("o1").await.unwrap();
+    assert_eq!(
+        (coupons[0].state.as_str(), coupons[0].version),
+        ("voided", 2),
+        "{}",
+        b.name
+    );
+    let voided = b
+        .store
+        .unsent_outbox(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            let text = String::from_utf8_lossy(&r.payload).to_string();
+            r.topic == "coupons" && text.contains("coupon.voided") && text.contains("not_packed")
+        })
+        .count();
+    assert_eq!(voided, 1, "{}", b.name);
+
+    // The same confirmation again changes nothing and answers with the first; another one
+    // is a conflict and changes nothing either.
+    let again = confirm(&b, "o1", &o1).await;
+    assert_eq!(
+        again,
+        PackedOutcome::Repeated(recorded.clone()),
+        "{}",
+        b.name
+    );
+    let other = confirm(&b, "o1", &[]).await;
+    assert_eq!(
+        other,
+        PackedOutcome::Conflict(recorded.clone()),
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.coupons_of_order("o1").await.unwrap()[0].version,
+        2,
+        "{}",
+        b.name
+    );
+    let stored = b.store.decision("o1").await.unwrap().unwrap();
+    assert_eq!(stored.packed, Some(recorded), "{}", b.name);
+    assert_eq!(
+        b.store.decision("o2").await.unwrap().unwrap().packed,
+        None,
+        "{}",
+        b.name
+    );
+
+    // o2: out of tea at the station: the rest of the allocation is gone.
+    confirm(&b, "o2", &[("tea", Some(NotPackedReason::OutOfStock))]).await;
+    assert_eq!(stock_used(&*b.store, "tea").await, 100, "{}", b.name);
+    // o3 packed everything; a cancellation afterwards returns nothing that was packed.
+    confirm(&b, "o3", &[]).await;
+    b.store
+        .apply_batch(&batch(&[about("order.cancelled", "x3", "c3", "o3")]), &env)
+        .await
+        .unwrap();
+    assert_eq!(stock_used(&*b.store, "tea").await, 100, "{}", b.name);
+
+    let unknown = b
+        .store
+        .confirm_packed("o-none", "s", &[], &env.rules)
+        .await
+        .unwrap();
+    assert_eq!(unknown, PackedOutcome::NotDecided, "{}", b.name);
+}
+on_both!(
+    a_packed_confirmation_has_its_effects_once,
+    packed_confirmation
+);
+
 async fn cancellation(b: Backend) {
     let env = env();
     b.store
@@ -451,16 +582,8 @@ async fn cancellation(b: Backend) {
         .unwrap();
     assert_eq!(stock_used(&*b.store, "tea").await, 2);
     // o2's tea could not be packed ("other": back on the shelf).
-    b.store
-        .record_packed(
-            "o2",
-            &[
-                ("tea".into(), false, Some("other".into())),
-                ("thanks".into(), true, None),
-            ],
-        )
-        .await
-        .unwrap();
+    let outcome = confirm(&b, "o2", &[("tea", Some(NotPackedReason::Other))]).await;
+    assert!(matches!(outcome, PackedOutcome::Recorded(_)), "{outcome:?}");
     assert_eq!(stock_used(&*b.store, "tea").await, 1, "{}", b.name);
     let cancel1 = about("order.cancelled", "x1", "c1", "o1");
     let cancel2 = about("order.cancelled", "x2", "c2", "o2");

@@ -12,13 +12,25 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The station token `run --demo` adds when the configuration has none.
+pub const DEMO_TOKEN: &str = "demo";
+
 pub fn run(
     common: &Common,
     rules: &RulesArgs,
     check_config: bool,
     demo: Option<&Path>,
 ) -> CliResult {
-    let config = load_config(common)?;
+    let mut config = load_config(common)?;
+    if demo.is_some() && config.http.tokens.is_empty() {
+        // The demo is tried on one's own machine: a known token opens the station page.
+        config.http.tokens.push(crate::config::TokenConfig {
+            name: "demo".into(),
+            token: Some(DEMO_TOKEN.into()),
+            token_sha256: None,
+            warehouses: None,
+        });
+    }
     if check_config {
         print!("{}", config.to_masked_toml());
         return Ok(());
@@ -70,7 +82,7 @@ pub fn run(
             }
         };
         if let Some(s) = &started {
-            banner(&brokers, embedded.is_some(), s, begun);
+            banner(&brokers, embedded.is_some(), s, begun, &config);
         }
         if let Some(file) = demo {
             start_demo(common.clone(), file.to_path_buf(), brokers.clone(), stop.clone());
@@ -107,7 +119,7 @@ pub fn run(
 
 /// What a newcomer needs: where everything is and how to feed it. The first line names the
 /// HTTP address (tests read it from there).
-fn banner(brokers: &str, embedded: bool, s: &service::Started, begun: Instant) {
+fn banner(brokers: &str, embedded: bool, s: &service::Started, begun: Instant, config: &Config) {
     let kafka = if embedded {
         format!("{brokers} (embedded broker, in memory)")
     } else {
@@ -125,7 +137,9 @@ fn banner(brokers: &str, embedded: bool, s: &service::Started, begun: Instant) {
          \x20 rules:  {version}\n\
          \x20 feed it:  {feed}\n\
          \x20 watch it: kcat -b {brokers} -C -t packing-instructions   or   curl http://{http}/metrics\n\
+         \x20 stations: http://{http}/station ({stations}); the API: http://{http}/openapi.json\n\
          \x20 stop it with Ctrl-C or SIGTERM\n",
+        stations = stations(config),
         http = s.http,
         ms = begun.elapsed().as_millis(),
         store = s.store,
@@ -134,6 +148,25 @@ fn banner(brokers: &str, embedded: bool, s: &service::Started, begun: Instant) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+}
+
+/// Which tokens the stations have, by name (never their values, except the demo's own).
+fn stations(config: &Config) -> String {
+    let tokens = &config.http.tokens;
+    match tokens.as_slice() {
+        [] => "no [http] tokens configured: every request is refused".into(),
+        [only] if only.name == "demo" && only.token.as_deref() == Some(DEMO_TOKEN) => {
+            format!("token {DEMO_TOKEN:?}")
+        }
+        _ => format!(
+            "tokens: {}",
+            tokens
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// The data folder: where the SQLite file is, else where the coupon key is.

@@ -1,7 +1,10 @@
-//! The service's own HTTP routes: `/healthz`, `/readyz` (store and Kafka reachable, rules
-//! loaded, as JSON) and `/metrics` (Prometheus text). The station API mounts beside them.
+//! The service's HTTP server: the station API (`crate::station`), `/healthz`, `/readyz`
+//! (store and Kafka reachable, rules loaded, as JSON), `/metrics` (Prometheus text) and the
+//! OpenAPI document generated from the handlers, at `/openapi.json`. Every request has a
+//! body limit and a timeout, and every error answers with a JSON body.
 
 use super::Shared;
+use crate::station;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -11,18 +14,86 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Packwell",
+        description = "Packing stations fetch a parcel's inserts and card and confirm what went in; \
+                       operators read health, readiness and metrics."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "station", description = "Packing stations (a bearer token from `[http] tokens`)"),
+        (name = "operations", description = "Health, readiness and metrics (no token)")
+    )
+)]
+struct ApiDoc;
+
+/// The bearer scheme the station routes name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The documented routes and their OpenAPI document.
+pub fn api() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .merge(station::routes())
+        .split_for_parts()
+}
+
+/// The OpenAPI document as `/openapi.json` serves it.
+pub fn openapi_json() -> String {
+    api().1.to_pretty_json().unwrap_or_default()
+}
+
+pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
+    let (documented, _) = api();
+    let document = openapi_json();
+    documented
+        .route(
+            "/openapi.json",
+            get(move || async move { ([("content-type", "application/json")], document) }),
+        )
+        .route("/station", get(station::page))
+        // Layers run outside-in from the last: observe sees every answer, errors become
+        // JSON, then the timeout and the body limit apply.
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn(station::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             observe,
         ))
         .with_state(shared)
+}
+
+/// What one request may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
 }
 
 /// Counts requests by route and status and times them; the route is the matched pattern, so
@@ -48,6 +119,9 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
     response
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"}))))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
@@ -56,6 +130,11 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Rules that failed to reload do not make it unready (the previous ones keep deciding, and
 /// taking the instance out of service over a marketer's typo would stop the packing
 /// stations); the detail says why under `rules.error`.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready: the store answers, Kafka was reachable, rules are loaded", body = Object),
+        (status = 503, description = "Not ready; the body says which part is not", body = Object),
+    ))]
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let store = match shared.store.ping().await {
         Ok(()) => json!({"ok": true}),
@@ -85,6 +164,9 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Prometheus metrics, all prefixed `packwell_`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],

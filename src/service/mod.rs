@@ -62,6 +62,8 @@ pub struct Shared {
     /// Set when stopping must not wait for a store that does not answer.
     pub abandon: AtomicBool,
     pub readiness: Mutex<Readiness>,
+    /// The packing stations' bearer tokens.
+    pub tokens: crate::station::Tokens,
 }
 
 /// What the service is started with.
@@ -118,6 +120,20 @@ pub async fn run(
     let rules_version = rules.version.clone();
     let max_event_age = duration("[decide] max_event_age", &config.decide.max_event_age)?;
     let retention = duration("[store] retention", &config.store.retention)?;
+    let tokens = crate::station::Tokens::from_config(&config.http.tokens)?;
+    for t in config.http.tokens.iter().filter(|t| t.token.is_some()) {
+        if t.name != "demo" {
+            tracing::warn!(
+                "[[http.tokens]] {:?} is given in clear text: prefer token_sha256 = \"<hex SHA-256 of the token>\"",
+                t.name
+            );
+        }
+    }
+    if tokens.is_empty() {
+        tracing::warn!(
+            "no [http] tokens are configured: the station API answers 401 to every request"
+        );
+    }
     let shared = Arc::new(Shared {
         store: store.clone(),
         env: ArcSwap::from_pointee(DecideEnv {
@@ -143,6 +159,7 @@ pub async fn run(
             rules_version: rules_version.clone(),
             rules_error: None,
         }),
+        tokens,
     });
 
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
@@ -196,7 +213,13 @@ pub async fn run(
         Duration::from_secs(10),
     ));
     let retention_task = tokio::spawn(retention_loop(store.clone(), retention, stop.clone()));
-    let app = http::router(shared.clone());
+    let app = http::router(
+        shared.clone(),
+        http::Limits {
+            max_body_bytes: config.http.max_body_bytes,
+            request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+        },
+    );
     let http_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

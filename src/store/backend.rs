@@ -81,6 +81,22 @@ fn now_secs() -> i64 {
     Utc::now().timestamp()
 }
 
+/// A confirmation from its stored columns.
+fn packed_from_columns(
+    station: String,
+    body: &str,
+    confirmed_at: i64,
+) -> Result<PackedConfirmation, StoreError> {
+    let inserts: Vec<PackedLine> = serde_json::from_str(body).map_err(corrupt)?;
+    let at = DateTime::from_timestamp(confirmed_at, 0)
+        .ok_or_else(|| corrupt(format!("confirmation time {confirmed_at}")))?;
+    Ok(PackedConfirmation {
+        station,
+        confirmed_at: engine::format_time(at),
+        inserts,
+    })
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -264,6 +280,37 @@ macro_rules! backend {
             }
 
             /// One row of the operator log, in the transaction of the change it records.
+            /// Voids the coupon of an insert a station did not pack: nobody received its code.
+            async fn void_unpacked_coupon(tx: &mut sqlx::Transaction<'_, $db>, order_id: &str, line: &PackedLine, now: &DateTime<Utc>) -> Result<(), StoreError> {
+                let voided = sqlx::query(
+                    "UPDATE coupons SET state = 'voided', version = version + 1 WHERE order_id = $1 AND insert_id = $2 AND source_id = $3 AND state = 'issued' RETURNING code, version, customer_id",
+                )
+                .bind(order_id)
+                .bind(&line.insert_id)
+                .bind(&line.rule_id)
+                .fetch_all(&mut **tx)
+                .await?;
+                for v in voided {
+                    let code: String = v.try_get(0)?;
+                    let version: i64 = v.try_get(1)?;
+                    let customer: String = v.try_get(2)?;
+                    let msg = json!({"schema_version": 1, "type": "coupon.voided", "code": code, "version": version,
+                        "order_id": order_id, "customer_id": customer, "reason": "not_packed",
+                        "occurred_at": engine::format_time(*now)});
+                    Self::outbox(tx, TOPIC_COUPONS, Some(code.as_bytes()), msg.to_string().as_bytes(), None).await?;
+                }
+                Ok(())
+            }
+
+            /// The recorded confirmation of an order, if any.
+            async fn packed_row(tx: &mut sqlx::Transaction<'_, $db>, order_id: &str) -> Result<Option<PackedConfirmation>, StoreError> {
+                let row = sqlx::query("SELECT station, body, confirmed_at FROM packed_confirmations WHERE order_id = $1")
+                    .bind(order_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                row.map(|r| packed_from_columns(r.try_get(0)?, &r.try_get::<String, _>(1)?, r.try_get(2)?)).transpose()
+            }
+
             async fn operator_row(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 actor: &str,
@@ -903,15 +950,22 @@ macro_rules! backend {
             }
 
             async fn decision(&self, order_id: &str) -> Result<Option<StoredDecision>, StoreError> {
-                let row = sqlx::query("SELECT decision, warehouse FROM decisions WHERE order_id = $1")
-                    .bind(order_id)
-                    .fetch_optional(&self.read)
-                    .await?;
+                let row = sqlx::query(
+                    "SELECT d.decision, d.warehouse, p.station, p.body, p.confirmed_at FROM decisions d \
+                     LEFT JOIN packed_confirmations p ON p.order_id = d.order_id WHERE d.order_id = $1",
+                )
+                .bind(order_id)
+                .fetch_optional(&self.read)
+                .await?;
                 match row {
                     None => Ok(None),
                     Some(r) => {
                         let decision: Decision = serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
-                        Ok(Some(StoredDecision { decision, warehouse: r.try_get(1)? }))
+                        let packed = match r.try_get::<Option<String>, _>(2)? {
+                            None => None,
+                            Some(station) => Some(packed_from_columns(station, &r.try_get::<String, _>(3)?, r.try_get(4)?)?),
+                        };
+                        Ok(Some(StoredDecision { decision, warehouse: r.try_get(1)?, packed }))
                     }
                 }
             }
@@ -1015,55 +1069,105 @@ macro_rules! backend {
                 rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
             }
 
-            async fn record_packed(&self, order_id: &str, packed: &[(String, bool, Option<String>)]) -> Result<(), StoreError> {
+            async fn confirm_packed(&self, order_id: &str, station: &str, lines: &[PackedLine], rules: &crate::rules::RuleSet) -> Result<PackedOutcome, StoreError> {
+                let body = serde_json::to_string(lines).map_err(corrupt)?;
+                let now = Utc::now();
                 let mut tx = self.begin_write().await?;
-                for (insert_id, ok, reason) in packed {
-                    let state = if *ok { "packed" } else { "not_packed" };
-                    let rows = sqlx::query(
-                        "UPDATE given_inserts SET state = $1, reason = $2 WHERE order_id = $3 AND insert_id = $4 AND state = 'given' RETURNING kind, stock_slot",
+                let decided = sqlx::query("SELECT warehouse FROM decisions WHERE order_id = $1")
+                    .bind(order_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(decided) = decided else {
+                    tx.rollback().await?;
+                    return Ok(PackedOutcome::NotDecided);
+                };
+                let warehouse: String = decided.try_get(0)?;
+                // The primary key makes a second confirmation, even a concurrent one, find the
+                // first instead of writing its own.
+                let inserted = sqlx::query(
+                    "INSERT INTO packed_confirmations (order_id, station, body, confirmed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (order_id) DO NOTHING",
+                )
+                .bind(order_id)
+                .bind(station)
+                .bind(&body)
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    let first = Self::packed_row(&mut tx, order_id).await?;
+                    tx.rollback().await?;
+                    let Some(first) = first else {
+                        return Err(StoreError::Other(format!("the confirmation of order {order_id} vanished while it was read")));
+                    };
+                    let same = first.station == station && first.inserts == lines;
+                    return Ok(if same { PackedOutcome::Repeated(first) } else { PackedOutcome::Conflict(first) });
+                }
+                for (seq, line) in lines.iter().enumerate() {
+                    let state = if line.packed { "packed" } else { "not_packed" };
+                    let reason = line.reason.map(NotPackedReason::as_str);
+                    // Only from `given`: an insert a cancellation already voided or returned
+                    // keeps that state, so its stock is never returned twice.
+                    let moved = sqlx::query(
+                        "UPDATE given_inserts SET state = $1, reason = $2 WHERE order_id = $3 AND seq = $4 AND insert_id = $5 AND state = 'given' RETURNING kind, stock_slot",
                     )
                     .bind(state)
-                    .bind(reason.as_deref())
+                    .bind(reason)
                     .bind(order_id)
-                    .bind(insert_id)
-                    .fetch_all(&mut *tx)
+                    .bind(seq as i64)
+                    .bind(&line.insert_id)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                    for r in rows {
-                        let kind: String = r.try_get(0)?;
-                        let slot: Option<String> = r.try_get(1)?;
-                        if *ok {
-                            continue;
-                        }
-                        if kind == "coupon" {
-                            let voided = sqlx::query(
-                                "UPDATE coupons SET state = 'voided', version = version + 1 WHERE order_id = $1 AND insert_id = $2 AND state = 'issued' RETURNING code, version, customer_id",
-                            )
-                            .bind(order_id)
-                            .bind(insert_id)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                            for v in voided {
-                                let code: String = v.try_get(0)?;
-                                let version: i64 = v.try_get(1)?;
-                                let customer: String = v.try_get(2)?;
-                                let msg = json!({"schema_version": 1, "type": "coupon.voided", "code": code, "version": version,
-                                    "order_id": order_id, "customer_id": customer, "reason": "not_packed",
-                                    "occurred_at": engine::format_time(Utc::now())});
-                                Self::outbox(&mut tx, TOPIC_COUPONS, Some(code.as_bytes()), msg.to_string().as_bytes(), None).await?;
-                            }
-                        }
-                        // Not packed for a reason other than damage or lack of stock: back on the shelf.
-                        if let (Some(slot), Some("other")) = (slot, reason.as_deref()) {
+                    let (Some(row), Some(reason)) = (moved, line.reason.filter(|_| !line.packed)) else {
+                        continue;
+                    };
+                    let kind: String = row.try_get(0)?;
+                    let slot: Option<String> = row.try_get(1)?;
+                    if kind == "coupon" {
+                        Self::void_unpacked_coupon(&mut tx, order_id, line, &now).await?;
+                    }
+                    let Some(slot) = slot else { continue };
+                    match reason {
+                        NotPackedReason::Other => {
                             sqlx::query("UPDATE stock SET used = used - 1 WHERE insert_id = $1 AND slot = $2 AND used > 0")
-                                .bind(insert_id)
-                                .bind(slot)
+                                .bind(&line.insert_id)
+                                .bind(&slot)
                                 .execute(&mut *tx)
                                 .await?;
+                        }
+                        NotPackedReason::Damaged => {}
+                        NotPackedReason::OutOfStock => {
+                            // The counter this insert drew on is emptied: for a per-warehouse
+                            // allocation that is the station's warehouse; a pool is one stock
+                            // shared by every warehouse, so it empties for all of them.
+                            let allocation = rules
+                                .insert(&line.insert_id)
+                                .and_then(|i| match &i.body {
+                                    InsertBody::Item { stock: Some(stock), .. } => stock.slot(&warehouse),
+                                    _ => None,
+                                })
+                                .filter(|(s, _)| s.as_str() == slot)
+                                .map(|(_, n)| i64::from(n));
+                            if let Some(allocation) = allocation {
+                                sqlx::query(
+                                    "INSERT INTO stock (insert_id, slot, used) VALUES ($1, $2, $3) ON CONFLICT (insert_id, slot) \
+                                     DO UPDATE SET used = excluded.used WHERE stock.used < excluded.used",
+                                )
+                                .bind(&line.insert_id)
+                                .bind(&slot)
+                                .bind(allocation)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
                         }
                     }
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(PackedOutcome::Recorded(PackedConfirmation {
+                    station: station.to_string(),
+                    confirmed_at: engine::format_time(DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)),
+                    inserts: lines.to_vec(),
+                }))
             }
 
             async fn forget_customer(&self, customer_id: &str) -> Result<ForgetReport, StoreError> {
@@ -1133,6 +1237,7 @@ macro_rules! backend {
                 let mut removed = 0;
                 for sql in [
                     "DELETE FROM given_inserts WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
+                    "DELETE FROM packed_confirmations WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM decisions WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
                     "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state NOT IN ('pending', 'sending') AND created_at < $1 LIMIT $2)",

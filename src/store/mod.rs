@@ -51,12 +51,20 @@ pub trait Store: Send + Sync {
     async fn coupons_of_order(&self, order_id: &str) -> Result<Vec<CouponRow>, StoreError>;
     /// Remaining stock counters: (insert, slot, used).
     async fn stock_used(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
-    /// A packing station's confirmation: moves given inserts to packed / not packed.
-    async fn record_packed(
+    /// A packing station's confirmation (CONTRACT §7): `lines` has one entry per insert of
+    /// the order's decision, in its order. The first confirmation moves each given insert to
+    /// `packed` or `not_packed` (DESIGN's insert state machine, so nothing settled by a
+    /// cancellation is settled twice) with its effects — an unpacked coupon is voided with a
+    /// `coupon.voided` message, an `other` goes back to stock, an `out_of_stock` empties the
+    /// stock counter it drew on (its allocation in `rules`) — all in one write transaction.
+    /// The same station and lines again are `Repeated`; different ones are a `Conflict`.
+    async fn confirm_packed(
         &self,
         order_id: &str,
-        packed: &[(String, bool, Option<String>)],
-    ) -> Result<(), StoreError>;
+        station: &str,
+        lines: &[PackedLine],
+        rules: &crate::rules::RuleSet,
+    ) -> Result<PackedOutcome, StoreError>;
     /// Erases a customer's personal data, keeping anonymous counts.
     async fn forget_customer(&self, customer_id: &str) -> Result<ForgetReport, StoreError>;
     /// Removes decisions, processed event ids, finished e-mail jobs and sent outbox rows

@@ -99,6 +99,69 @@ pub struct PartitionState {
 pub struct StoredDecision {
     pub decision: Decision,
     pub warehouse: String,
+    /// The packing station's confirmation, once there is one.
+    pub packed: Option<PackedConfirmation>,
+}
+
+/// Why a station did not pack an insert (CONTRACT §7), and so what happens to its stock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NotPackedReason {
+    /// None left at the station: that warehouse's remaining stock of the insert becomes 0.
+    OutOfStock,
+    /// Spoilt: it does not go back to stock.
+    Damaged,
+    /// Any other reason: it goes back to stock.
+    Other,
+}
+
+impl NotPackedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotPackedReason::OutOfStock => "out_of_stock",
+            NotPackedReason::Damaged => "damaged",
+            NotPackedReason::Other => "other",
+        }
+    }
+}
+
+/// One given insert of a confirmation: packed, or not with a reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PackedLine {
+    pub insert_id: String,
+    /// The rule that gave the insert.
+    pub rule_id: String,
+    pub packed: bool,
+    /// Why not, when not packed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<NotPackedReason>,
+}
+
+/// What a packing station confirmed went into a parcel.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PackedConfirmation {
+    /// The station's name, as it sent it.
+    pub station: String,
+    /// When the confirmation was first recorded (UTC).
+    #[schema(format = DateTime)]
+    pub confirmed_at: String,
+    /// One line per insert of the decision, in the decision's order.
+    pub inserts: Vec<PackedLine>,
+}
+
+/// What became of a confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackedOutcome {
+    /// The first confirmation of the order: recorded, with its effects.
+    Recorded(PackedConfirmation),
+    /// The same confirmation again: nothing changed; the one recorded first.
+    Repeated(PackedConfirmation),
+    /// A different confirmation was recorded before: nothing changed; that one.
+    Conflict(PackedConfirmation),
+    /// The order has no decision.
+    NotDecided,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

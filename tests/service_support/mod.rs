@@ -107,15 +107,15 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     pub fn start(workdir: &Path, brokers: &str, extra_env: &[(&str, &str)]) -> ServiceProcess {
-        ServiceProcess::start_with_args(workdir, brokers, &[], extra_env)
+        ServiceProcess::start_with_args(workdir, brokers, extra_env, &[])
     }
 
-    /// Like `start`, with more arguments for `run` (`--config FILE`, say).
+    /// As `start`, with more arguments for `packwell run` (such as `--config FILE`).
     pub fn start_with_args(
         workdir: &Path,
         brokers: &str,
-        args: &[&str],
         extra_env: &[(&str, &str)],
+        args: &[&str],
     ) -> ServiceProcess {
         let log = workdir.join(format!("service-{:016x}.log", rand_u64()));
         let mut cmd = Command::new(BIN);
@@ -213,23 +213,14 @@ fn rand_u64() -> u64 {
 
 /// A plain HTTP/1.1 GET (no client library needed for two routes).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
-    http_get_with(addr, path, &[])
-}
-
-/// A plain HTTP/1.1 GET with more header lines (`Authorization`, say).
-pub fn http_get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let extra: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
     let _ = write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     );
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);

@@ -1,0 +1,213 @@
+//! Bearer tokens of the packing stations, from `[http] tokens`. Only SHA-256 digests are
+//! kept in memory; a presented token is hashed and compared with every digest in constant
+//! time. Tokens are never logged.
+
+use super::error::ApiError;
+use crate::config::TokenConfig;
+use crate::service::Shared;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Who is calling: a configured token's name and the warehouses it may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    /// `None`: every warehouse.
+    pub warehouses: Option<BTreeSet<String>>,
+}
+
+impl Caller {
+    pub fn may_see(&self, warehouse: &str) -> bool {
+        self.warehouses
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(warehouse))
+    }
+}
+
+struct Entry {
+    digest: [u8; 32],
+    caller: Caller,
+}
+
+/// The configured tokens.
+pub struct Tokens {
+    entries: Vec<Entry>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .entries
+            .iter()
+            .map(|e| e.caller.name.as_str())
+            .collect();
+        f.debug_struct("Tokens").field("names", &names).finish()
+    }
+}
+
+impl Tokens {
+    /// Reads `[http] tokens`; an entry that is not usable is an error naming it.
+    pub fn from_config(tokens: &[TokenConfig]) -> Result<Tokens, String> {
+        let mut entries: Vec<Entry> = Vec::with_capacity(tokens.len());
+        for (i, t) in tokens.iter().enumerate() {
+            let name = t.name.trim();
+            let at = format!("[[http.tokens]] #{} (name = {:?})", i + 1, t.name);
+            if name.is_empty() {
+                return Err(format!("{at}: the name is empty"));
+            }
+            if entries.iter().any(|e| e.caller.name == name) {
+                return Err(format!("{at}: another token has this name"));
+            }
+            let digest = match (&t.token, &t.token_sha256) {
+                (Some(token), None) if !token.is_empty() => sha256(token),
+                (None, Some(hex_digest)) => parse_digest(hex_digest)
+                    .ok_or_else(|| format!("{at}: token_sha256 is not 64 hexadecimal digits"))?,
+                (Some(_), Some(_)) => {
+                    return Err(format!("{at}: give token or token_sha256, not both"));
+                }
+                _ => return Err(format!("{at}: give token or token_sha256")),
+            };
+            let warehouses = match &t.warehouses {
+                None => None,
+                Some(list) if list.is_empty() => {
+                    return Err(format!(
+                        "{at}: warehouses is empty; leave it out for every warehouse"
+                    ));
+                }
+                Some(list) => Some(list.iter().cloned().collect()),
+            };
+            entries.push(Entry {
+                digest,
+                caller: Caller {
+                    name: name.to_string(),
+                    warehouses,
+                },
+            });
+        }
+        Ok(Tokens { entries })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The caller a presented token belongs to. Every digest is compared, in constant time,
+    /// so the time taken says nothing about how much of a token was right.
+    pub fn check(&self, presented: &str) -> Option<Caller> {
+        let digest = sha256(presented);
+        let mut found = None;
+        for entry in &self.entries {
+            if bool::from(entry.digest.ct_eq(&digest)) {
+                found = Some(&entry.caller);
+            }
+        }
+        found.cloned()
+    }
+}
+
+fn sha256(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+fn parse_digest(text: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(text.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+impl FromRequestParts<Arc<Shared>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Caller, ApiError> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "a bearer token is needed: send the header Authorization: Bearer <token>",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .unwrap_or_default();
+        shared
+            .tokens
+            .check(token)
+            .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(name: &str, token: Option<&str>, digest: Option<&str>) -> TokenConfig {
+        TokenConfig {
+            name: name.into(),
+            token: token.map(Into::into),
+            token_sha256: digest.map(Into::into),
+            warehouses: None,
+        }
+    }
+
+    #[test]
+    fn a_token_is_found_by_its_value_or_its_digest() {
+        let digest = hex::encode(sha256("s3cret-nyc"));
+        let mut ber = token("ber", Some("s3cret-ber"), None);
+        ber.warehouses = Some(vec!["WH-BER".into()]);
+        let tokens =
+            Tokens::from_config(&[ber, token("nyc", None, Some(&digest))]).expect("valid tokens");
+        let caller = tokens.check("s3cret-ber").expect("ber");
+        assert_eq!(caller.name, "ber");
+        assert!(caller.may_see("WH-BER") && !caller.may_see("WH-NYC"));
+        let caller = tokens.check("s3cret-nyc").expect("nyc");
+        assert!(caller.may_see("WH-NYC") && caller.may_see("WH-BER"));
+        assert_eq!(tokens.check("s3cret-be"), None);
+        assert_eq!(tokens.check(""), None);
+    }
+
+    #[test]
+    fn unusable_entries_are_errors_naming_them() {
+        for (entries, says) in [
+            (vec![token("", Some("x"), None)], "name is empty"),
+            (vec![token("a", None, None)], "give token or token_sha256"),
+            (vec![token("a", Some("x"), Some("y"))], "not both"),
+            (vec![token("a", None, Some("abc"))], "64 hexadecimal"),
+            (
+                vec![token("a", Some(""), None)],
+                "give token or token_sha256",
+            ),
+            (
+                vec![token("a", Some("x"), None), token("a", Some("y"), None)],
+                "another token has this name",
+            ),
+        ] {
+            let err = Tokens::from_config(&entries).expect_err(says);
+            assert!(err.contains(says), "{err}");
+        }
+        let mut empty = token("a", Some("x"), None);
+        empty.warehouses = Some(vec![]);
+        assert!(
+            Tokens::from_config(&[empty])
+                .expect_err("empty list")
+                .contains("warehouses is empty")
+        );
+    }
+
+    #[test]
+    fn the_debug_form_shows_names_only() {
+        let tokens = Tokens::from_config(&[token("ber", Some("s3cret-ber"), None)]).unwrap();
+        let text = format!("{tokens:?}");
+        assert!(text.contains("ber") && !text.contains("s3cret"), "{text}");
+    }
+}

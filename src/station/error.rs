@@ -1,0 +1,160 @@
+//! Errors as the API answers them: a JSON body `{"error": code, "message": sentence}` and
+//! nothing of the internals (no SQL, no paths), which go to the log instead.
+
+use crate::store::{PackedConfirmation, StoreError};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `unauthorized`, `not_found`, `conflict`, `invalid_request`,
+    /// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `timeout`,
+    /// `unavailable` or `internal`.
+    pub error: String,
+    /// A sentence for the person at the station.
+    pub message: String,
+    /// With `conflict`: the confirmation recorded first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packed: Option<Box<PackedConfirmation>>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: code_of(status).to_string(),
+                message: message.into(),
+                packed: None,
+            },
+        }
+    }
+
+    /// The same answer for an order that does not exist, is not decided yet, or belongs to a
+    /// warehouse the caller may not see: order ids of other warehouses do not leak.
+    pub fn order_not_found(order_id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no decision for order {order_id:?} (unknown, or not decided yet)"),
+        )
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    pub fn conflict(message: impl Into<String>, recorded: PackedConfirmation) -> ApiError {
+        let mut e = ApiError::new(StatusCode::CONFLICT, message);
+        e.body.packed = Some(Box::new(recorded));
+        e
+    }
+
+    /// A store failure: logged in full, answered without its details.
+    pub fn store(e: StoreError) -> ApiError {
+        tracing::error!("station API: {e}");
+        match e {
+            StoreError::Db(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store did not answer; try again in a moment",
+            ),
+            _ => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "something went wrong on the server; it is in the service log",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"packwell\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    /// axum's sentence names the field and position; its status is 400 (syntax), 413, 415
+    /// (no JSON content type) or 422 (a field of the wrong shape).
+    fn from(rejection: JsonRejection) -> ApiError {
+        ApiError::new(rejection.status(), rejection.body_text())
+    }
+}
+
+fn code_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 422 => "invalid_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        409 => "conflict",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        429 => "too_many_requests",
+        503 => "unavailable",
+        500..=599 => "internal",
+        _ => "error",
+    }
+}
+
+/// Gives every error response that is not JSON yet (axum's and tower-http's own: unknown
+/// routes, wrong methods, bodies over the limit, timeouts) the JSON error body.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let message = match status {
+        StatusCode::NOT_FOUND => "no such route".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than allowed".to_string(),
+        StatusCode::REQUEST_TIMEOUT => "the request took too long and was stopped".to_string(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_string(),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = ErrorBody {
+        error: code_of(status).to_string(),
+        message,
+        packed: None,
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, Body::from(bytes))
+}

@@ -1,0 +1,123 @@
+//! The station API against its own OpenAPI document, by tools that know nothing of Packwell:
+//! `openapi-spec-validator` checks the document is valid OpenAPI 3.1, and schemathesis
+//! generates requests from it (valid and invalid ones, with and without the token) and checks
+//! every answer against the document: status codes, content types and bodies, no server
+//! errors, authentication enforced. Both come from PyPI; the test installs them into
+//! `target/tools/venv` when they are not there yet (`.ci/run` does it beforehand).
+
+mod service_support;
+
+use service_support::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const TOKEN: &str = "conformance-token";
+
+fn venv() -> PathBuf {
+    std::env::var_os("PACKWELL_TOOLS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/venv"))
+}
+
+/// The tools' folder, with schemathesis and openapi-spec-validator installed in it.
+fn tools() -> PathBuf {
+    let venv = venv();
+    let bin = venv.join("bin");
+    if bin.join("schemathesis").exists() && bin.join("openapi-spec-validator").exists() {
+        return bin;
+    }
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed (the tools come from PyPI: is it reachable?):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    run(Command::new(bin.join("pip")).args([
+        "install",
+        "--quiet",
+        "schemathesis",
+        "openapi-spec-validator",
+    ]));
+    bin
+}
+
+fn report(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn schemathesis_finds_nothing_against_the_openapi_document() {
+    let bin = tools();
+    let broker = TestBroker::start();
+    let work = Workdir::new();
+    let config = work.path().join("packwell.toml");
+    std::fs::write(
+        &config,
+        format!("[[http.tokens]]\nname = \"conformance\"\ntoken = \"{TOKEN}\"\n"),
+    )
+    .expect("config");
+    let service = ServiceProcess::start_with_args(
+        work.path(),
+        &broker.addr,
+        &[],
+        &["--config", &config.display().to_string()],
+    );
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orders/first-book-order.json"),
+    )
+    .expect("example");
+    produce(
+        &broker.addr,
+        &[(Some("C-1001".into()), example.into_bytes())],
+    );
+    wait_for("O-1001 to be decided", Duration::from_secs(60), || {
+        metric(&service.get("/metrics").1, "packwell_orders_decided_total") >= 1.0
+    });
+
+    // The document itself.
+    let (status, document) = service.get("/openapi.json");
+    assert_eq!(status, 200);
+    let document_file = work.path().join("openapi.json");
+    std::fs::write(&document_file, document).expect("write document");
+    let out = Command::new(bin.join("openapi-spec-validator"))
+        .arg(&document_file)
+        .output()
+        .expect("openapi-spec-validator");
+    assert!(out.status.success(), "{}", report(&out));
+
+    // Generated requests, first with any order id (mostly unknown ones: 404), then with the
+    // decided order, so that confirmations reach the checks behind the 404.
+    let url = format!("http://{}/openapi.json", service.http);
+    let settings = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis.toml");
+    for (order_id, settings) in [(None, None), (Some("O-1001"), Some(&settings))] {
+        let mut cmd = Command::new(bin.join("schemathesis"));
+        if let Some(file) = settings {
+            cmd.arg("--config-file").arg(file);
+        }
+        cmd.args(["run", &url, "--checks", "all", "--max-examples", "40"])
+            .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+            .args(["--seed", "1", "--workers", "2", "--no-color"])
+            .env("PACKWELL_ORDER_ID", order_id.unwrap_or(""))
+            .env("SCHEMATHESIS_HOOKS", "")
+            .current_dir(work.path());
+        let out = cmd.output().expect("schemathesis");
+        let text = report(&out);
+        assert!(
+            out.status.success(),
+            "schemathesis (order id {order_id:?}) found failures:\n{text}"
+        );
+        assert!(
+            text.contains("6 selected / 6 total"),
+            "every operation: {text}"
+        );
+    }
+}
