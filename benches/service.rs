@@ -27,15 +27,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
+use support::{ScratchDatabase, env_usize, skip_postgres};
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The example history repeated with new event, order and customer ids until `n` events.
 fn stream(n: usize) -> Vec<(String, Vec<u8>)> {
@@ -273,32 +270,14 @@ fn main() {
     ));
     runtime.block_on(broker.shutdown());
     let mut rows = vec![("SQLite", f)];
-    if std::env::var("PW_BENCH_SKIP_PG").is_err() {
-        let base = std::env::var("PW_BENCH_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let db = format!("pw_bench_service_{}", std::process::id());
-        let url = format!(
-            "{}/{db}",
-            base.rsplit_once('/').map(|(h, _)| h).unwrap_or(&base)
-        );
-        let admin = runtime
-            .block_on(sqlx::PgPool::connect(&base))
-            .expect("PostgreSQL");
-        runtime.block_on(async {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-                .execute(&admin)
-                .await;
-            sqlx::query(&format!("CREATE DATABASE {db}"))
-                .execute(&admin)
-                .await
-                .expect("create database");
-        });
+    if !skip_postgres() {
+        let database = ScratchDatabase::create("pw_bench_service");
         let pg_dir = tempfile::tempdir().expect("tempdir");
         // A fresh broker: the SQLite run's messages are not in the way.
         let broker = start_broker(&runtime);
         let f = runtime.block_on(run_service(
             &broker.bootstrap(),
-            &url,
+            &database.url,
             pg_dir.path(),
             "bench-pg",
             &events,
@@ -306,11 +285,6 @@ fn main() {
         ));
         runtime.block_on(broker.shutdown());
         rows.push(("PostgreSQL", f));
-        runtime.block_on(async {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                .execute(&admin)
-                .await;
-        });
     }
     println!();
     println!(
