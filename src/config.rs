@@ -88,7 +88,8 @@ pub struct HttpConfig {
     pub public_url: Option<String>,
     /// Largest request body, in bytes (413 beyond).
     pub max_body_bytes: usize,
-    /// Longest a request may take, in milliseconds (408 beyond).
+    /// Longest a request may take to arrive, in milliseconds (408 beyond); its answer may
+    /// take twice as long (503 beyond).
     pub request_timeout_ms: u64,
     pub tokens: Vec<TokenConfig>,
 }

@@ -333,6 +333,20 @@ fn stations_see_their_warehouses_orders_and_errors_are_json() {
     let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(body["error"], "timeout");
 
+    // A client that never finishes its headers is disconnected.
+    let started = std::time::Instant::now();
+    let mut slow = std::net::TcpStream::connect(&service.http).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    std::io::Write::write_all(&mut slow, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("write");
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut slow, &mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "held for {:?}",
+        started.elapsed()
+    );
+
     // Requests are counted by route pattern and status.
     let (_, metrics) = service.get("/metrics");
     assert!(

@@ -1378,3 +1378,168 @@ on_both!(
     dlq_rows_are_read_sent_or_not_and_retention_is_remembered,
     dlq_rows_and_retention
 );
+
+/// Confirmations and cancellations of the same orders at once: each order ends either
+/// confirmed (its coupon issued when packed, its tea used) or cancelled before anything was
+/// confirmed (nothing recorded, coupon voided, tea back) — never a packed coupon that is void.
+async fn confirmations_racing_cancellations(b: Backend) {
+    let env = Arc::new(env());
+    let n = 200;
+    let events: Vec<Value> = (0..n)
+        .map(|i| placed(&format!("rc{i}"), &format!("ro{i}"), "20.00"))
+        .collect();
+    b.store.apply_batch(&batch(&events), &env).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let order = format!("ro{i}");
+        let d = b.store.decision(&order).await.unwrap().unwrap().decision;
+        let lines: Vec<PackedLine> = d
+            .inserts
+            .iter()
+            .map(|g| PackedLine {
+                insert_id: g.insert_id.clone(),
+                rule_id: g.rule_id.clone(),
+                packed: true,
+                reason: None,
+            })
+            .collect();
+        let (store, rules, o) = (b.store.clone(), env.rules.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .confirm_packed(&o, "s", &lines, &rules)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("confirm {o}: {e}"))
+        }));
+        let (store, env, cancel) = (
+            b.store.clone(),
+            env.clone(),
+            about(
+                "order.cancelled",
+                &format!("x-{order}"),
+                &format!("rc{i}"),
+                &order,
+            ),
+        );
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_micros((i as u64 * 37) % 3000)).await;
+            store
+                .apply_batch(&batch(&[cancel]), &env)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("cancel: {e}"))
+        }));
+    }
+    let mut errors = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            errors.push(e);
+        }
+    }
+    assert!(errors.is_empty(), "{}: {errors:?}", b.name);
+    let mut confirmed = 0;
+    for i in 0..n {
+        let order = format!("ro{i}");
+        let coupon = &b.store.coupons_of_order(&order).await.unwrap()[0];
+        let stored = b.store.decision(&order).await.unwrap().unwrap();
+        let has_tea = stored.decision.inserts.iter().any(|g| g.insert_id == "tea");
+        match stored.packed {
+            Some(_) => {
+                confirmed += i64::from(has_tea);
+                assert_eq!(
+                    coupon.state, "issued",
+                    "{}: {order} was packed with its coupon",
+                    b.name
+                );
+            }
+            None => assert_eq!(coupon.state, "voided", "{}: {order} was cancelled", b.name),
+        }
+    }
+    // Tea (a stock of 100) stays used by the parcels confirmed with it, and only by them.
+    assert_eq!(stock_used(&*b.store, "tea").await, confirmed, "{}", b.name);
+}
+on_both!(
+    confirmations_and_cancellations_of_the_same_orders_never_interleave,
+    confirmations_racing_cancellations
+);
+
+const TWO_STOCKS: &str = r#"
+[[insert]]
+id = "a"
+kind = "gift"
+unit_cost = "0.40"
+stock = 1000
+[[insert]]
+id = "b"
+kind = "gift"
+unit_cost = "0.40"
+stock = 1000
+[[rule]]
+id = "ab"
+when = "order.total >= 50"
+give = ["a", "b"]
+[[rule]]
+id = "ba"
+when = "order.total < 50"
+give = ["b", "a"]
+"#;
+
+/// Confirmations at once whose orders list the same stocked inserts in opposite orders: stock
+/// rows are taken in one order, so none deadlocks, and everything goes back to stock.
+async fn confirmations_take_stock_rows_in_one_order(b: Backend) {
+    let env = Arc::new(env_with(TWO_STOCKS));
+    let n = 200;
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            placed(
+                &format!("sc{i}"),
+                &format!("so{i}"),
+                if i % 2 == 0 { "60.00" } else { "20.00" },
+            )
+        })
+        .collect();
+    b.store.apply_batch(&batch(&events), &env).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let order = format!("so{i}");
+        let d = b.store.decision(&order).await.unwrap().unwrap().decision;
+        let lines: Vec<PackedLine> = d
+            .inserts
+            .iter()
+            .map(|g| PackedLine {
+                insert_id: g.insert_id.clone(),
+                rule_id: g.rule_id.clone(),
+                packed: false,
+                reason: Some(NotPackedReason::Other),
+            })
+            .collect();
+        let (store, rules) = (b.store.clone(), env.rules.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .confirm_packed(&order, "s", &lines, &rules)
+                .await
+                .map_err(|e| format!("{order}: {e}"))
+        }));
+    }
+    for t in tasks {
+        let outcome = t.await.unwrap();
+        assert!(
+            matches!(outcome, Ok(PackedOutcome::Recorded(_))),
+            "{}: {outcome:?}",
+            b.name
+        );
+    }
+    assert_eq!(
+        (
+            stock_used(&*b.store, "a").await,
+            stock_used(&*b.store, "b").await
+        ),
+        (0, 0),
+        "{}",
+        b.name
+    );
+}
+on_both!(
+    concurrent_confirmations_do_not_deadlock_on_stock,
+    confirmations_take_stock_rows_in_one_order
+);

@@ -10,6 +10,7 @@ mod import;
 mod preview;
 mod rule_tests;
 mod run;
+pub use run::DEMO_TOKEN;
 mod send;
 mod simulate;
 mod stock;

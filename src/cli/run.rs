@@ -22,8 +22,14 @@ pub fn run(
     demo: Option<&Path>,
 ) -> CliResult {
     let mut config = load_config(common)?;
-    if demo.is_some() && config.http.tokens.is_empty() {
-        // The demo is tried on one's own machine: a known token opens the station page.
+    let loopback = config
+        .http
+        .listen
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if demo.is_some() && config.http.tokens.is_empty() && loopback {
+        // The demo is tried on one's own machine: a known token opens the station page, on
+        // a loopback address only (anyone who can reach the port would know it).
         config.http.tokens.push(crate::config::TokenConfig {
             name: "demo".into(),
             token: Some(DEMO_TOKEN.into()),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -75,11 +75,14 @@ pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
         )
         .route("/station", get(station::page))
         // Layers run outside-in from the last: observe sees every answer, errors become
-        // JSON, then the timeout and the body limit apply.
+        // JSON, then the timeouts and the body limit apply. A body that does not come within
+        // the timeout is the client's doing (408); an answer not ready within twice the
+        // timeout is the server's (503, which clients do not take as their own fault).
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
         .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout * 2,
         ))
         .layer(axum::middleware::from_fn(station::json_errors))
         .layer(axum::middleware::from_fn_with_state(
@@ -87,6 +90,58 @@ pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
             observe,
         ))
         .with_state(shared)
+}
+
+/// Serves HTTP/1 and HTTP/2 until `stop`, then lets open requests finish. Unlike
+/// `axum::serve` it bounds the time to send a request's headers and how long an idle
+/// connection stays open, so slow or silent clients cannot hold connections forever.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, keep serving.
+                    tracing::warn!(%e, "accepting an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%e, "HTTP connection");
+            }
+        });
+    }
+    drop(listener);
+    // Open requests finish; idle keep-alive connections are closed.
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// What one request may take.

@@ -122,7 +122,7 @@ pub async fn run(
     let retention = duration("[store] retention", &config.store.retention)?;
     let tokens = crate::station::Tokens::from_config(&config.http.tokens)?;
     for t in config.http.tokens.iter().filter(|t| t.token.is_some()) {
-        if t.name != "demo" {
+        if t.token.as_deref() != Some(crate::cli::DEMO_TOKEN) {
             tracing::warn!(
                 "[[http.tokens]] {:?} is given in clear text: prefer token_sha256 = \"<hex SHA-256 of the token>\"",
                 t.name
@@ -220,12 +220,12 @@ pub async fn run(
             request_timeout: Duration::from_millis(config.http.request_timeout_ms),
         },
     );
-    let http_stop = stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-    });
+    let server = tokio::spawn(http::serve(
+        listener,
+        app,
+        Duration::from_millis(config.http.request_timeout_ms),
+        stop.clone(),
+    ));
 
     if let Some(tx) = started {
         let _ = tx.send(Started {

@@ -65,8 +65,17 @@ impl Tokens {
             }
             let digest = match (&t.token, &t.token_sha256) {
                 (Some(token), None) if !token.is_empty() => sha256(token),
-                (None, Some(hex_digest)) => parse_digest(hex_digest)
-                    .ok_or_else(|| format!("{at}: token_sha256 is not 64 hexadecimal digits"))?,
+                (None, Some(hex_digest)) => {
+                    let digest = parse_digest(hex_digest).ok_or_else(|| {
+                        format!("{at}: token_sha256 is not 64 hexadecimal digits")
+                    })?;
+                    if digest == sha256("") {
+                        return Err(format!(
+                            "{at}: token_sha256 is the digest of an empty token"
+                        ));
+                    }
+                    digest
+                }
                 (Some(_), Some(_)) => {
                     return Err(format!("{at}: give token or token_sha256, not both"));
                 }
@@ -131,18 +140,16 @@ impl FromRequestParts<Arc<Shared>> for Caller {
                 "a bearer token is needed: send the header Authorization: Bearer <token>",
             ));
         };
+        // The scheme is case-insensitive (RFC 7235).
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .unwrap_or_default();
-        shared
-            .tokens
-            .check(token)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty());
+        token
+            .and_then(|t| shared.tokens.check(t))
             .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))
     }
 }
@@ -183,6 +190,10 @@ mod tests {
             (vec![token("a", None, None)], "give token or token_sha256"),
             (vec![token("a", Some("x"), Some("y"))], "not both"),
             (vec![token("a", None, Some("abc"))], "64 hexadecimal"),
+            (
+                vec![token("a", None, Some(&hex::encode(sha256(""))))],
+                "empty token",
+            ),
             (
                 vec![token("a", Some(""), None)],
                 "give token or token_sha256",

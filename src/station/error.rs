@@ -13,9 +13,10 @@ use serde::Serialize;
 /// The body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `not_found`, `conflict`, `invalid_request`,
-    /// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `timeout`,
-    /// `unavailable` or `internal`.
+    /// A stable code: `invalid_request` (400, 422), `unauthorized` (401), `forbidden` (403),
+    /// `not_found` (404), `method_not_allowed` (405), `timeout` (408), `conflict` or
+    /// `order_cancelled` (409), `payload_too_large` (413), `unsupported_media_type` (415),
+    /// `too_many_requests` (429), `internal` (500), `unavailable` (503), `error` (others).
     pub error: String,
     /// A sentence for the person at the station.
     pub message: String,
@@ -61,6 +62,12 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 
+    pub fn order_cancelled(message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::CONFLICT, message);
+        e.body.error = "order_cancelled".into();
+        e
+    }
+
     pub fn conflict(message: impl Into<String>, recorded: PackedConfirmation) -> ApiError {
         let mut e = ApiError::new(StatusCode::CONFLICT, message);
         e.body.packed = Some(Box::new(recorded));
@@ -102,8 +109,26 @@ impl From<JsonRejection> for ApiError {
     /// axum's sentence names the field and position; its status is 400 (syntax), 413, 415
     /// (no JSON content type) or 422 (a field of the wrong shape).
     fn from(rejection: JsonRejection) -> ApiError {
+        if caused_by_timeout(&rejection) {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            );
+        }
         ApiError::new(rejection.status(), rejection.body_text())
     }
+}
+
+/// Whether reading the body failed because it did not come in time.
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn code_of(status: StatusCode) -> &'static str {

@@ -34,6 +34,7 @@ pub struct InsertList {
     pub inserts: Vec<GivenInsert>,
     pub followups: Vec<ScheduledFollowup>,
     /// Null until a station confirmed the parcel, then that confirmation.
+    #[schema(required = true)]
     pub packed: Option<PackedConfirmation>,
 }
 
@@ -119,7 +120,9 @@ async fn visible_decision(
         (status = 200, description = "What goes into the parcel", body = InsertList),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
         (status = 404, description = "Not decided (yet), unknown, or of a warehouse this token may not see", body = ErrorBody),
-        (status = 503, description = "The store did not answer", body = ErrorBody),
+        (status = 408, description = "The request was not sent in time", body = ErrorBody),
+        (status = 500, description = "Something went wrong on the server; the log says what", body = ErrorBody),
+        (status = 503, description = "The store did not answer, or the answer took too long", body = ErrorBody),
     )
 )]
 pub async fn inserts(
@@ -142,7 +145,9 @@ pub async fn inserts(
         (status = 200, description = "An HTML document to print", content_type = "text/html", body = String),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
         (status = 404, description = "Not decided (yet), unknown, or of a warehouse this token may not see", body = ErrorBody),
-        (status = 503, description = "The store did not answer", body = ErrorBody),
+        (status = 408, description = "The request was not sent in time", body = ErrorBody),
+        (status = 500, description = "Something went wrong on the server; the log says what", body = ErrorBody),
+        (status = 503, description = "The store did not answer, or the answer took too long", body = ErrorBody),
     )
 )]
 pub async fn card(
@@ -183,11 +188,13 @@ pub async fn card(
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
         (status = 404, description = "Not decided (yet), unknown, or of a warehouse this token may not see", body = ErrorBody),
-        (status = 409, description = "A different confirmation was recorded before; it is in `packed`", body = ErrorBody),
+        (status = 408, description = "The request (its body) was not sent in time", body = ErrorBody),
+        (status = 409, description = "A different confirmation was recorded before (`conflict`; it is in `packed`), or the order was cancelled (`order_cancelled`)", body = ErrorBody),
         (status = 413, description = "The body is larger than `[http] max_body_bytes`", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 422, description = "The body does not list every insert once, packed or with a reason", body = ErrorBody),
-        (status = 503, description = "The store did not answer", body = ErrorBody),
+        (status = 500, description = "Something went wrong on the server; the log says what", body = ErrorBody),
+        (status = 503, description = "The store did not answer, or the answer took too long", body = ErrorBody),
     )
 )]
 pub async fn packed(
@@ -197,8 +204,8 @@ pub async fn packed(
     JsonBody(request): JsonBody<PackedRequest>,
 ) -> Result<Json<InsertList>, ApiError> {
     let mut stored = visible_decision(&shared, &caller, &order_id).await?;
-    let station = request.station.trim();
-    if station.is_empty() || station.chars().count() > 100 {
+    let station = request.station.as_str();
+    if station.trim().is_empty() || station.chars().count() > 100 {
         return Err(ApiError::invalid(
             "station: give the station's name (1 to 100 characters)",
         ));
@@ -232,6 +239,11 @@ pub async fn packed(
             ));
         }
         PackedOutcome::NotDecided => return Err(ApiError::order_not_found(&order_id)),
+        PackedOutcome::Cancelled => {
+            return Err(ApiError::order_cancelled(format!(
+                "Order {order_id} was cancelled: do not ship it. Nothing was recorded."
+            )));
+        }
     }
     Ok(Json(InsertList::new(stored)))
 }
@@ -241,7 +253,12 @@ pub async fn packed(
 /// lines come out in the decision's order.
 fn resolve(given: &[GivenInsert], items: &[PackedItem]) -> Result<Vec<PackedLine>, ApiError> {
     let mut taken: Vec<Option<&PackedItem>> = vec![None; given.len()];
-    for (i, item) in items.iter().enumerate() {
+    // Items naming their rule are placed first, so that an item without one never takes
+    // the insert another item names.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| items[i].rule_id.is_none());
+    for i in order {
+        let item = &items[i];
         match (item.packed, item.reason) {
             (true, Some(_)) => {
                 return Err(ApiError::invalid(format!(
@@ -257,10 +274,20 @@ fn resolve(given: &[GivenInsert], items: &[PackedItem]) -> Result<Vec<PackedLine
             }
             _ => {}
         }
-        let slot = given.iter().enumerate().position(|(k, g)| {
+        let same_id = given
+            .iter()
+            .filter(|g| g.insert_id == item.insert_id)
+            .count();
+        if same_id > 1 && item.rule_id.is_none() {
+            return Err(ApiError::invalid(format!(
+                "inserts[{i}] ({}): the order has it from {same_id} rules; say which with \"rule_id\"",
+                item.insert_id
+            )));
+        }
+        let slot = (0..given.len()).find(|&k| {
             taken[k].is_none()
-                && g.insert_id == item.insert_id
-                && item.rule_id.as_ref().is_none_or(|r| *r == g.rule_id)
+                && given[k].insert_id == item.insert_id
+                && item.rule_id.as_ref().is_none_or(|r| *r == given[k].rule_id)
         });
         let Some(k) = slot else {
             let known = given.iter().any(|g| g.insert_id == item.insert_id);
@@ -334,9 +361,16 @@ mod tests {
             given("tea", "vip"),
         ];
         let items = [
-            item("tea", Some("vip"), Some(NotPackedReason::OutOfStock)),
-            item("note", None, None),
             item("tea", None, None),
+            item("note", None, None),
+            item("tea", Some("vip"), Some(NotPackedReason::OutOfStock)),
+        ];
+        let ambiguous = resolve(&decision, &items).expect_err("which tea?");
+        assert!(message(ambiguous).contains("rule_id"));
+        let items = [
+            item("tea", Some("book-tea"), None),
+            item("note", None, None),
+            item("tea", Some("vip"), Some(NotPackedReason::OutOfStock)),
         ];
         let lines = resolve(&decision, &items).expect("resolved");
         let got: Vec<(&str, &str, bool)> = lines

@@ -279,7 +279,121 @@ macro_rules! backend {
                 Ok(())
             }
 
-            /// One row of the operator log, in the transaction of the change it records.
+            /// One try of [`Store::confirm_packed`], in one write transaction.
+            async fn confirm_packed_once(&self, order_id: &str, station: &str, lines: &[PackedLine], rules: &crate::rules::RuleSet) -> Result<PackedOutcome, StoreError> {
+                let body = serde_json::to_string(lines).map_err(corrupt)?;
+                let now = Utc::now();
+                let mut tx = self.begin_write().await?;
+                // The decision row is the order's lock: a cancellation takes it too, so the two
+                // never interleave (one sees the other's outcome).
+                let decided = sqlx::query(&format!("SELECT warehouse FROM decisions WHERE order_id = $1{}", Self::LOCK_ROW))
+                    .bind(order_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(decided) = decided else {
+                    tx.rollback().await?;
+                    return Ok(PackedOutcome::NotDecided);
+                };
+                let warehouse: String = decided.try_get(0)?;
+                if let Some(first) = Self::packed_row(&mut tx, order_id).await? {
+                    tx.rollback().await?;
+                    let same = first.station == station && first.inserts == lines;
+                    return Ok(if same { PackedOutcome::Repeated(first) } else { PackedOutcome::Conflict(first) });
+                }
+                if Self::order_cancelled(&mut tx, order_id).await? {
+                    tx.rollback().await?;
+                    return Ok(PackedOutcome::Cancelled);
+                }
+                sqlx::query("INSERT INTO packed_confirmations (order_id, station, body, confirmed_at) VALUES ($1, $2, $3, $4)")
+                    .bind(order_id)
+                    .bind(station)
+                    .bind(&body)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                // Stock effects are applied after the inserts moved, in (insert, slot) order
+                // as every writer of stock rows takes them.
+                let mut stock: Vec<(String, String, NotPackedReason)> = Vec::new();
+                for (seq, line) in lines.iter().enumerate() {
+                    let state = if line.packed { "packed" } else { "not_packed" };
+                    let reason = line.reason.map(NotPackedReason::as_str);
+                    // Only from `given` (DESIGN's insert state machine).
+                    let moved = sqlx::query(
+                        "UPDATE given_inserts SET state = $1, reason = $2 WHERE order_id = $3 AND seq = $4 AND insert_id = $5 AND state = 'given' RETURNING kind, stock_slot",
+                    )
+                    .bind(state)
+                    .bind(reason)
+                    .bind(order_id)
+                    .bind(seq as i64)
+                    .bind(&line.insert_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let (Some(row), Some(reason)) = (moved, line.reason.filter(|_| !line.packed)) else {
+                        continue;
+                    };
+                    let kind: String = row.try_get(0)?;
+                    if kind == "coupon" {
+                        Self::void_unpacked_coupon(&mut tx, order_id, line, &now).await?;
+                    }
+                    if let Some(slot) = row.try_get::<Option<String>, _>(1)? {
+                        stock.push((line.insert_id.clone(), slot, reason));
+                    }
+                }
+                stock.sort();
+                for (insert_id, slot, reason) in &stock {
+                    match reason {
+                        NotPackedReason::Other => {
+                            sqlx::query("UPDATE stock SET used = used - 1 WHERE insert_id = $1 AND slot = $2 AND used > 0")
+                                .bind(insert_id)
+                                .bind(slot)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        NotPackedReason::Damaged => {}
+                        NotPackedReason::OutOfStock => {
+                            // The counter this insert drew on is emptied: for a per-warehouse
+                            // allocation that is the station's warehouse; a pool is one stock
+                            // shared by every warehouse, so it empties for all of them.
+                            let allocation = rules
+                                .insert(insert_id)
+                                .and_then(|i| match &i.body {
+                                    InsertBody::Item { stock: Some(stock), .. } => stock.slot(&warehouse),
+                                    _ => None,
+                                })
+                                .filter(|(s, _)| s.as_str() == slot)
+                                .map(|(_, n)| i64::from(n));
+                            let Some(allocation) = allocation else {
+                                tracing::warn!(order_id, insert_id, slot, "out of stock reported for an insert the rules no longer count in this slot; no counter changed");
+                                continue;
+                            };
+                            sqlx::query(
+                                "INSERT INTO stock (insert_id, slot, used) VALUES ($1, $2, $3) ON CONFLICT (insert_id, slot) \
+                                 DO UPDATE SET used = excluded.used WHERE stock.used < excluded.used",
+                            )
+                            .bind(insert_id)
+                            .bind(slot)
+                            .bind(allocation)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(PackedOutcome::Recorded(PackedConfirmation {
+                    station: station.to_string(),
+                    confirmed_at: engine::format_time(DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)),
+                    inserts: lines.to_vec(),
+                }))
+            }
+
+            /// Whether the order was cancelled (its summary says so).
+            async fn order_cancelled(tx: &mut sqlx::Transaction<'_, $db>, order_id: &str) -> Result<bool, StoreError> {
+                let row = sqlx::query("SELECT data FROM orders WHERE order_id = $1").bind(order_id).fetch_optional(&mut **tx).await?;
+                let Some(row) = row else { return Ok(false) };
+                let summary: OrderSummary = serde_json::from_str(&row.try_get::<String, _>(0)?).map_err(corrupt)?;
+                Ok(summary.status == profile::OrderStatus::Cancelled)
+            }
+
             /// Voids the coupon of an insert a station did not pack: nobody received its code.
             async fn void_unpacked_coupon(tx: &mut sqlx::Transaction<'_, $db>, order_id: &str, line: &PackedLine, now: &DateTime<Utc>) -> Result<(), StoreError> {
                 let voided = sqlx::query(
@@ -311,6 +425,7 @@ macro_rules! backend {
                 row.map(|r| packed_from_columns(r.try_get(0)?, &r.try_get::<String, _>(1)?, r.try_get(2)?)).transpose()
             }
 
+            /// One row of the operator log, in the transaction of the change it records.
             async fn operator_row(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 actor: &str,
@@ -665,11 +780,21 @@ macro_rules! backend {
                     // Decided in this very batch: its rows must exist to be voided.
                     Self::flush_or_contended(tx, cache).await?;
                 }
-                let packed = sqlx::query("SELECT COUNT(*) FROM given_inserts WHERE order_id = $1 AND state = 'packed'")
+                // The order's lock, as a packing confirmation takes it: a confirmation either
+                // committed before (then the parcel is on its way) or waits and sees the
+                // cancellation.
+                sqlx::query(&format!("SELECT order_id FROM decisions WHERE order_id = $1{}", Self::LOCK_ROW))
                     .bind(order_id)
-                    .fetch_one(&mut **tx)
-                    .await?
-                    .try_get::<i64, _>(0)?;
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let packed = sqlx::query(
+                    "SELECT (SELECT COUNT(*) FROM given_inserts WHERE order_id = $1 AND state = 'packed') \
+                     + (SELECT COUNT(*) FROM packed_confirmations WHERE order_id = $1)",
+                )
+                .bind(order_id)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get::<i64, _>(0)?;
                 if packed == 0 {
                     let voided = sqlx::query(
                         "UPDATE coupons SET state = 'voided', version = version + 1 WHERE order_id = $1 AND state = 'issued' RETURNING code, version, customer_id",
@@ -1070,104 +1195,15 @@ macro_rules! backend {
             }
 
             async fn confirm_packed(&self, order_id: &str, station: &str, lines: &[PackedLine], rules: &crate::rules::RuleSet) -> Result<PackedOutcome, StoreError> {
-                let body = serde_json::to_string(lines).map_err(corrupt)?;
-                let now = Utc::now();
-                let mut tx = self.begin_write().await?;
-                let decided = sqlx::query("SELECT warehouse FROM decisions WHERE order_id = $1")
-                    .bind(order_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(decided) = decided else {
-                    tx.rollback().await?;
-                    return Ok(PackedOutcome::NotDecided);
-                };
-                let warehouse: String = decided.try_get(0)?;
-                // The primary key makes a second confirmation, even a concurrent one, find the
-                // first instead of writing its own.
-                let inserted = sqlx::query(
-                    "INSERT INTO packed_confirmations (order_id, station, body, confirmed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (order_id) DO NOTHING",
-                )
-                .bind(order_id)
-                .bind(station)
-                .bind(&body)
-                .bind(now.timestamp())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 0 {
-                    let first = Self::packed_row(&mut tx, order_id).await?;
-                    tx.rollback().await?;
-                    let Some(first) = first else {
-                        return Err(StoreError::Other(format!("the confirmation of order {order_id} vanished while it was read")));
-                    };
-                    let same = first.station == station && first.inserts == lines;
-                    return Ok(if same { PackedOutcome::Repeated(first) } else { PackedOutcome::Conflict(first) });
-                }
-                for (seq, line) in lines.iter().enumerate() {
-                    let state = if line.packed { "packed" } else { "not_packed" };
-                    let reason = line.reason.map(NotPackedReason::as_str);
-                    // Only from `given`: an insert a cancellation already voided or returned
-                    // keeps that state, so its stock is never returned twice.
-                    let moved = sqlx::query(
-                        "UPDATE given_inserts SET state = $1, reason = $2 WHERE order_id = $3 AND seq = $4 AND insert_id = $5 AND state = 'given' RETURNING kind, stock_slot",
-                    )
-                    .bind(state)
-                    .bind(reason)
-                    .bind(order_id)
-                    .bind(seq as i64)
-                    .bind(&line.insert_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let (Some(row), Some(reason)) = (moved, line.reason.filter(|_| !line.packed)) else {
-                        continue;
-                    };
-                    let kind: String = row.try_get(0)?;
-                    let slot: Option<String> = row.try_get(1)?;
-                    if kind == "coupon" {
-                        Self::void_unpacked_coupon(&mut tx, order_id, line, &now).await?;
-                    }
-                    let Some(slot) = slot else { continue };
-                    match reason {
-                        NotPackedReason::Other => {
-                            sqlx::query("UPDATE stock SET used = used - 1 WHERE insert_id = $1 AND slot = $2 AND used > 0")
-                                .bind(&line.insert_id)
-                                .bind(&slot)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        NotPackedReason::Damaged => {}
-                        NotPackedReason::OutOfStock => {
-                            // The counter this insert drew on is emptied: for a per-warehouse
-                            // allocation that is the station's warehouse; a pool is one stock
-                            // shared by every warehouse, so it empties for all of them.
-                            let allocation = rules
-                                .insert(&line.insert_id)
-                                .and_then(|i| match &i.body {
-                                    InsertBody::Item { stock: Some(stock), .. } => stock.slot(&warehouse),
-                                    _ => None,
-                                })
-                                .filter(|(s, _)| s.as_str() == slot)
-                                .map(|(_, n)| i64::from(n));
-                            if let Some(allocation) = allocation {
-                                sqlx::query(
-                                    "INSERT INTO stock (insert_id, slot, used) VALUES ($1, $2, $3) ON CONFLICT (insert_id, slot) \
-                                     DO UPDATE SET used = excluded.used WHERE stock.used < excluded.used",
-                                )
-                                .bind(&line.insert_id)
-                                .bind(&slot)
-                                .bind(allocation)
-                                .execute(&mut *tx)
-                                .await?;
-                            }
-                        }
+                // Locks are taken in one order everywhere (the order's decision row first), so
+                // a deadlock is rare; PostgreSQL ends one when it happens, and this tries again.
+                let mut tries = 0;
+                loop {
+                    match self.confirm_packed_once(order_id, station, lines, rules).await {
+                        Err(StoreError::Db(e)) if tries < 3 && is_transient(&e) => tries += 1,
+                        other => return other,
                     }
                 }
-                tx.commit().await?;
-                Ok(PackedOutcome::Recorded(PackedConfirmation {
-                    station: station.to_string(),
-                    confirmed_at: engine::format_time(DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)),
-                    inserts: lines.to_vec(),
-                }))
             }
 
             async fn forget_customer(&self, customer_id: &str) -> Result<ForgetReport, StoreError> {
@@ -1341,6 +1377,14 @@ macro_rules! backend {
 
             async fn void_coupon(&self, code: &str, actor: &str) -> Result<VoidOutcome, StoreError> {
                 let mut tx = self.begin_write().await?;
+                // The order's lock first, as confirmations and cancellations take it.
+                sqlx::query(&format!(
+                    "SELECT order_id FROM decisions WHERE order_id = (SELECT order_id FROM coupons WHERE code = $1){}",
+                    Self::LOCK_ROW
+                ))
+                .bind(code)
+                .fetch_optional(&mut *tx)
+                .await?;
                 let row = sqlx::query(
                     "UPDATE coupons SET state = 'voided', version = version + 1 WHERE code = $1 AND state = 'issued' \
                      RETURNING version, order_id, customer_id, insert_id, source_id",
@@ -1484,6 +1528,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// The writer's transaction is `BEGIN IMMEDIATE`: rows need no lock of their own.
     const LOCK_PROFILES: &'static str = "";
+    /// SQLite's write transactions are serial already (`BEGIN IMMEDIATE`).
+    const LOCK_ROW: &'static str = "";
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
         WHERE state = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2) \
@@ -1572,6 +1618,8 @@ impl PgStore {
     /// Locked until the batch commits, so a concurrent `forget` (or another batch) is not
     /// overwritten by this batch's copy of the profile.
     const LOCK_PROFILES: &'static str = " FOR UPDATE";
+    /// A row read to take an order's lock.
+    const LOCK_ROW: &'static str = " FOR UPDATE";
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
         WHERE state = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2 \

@@ -105,7 +105,17 @@ pub struct StoredDecision {
 
 /// Why a station did not pack an insert (CONTRACT §7), and so what happens to its stock.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum NotPackedReason {
@@ -162,6 +172,8 @@ pub enum PackedOutcome {
     Conflict(PackedConfirmation),
     /// The order has no decision.
     NotDecided,
+    /// The order was cancelled before anything was confirmed: nothing changed.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
