@@ -160,8 +160,20 @@ pub async fn card(
         Ok(profile) => profile.and_then(|p| p.locale),
         Err(e) => return Err(ApiError::store(e)),
     };
+    // A code voided since (order cancelled, not packed, by an operator) is not printed: it
+    // would be refused at the till.
+    let coupons = shared
+        .store
+        .coupons_of_order(&order_id)
+        .await
+        .map_err(ApiError::store)?;
+    let mut decision = stored.decision;
+    decision.inserts.retain(|i| match &i.coupon {
+        Some(c) => coupons.iter().any(|row| row.code == c.code && row.state != "voided"),
+        None => true,
+    });
     let shop = shared.env.load().shop.clone();
-    let html = card::render(&stored.decision, &shop, locale.as_deref().unwrap_or("en"));
+    let html = card::render(&decision, &shop, locale.as_deref().unwrap_or("en"));
     // Only its own inline style and inline SVG: nothing in a card can run or load.
     Ok((
         [
