@@ -91,6 +91,10 @@ pub struct HttpConfig {
     /// Longest a request may take to arrive, in milliseconds (408 beyond); its answer may
     /// take twice as long (503 beyond).
     pub request_timeout_ms: u64,
+    /// How long an insert list is answered from memory, in milliseconds (0: never).
+    pub cache_ttl_ms: u64,
+    /// Most insert lists kept in memory.
+    pub cache_entries: u64,
     pub tokens: Vec<TokenConfig>,
 }
 
@@ -101,6 +105,8 @@ impl Default for HttpConfig {
             public_url: None,
             max_body_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
+            cache_ttl_ms: 2_000,
+            cache_entries: 100_000,
             tokens: Vec::new(),
         }
     }

@@ -502,8 +502,14 @@ fn packed_confirmation_effects(store_url: Option<&str>) {
     );
 
     // The card no longer prints the voided coupon (the note's own text is the marketer's).
-    let card = api.get("/v1/orders/O-2101/card", Some(NYC)).text().expect("card");
-    assert!(card.contains("<main") && !card.contains("class=\"coupon\""), "{card}");
+    let card = api
+        .get("/v1/orders/O-2101/card", Some(NYC))
+        .text()
+        .expect("card");
+    assert!(
+        card.contains("<main") && !card.contains("class=\"coupon\""),
+        "{card}"
+    );
 
     // New York's shelf of samples is empty now; Berlin's is not.
     let mut nyc_again = renamed(example("fragrance-new-york.json"), "O-2102");

@@ -9,7 +9,7 @@
 //! for lag tools only.
 
 use super::Shared;
-use crate::event::parse_event;
+use crate::event::{Event, EventBody, parse_event};
 use crate::kafka::TOPIC_ORDERS;
 use crate::replay::Applied;
 use crate::store::{Batch, BatchItem, BatchReport, Fence, StoreError};
@@ -268,6 +268,7 @@ impl Context {
                         .with_label_values(&["ok"])
                         .observe(secs);
                     self.count(&report);
+                    self.forget_insert_lists(&batch);
                     part.position = end;
                     let mut tpl = TopicPartitionList::new();
                     let _ = tpl.add_partition_offset(TOPIC_ORDERS, partition, Offset::Offset(end));
@@ -307,6 +308,20 @@ impl Context {
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
+            }
+        }
+    }
+
+    /// Orders placed in the batch may have been asked for before they were decided; the
+    /// station cache must not keep answering "no such order" for them.
+    fn forget_insert_lists(&self, batch: &Batch) {
+        for item in &batch.items {
+            if let Ok(Event {
+                body: EventBody::OrderPlaced(order),
+                ..
+            }) = &item.event
+            {
+                self.shared.insert_lists.forget(&order.id);
             }
         }
     }

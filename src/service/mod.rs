@@ -64,6 +64,8 @@ pub struct Shared {
     pub readiness: Mutex<Readiness>,
     /// The packing stations' bearer tokens.
     pub tokens: crate::station::Tokens,
+    /// Insert lists answered from memory for a moment.
+    pub insert_lists: crate::station::InsertListCache,
 }
 
 /// What the service is started with.
@@ -160,6 +162,10 @@ pub async fn run(
             rules_error: None,
         }),
         tokens,
+        insert_lists: crate::station::InsertListCache::new(
+            Duration::from_millis(config.http.cache_ttl_ms),
+            config.http.cache_entries,
+        ),
     });
 
     let listener = tokio::net::TcpListener::bind(&config.http.listen)

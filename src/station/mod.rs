@@ -4,11 +4,13 @@
 //! write transaction through the store's writer.
 
 mod auth;
+mod cache;
 mod card;
 mod error;
 mod orders;
 
 pub use auth::{Caller, Tokens};
+pub use cache::{Cached, InsertListCache};
 pub use error::{ApiError, ErrorBody, json_errors};
 pub use orders::{InsertList, PackedItem, PackedRequest};
 

@@ -2,6 +2,7 @@
 //! confirmation of what went into the parcel.
 
 use super::auth::Caller;
+use super::cache::Cached;
 use super::card;
 use super::error::{ApiError, ErrorBody};
 use crate::engine::{GivenInsert, ScheduledFollowup};
@@ -12,7 +13,7 @@ use crate::store::{
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -129,9 +130,35 @@ pub async fn inserts(
     caller: Caller,
     State(shared): State<Arc<Shared>>,
     Path(order_id): Path<String>,
-) -> Result<Json<InsertList>, ApiError> {
-    let stored = visible_decision(&shared, &caller, &order_id).await?;
-    Ok(Json(InsertList::new(stored)))
+) -> Result<Response, ApiError> {
+    let cached = match shared.insert_lists.get(&order_id) {
+        Some(hit) => hit,
+        None => {
+            let generation = shared.insert_lists.generation();
+            let loaded = match shared.store.decision(&order_id).await {
+                Ok(None) => Cached::Absent,
+                Ok(Some(stored)) => Cached::Present {
+                    warehouse: stored.warehouse.as_str().into(),
+                    body: serde_json::to_vec(&InsertList::new(stored))
+                        .map_err(|e| {
+                            ApiError::store(crate::store::StoreError::Corrupt(e.to_string()))
+                        })?
+                        .into(),
+                },
+                Err(e) => return Err(ApiError::store(e)),
+            };
+            shared
+                .insert_lists
+                .put(&order_id, loaded.clone(), generation);
+            loaded
+        }
+    };
+    match cached {
+        Cached::Present { warehouse, body } if caller.may_see(&warehouse) => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        }
+        _ => Err(ApiError::order_not_found(&order_id)),
+    }
 }
 
 /// The printable card of a parcel: note and coupons, A6, with a QR code of each code.
@@ -169,7 +196,9 @@ pub async fn card(
         .map_err(ApiError::store)?;
     let mut decision = stored.decision;
     decision.inserts.retain(|i| match &i.coupon {
-        Some(c) => coupons.iter().any(|row| row.code == c.code && row.state != "voided"),
+        Some(c) => coupons
+            .iter()
+            .any(|row| row.code == c.code && row.state != "voided"),
         None => true,
     });
     let shop = shared.env.load().shop.clone();
@@ -229,6 +258,8 @@ pub async fn packed(
         .confirm_packed(&order_id, station, &lines, &rules)
         .await
         .map_err(ApiError::store)?;
+    // Whatever came of it, the stored state is what the next look should show.
+    shared.insert_lists.forget(&order_id);
     match outcome {
         PackedOutcome::Recorded(confirmation) => {
             tracing::info!(
