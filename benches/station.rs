@@ -111,23 +111,40 @@ fn find_wrk() -> Result<PathBuf, String> {
         .ok_or_else(|| "wrk is not on PATH; install it with `apt-get install -y wrk`".to_string())
 }
 
-/// A store to run the service on; PostgreSQL's database lives as long as this.
+/// A store to run the service on, with or without the insert-list cache; PostgreSQL's
+/// database lives as long as this.
 struct Backend {
     name: &'static str,
     database: Option<ScratchDatabase>,
+    /// `[http] cache_ttl_ms`: the default, or 0 so that every request reads the store.
+    cache_ttl_ms: &'static str,
 }
 
 fn backends() -> Vec<Backend> {
-    let mut backends = vec![Backend {
-        name: "SQLite",
-        database: None,
-    }];
+    let mut backends = vec![
+        Backend {
+            name: "SQLite",
+            database: None,
+            cache_ttl_ms: "2000",
+        },
+        Backend {
+            name: "SQLite, no cache",
+            database: None,
+            cache_ttl_ms: "0",
+        },
+    ];
     if skip_postgres() {
         println!("PostgreSQL skipped (PW_BENCH_SKIP_PG)");
     } else {
         backends.push(Backend {
             name: "PostgreSQL",
-            database: Some(ScratchDatabase::create("pw_bench_station")),
+            database: Some(ScratchDatabase::create("pw_bench_station_cached")),
+            cache_ttl_ms: "2000",
+        });
+        backends.push(Backend {
+            name: "PostgreSQL, no cache",
+            database: Some(ScratchDatabase::create("pw_bench_station_direct")),
+            cache_ttl_ms: "0",
         });
     }
     backends
@@ -176,7 +193,10 @@ impl StationService {
         let config = workdir.path().join("station-bench.toml");
         std::fs::write(&config, config_toml()).expect("the service's config file");
         let config = config.display().to_string();
-        let mut env = vec![("PACKWELL_LOG", "warn")];
+        let mut env = vec![
+            ("PACKWELL_LOG", "warn"),
+            ("PACKWELL_HTTP_CACHE_TTL_MS", backend.cache_ttl_ms),
+        ];
         if let Some(database) = &backend.database {
             env.push(("PACKWELL_STORE_URL", database.url.as_str()));
         }
@@ -473,7 +493,7 @@ fn print_table(rows: &[Row], seconds: usize) {
     let line = |cells: [&str; 7]| {
         let [route, backend, rate, p50, p99, ratio, p99_met] = cells;
         let text = format!(
-            "{route:<route_width$} {backend:<12} {rate:>12} {p50:>10} {p99:>10} {ratio:>9} {p99_met:>11}"
+            "{route:<route_width$} {backend:<21} {rate:>12} {p50:>10} {p99:>10} {ratio:>9} {p99_met:>11}"
         );
         println!("{}", text.trim_end());
     };
