@@ -112,13 +112,25 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub name: String,
     pub token_sha256: Option<String>,
     pub token: Option<String>,
     pub warehouses: Option<Vec<String>>,
+}
+
+/// Never shows a token given in clear text.
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("token_sha256", &self.token_sha256)
+            .field("token", &self.token.as_ref().map(|_| "********"))
+            .field("warehouses", &self.warehouses)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

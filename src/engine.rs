@@ -122,6 +122,7 @@ pub struct GivenInsert {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[schemars(range(min = 1))]
+    #[schema(minimum = 1)]
     pub quantity: u32,
     /// Gifts, samples and packaging: the stock-keeping unit to pick, if the rules name one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

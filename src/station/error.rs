@@ -84,6 +84,17 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the store did not answer; try again in a moment",
             ),
+            StoreError::Db(sqlx::Error::Database(db))
+                if matches!(
+                    db.code().as_deref(),
+                    Some("40P01" | "40001" | "5" | "6" | "517")
+                ) =>
+            {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the store is busy; try again in a moment",
+                )
+            }
             _ => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "something went wrong on the server; it is in the service log",
