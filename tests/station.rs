@@ -379,16 +379,7 @@ fn stalled_post(addr: &str, path: &str) -> (u16, String) {
     .expect("write");
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    status_and_body(&text)
 }
 
 /// The confirmation of every insert as packed, but those named with a reason.

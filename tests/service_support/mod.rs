@@ -224,6 +224,11 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     );
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
+    status_and_body(&text)
+}
+
+/// The status code and body of a raw HTTP/1.1 response (0 when there was none).
+pub fn status_and_body(text: &str) -> (u16, String) {
     let status = text
         .split_whitespace()
         .nth(1)
