@@ -50,6 +50,30 @@ token = "{ADMIN}"
     path.display().to_string()
 }
 
+/// A broker and `packwell run` with the tokens of [`config`], on SQLite or the given store.
+struct Station {
+    api: Api,
+    service: ServiceProcess,
+    _work: Workdir,
+    broker: TestBroker,
+}
+
+impl Station {
+    fn start(store_url: Option<&str>) -> Station {
+        let broker = TestBroker::start();
+        let work = Workdir::new();
+        let config = config(work.path(), store_url);
+        let service =
+            ServiceProcess::start_with_args(work.path(), &broker.addr, &[], &["--config", &config]);
+        Station {
+            api: Api::new(&service),
+            service,
+            _work: work,
+            broker,
+        }
+    }
+}
+
 struct Api {
     base: String,
     client: Client,
@@ -144,20 +168,16 @@ fn not_found_body(order_id: &str) -> Value {
 
 #[test]
 fn stations_see_their_warehouses_orders_and_errors_are_json() {
-    let broker = TestBroker::start();
-    let work = Workdir::new();
-    let config = config(work.path(), None);
-    let service =
-        ServiceProcess::start_with_args(work.path(), &broker.addr, &[], &["--config", &config]);
-    let api = Api::new(&service);
+    let station = Station::start(None);
+    let (broker, service, api) = (&station.broker, &station.service, &station.api);
     send(
-        &broker,
+        broker,
         &[
             example("first-book-order.json"),
             example("fragrance-new-york.json"),
         ],
     );
-    wait_decided(&api, &["O-1001", "O-2101"]);
+    wait_decided(api, &["O-1001", "O-2101"]);
 
     // Berlin sees its order: the decision without `skipped`, with `packed` null.
     let (status, list) = json_of(api.get("/v1/orders/O-1001/inserts", Some(BER)));
@@ -411,14 +431,10 @@ fn skipped_reason(decision: &Value, insert_id: &str) -> Option<String> {
 /// Confirms O-2101 (New York: a fragrance sample, a coupon) with the coupon not packed and
 /// the sample out of stock, then checks the effects through Kafka and the API.
 fn packed_confirmation_effects(store_url: Option<&str>) {
-    let broker = TestBroker::start();
-    let work = Workdir::new();
-    let config = config(work.path(), store_url);
-    let service =
-        ServiceProcess::start_with_args(work.path(), &broker.addr, &[], &["--config", &config]);
-    let api = Api::new(&service);
-    send(&broker, &[example("fragrance-new-york.json")]);
-    wait_decided(&api, &["O-2101"]);
+    let station = Station::start(store_url);
+    let (broker, api) = (&station.broker, &station.api);
+    send(broker, &[example("fragrance-new-york.json")]);
+    wait_decided(api, &["O-2101"]);
     let (_, list) = json_of(api.get("/v1/orders/O-2101/inserts", Some(NYC)));
     let kinds: BTreeSet<&str> = list["inserts"]
         .as_array()
@@ -508,8 +524,8 @@ fn packed_confirmation_effects(store_url: Option<&str>) {
     let mut berlin = renamed(example("fragrance-new-york.json"), "O-2103");
     berlin["order"]["customer"]["id"] = json!("C-2004");
     berlin["order"]["warehouse"] = json!("WH-BER");
-    send(&broker, &[nyc_again, berlin]);
-    wait_decided(&api, &["O-2102", "O-2103"]);
+    send(broker, &[nyc_again, berlin]);
+    wait_decided(api, &["O-2102", "O-2103"]);
     let decisions = read_topic(
         &broker.addr,
         "packing-instructions",
@@ -584,12 +600,8 @@ fn a_packed_confirmation_voids_unpacked_coupons_and_empties_the_shelf_postgres()
 
 #[test]
 fn the_openapi_document_matches_the_routes() {
-    let broker = TestBroker::start();
-    let work = Workdir::new();
-    let config = config(work.path(), None);
-    let service =
-        ServiceProcess::start_with_args(work.path(), &broker.addr, &[], &["--config", &config]);
-    let api = Api::new(&service);
+    let station = Station::start(None);
+    let api = &station.api;
     let (status, doc) = json_of(api.get("/openapi.json", None));
     assert_eq!(status, 200);
     assert!(

@@ -60,14 +60,10 @@ pub fn api() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The OpenAPI document as `/openapi.json` serves it.
-pub fn openapi_json() -> String {
-    api().1.to_pretty_json().unwrap_or_default()
-}
-
 pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
-    let (documented, _) = api();
-    let document = openapi_json();
+    let (documented, document) = api();
+    // Built once: the document does not change while the service runs.
+    let document = document.to_pretty_json().unwrap_or_default();
     documented
         .route(
             "/openapi.json",
