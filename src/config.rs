@@ -144,6 +144,27 @@ pub struct EmailConfig {
     pub smtp_port: u16,
     /// starttls | tls | none
     pub smtp_tls: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<Secret>,
+    /// Where `provider = "outbox"` writes `.eml` files.
+    pub outbox_dir: PathBuf,
+    /// The HTTP provider's endpoint (`provider = "http"` needs it).
+    pub http_url: Option<String>,
+    /// The header the HTTP provider authenticates with, and its value (a secret).
+    pub http_auth_header: String,
+    pub http_auth: Option<Secret>,
+    /// E-mails handed to the provider at the same time.
+    pub concurrency: usize,
+    /// Hand-overs of one e-mail before it ends `failed`.
+    pub max_tries: u32,
+    /// Longest wait for the provider's answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// The first wait before a retry, in milliseconds; it doubles with each try ...
+    pub retry_base_ms: u64,
+    /// ... up to this (also the most a `Retry-After` is waited for).
+    pub retry_max_ms: u64,
+    /// How often due e-mails are looked for, in milliseconds.
+    pub poll_ms: u64,
 }
 
 impl Default for EmailConfig {
@@ -154,6 +175,18 @@ impl Default for EmailConfig {
             smtp_host: None,
             smtp_port: 587,
             smtp_tls: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            outbox_dir: PathBuf::from("data/outbox"),
+            http_url: None,
+            http_auth_header: "Authorization".into(),
+            http_auth: None,
+            concurrency: 8,
+            max_tries: 8,
+            timeout_ms: 10_000,
+            retry_base_ms: 1_000,
+            retry_max_ms: 3_600_000,
+            poll_ms: 1_000,
         }
     }
 }
@@ -185,6 +218,17 @@ impl Default for ShopConfig {
             name: "Shop".into(),
             url: "https://shop.example".into(),
         }
+    }
+}
+
+/// A password or API key: kept as given, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"********\"")
     }
 }
 
@@ -321,6 +365,57 @@ impl Config {
                     .into(),
             ));
         }
+        if self.email.provider == "http"
+            && self
+                .email
+                .http_url
+                .as_deref()
+                .is_none_or(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[email] http_url = {:?}: provider = \"http\" needs the provider's endpoint, \
+                 an http:// or https:// URL (PACKWELL_EMAIL_HTTP_URL)",
+                self.email.http_url.as_deref().unwrap_or("")
+            )));
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "[email] from = {:?}: expected an address such as \"Shop <hello@shop.example>\"",
+                self.email.from
+            )));
+        }
+        if self
+            .email
+            .http_auth_header
+            .parse::<axum::http::HeaderName>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[email] http_auth_header = {:?}: not a header name",
+                self.email.http_auth_header
+            )));
+        }
+        for (name, value, low, high) in [
+            ("concurrency", self.email.concurrency as u64, 1, 1000),
+            ("max_tries", u64::from(self.email.max_tries), 1, 100),
+            ("timeout_ms", self.email.timeout_ms, 100, 600_000),
+            ("retry_base_ms", self.email.retry_base_ms, 1, 86_400_000),
+            ("retry_max_ms", self.email.retry_max_ms, 1, 86_400_000),
+            ("poll_ms", self.email.poll_ms, 10, 3_600_000),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "[email] {name} = {value}: expected {low} to {high}"
+                )));
+            }
+        }
+        if let Some(url) = &self.http.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[http] public_url = {url:?}: expected an http:// or https:// URL, the base of unsubscribe links"
+            )));
+        }
         if let Err(e) = crate::station::Tokens::from_config(&self.http.tokens) {
             return Err(ConfigError::Invalid(e));
         }
@@ -354,6 +449,17 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_STORE_PATH.to_string())
     }
 
+    /// The base of unsubscribe links: `[http] public_url`, else this service's own address.
+    pub fn public_url(&self) -> String {
+        self.http
+            .public_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| format!("http://{}", self.http.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     pub fn shop(&self) -> crate::engine::Shop {
         crate::engine::Shop {
             name: self.shop.name.clone(),
@@ -371,6 +477,11 @@ impl Config {
         }
         if let Some(url) = &masked.store.url {
             masked.store.url = Some(mask_url_password(url));
+        }
+        for secret in [&mut masked.email.smtp_password, &mut masked.email.http_auth] {
+            if secret.is_some() {
+                *secret = Some(Secret("********".into()));
+            }
         }
         toml::to_string_pretty(&masked).unwrap_or_default()
     }

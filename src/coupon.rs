@@ -139,6 +139,18 @@ impl CouponKey {
         format!("sha256:{}", hex::encode(&digest[..8]))
     }
 
+    /// A keyed digest of length-prefixed `fields` under a purpose `label`, for other secrets
+    /// derived from the same key (unsubscribe links): never equal to a code's digest, whose
+    /// fields are not labelled.
+    pub fn mac(&self, label: &str, fields: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
+        for field in std::iter::once(label.as_bytes()).chain(fields.iter().copied()) {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
     /// The code for one insert of one order; `attempt` moves on after a collision.
     pub fn code(
         &self,

@@ -331,6 +331,9 @@ pub struct Outcome {
     pub costs: Vec<Cost>,
     /// Rules that gave at least one insert (their cooldowns start now).
     pub rules_given: Vec<String>,
+    /// Follow-ups this order would have scheduled but for the customer's holdout: recorded
+    /// as e-mail jobs skipped with reason `holdout`, the control group of the effect report.
+    pub followup_holdouts: Vec<ScheduledFollowup>,
 }
 
 pub struct DecideInput<'a> {
@@ -718,6 +721,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
 
     let (followups, followup_skips) =
         schedule_followups(rules, profile, &ctx, Trigger::OrderPlaced, at, &mut vm);
+    let followup_holdouts = held_out_followups(rules, &followup_skips, at);
     skipped.extend(followup_skips);
 
     Outcome {
@@ -737,7 +741,52 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
         claims,
         costs,
         rules_given,
+        followup_holdouts,
     }
+}
+
+/// The follow-ups held out in a list of follow-up skips, each due when it would have been.
+pub fn held_out_followups(
+    rules: &RuleSet,
+    followup_skips: &[Skip],
+    at: DateTime<Utc>,
+) -> Vec<ScheduledFollowup> {
+    followup_skips
+        .iter()
+        .filter(|s| s.reason == SkipReason::Holdout)
+        .filter_map(|s| rules.followup(&s.rule_id))
+        .map(|f| ScheduledFollowup {
+            followup_id: f.id.clone(),
+            due_at: format_time(at + f.after),
+        })
+        .collect()
+}
+
+/// Whether a follow-up's condition holds for an order now, on the history as it is: the
+/// e-mail sender checks it again before sending (CONTRACT §5, reason `condition`).
+/// `late_days` is the order's lateness for follow-ups on `order.delivered`.
+pub fn followup_holds(
+    rules: &RuleSet,
+    followup: &crate::rules::Followup,
+    profile: &Profile,
+    order: &Order,
+    at: DateTime<Utc>,
+    late_days: Option<i64>,
+) -> Result<bool, String> {
+    let Some(when) = &followup.when else {
+        return Ok(true);
+    };
+    let ctx = Context::build(
+        profile,
+        order,
+        at,
+        late_days
+            .or(Some(0))
+            .filter(|_| followup.on == Trigger::OrderDelivered),
+        &rules.needs,
+    );
+    let mut vm = VM::new();
+    evaluate(when, &ctx.root, &mut vm)
 }
 
 fn set_coupons(data: &mut crate::render::TemplateData, coupons: Vec<serde_json::Value>) {

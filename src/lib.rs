@@ -10,6 +10,10 @@
 //! - [`coupon`]: coupon codes derived from a secret key.
 //! - [`render`]: Handlebars notes and e-mails, and the template checks of `validate`.
 //! - [`replay`]: events replayed in memory through the fold and the engine.
+//! - [`store`]: the source of truth (SQLite or PostgreSQL), written once per batch.
+//! - [`service`]: `packwell run`: consumer, relay, HTTP, reloads.
+//! - [`station`]: the packing stations' HTTP API and page.
+//! - [`email`]: follow-up e-mails: checks at send time, rendering, providers, the sender.
 //! - [`kafka`]: topic names, the shared client settings, the embedded development broker.
 //! - [`config`]: layered configuration (defaults, file, `PACKWELL_*`).
 //! - [`cli`]: the commands behind the `packwell` binary.
@@ -24,6 +28,7 @@
 pub mod cli;
 pub mod config;
 pub mod coupon;
+pub mod email;
 pub mod engine;
 pub mod event;
 pub mod kafka;

@@ -5,6 +5,7 @@ mod backtest;
 mod broker;
 mod coupon;
 mod dlq;
+mod email;
 mod forget;
 mod import;
 mod preview;
@@ -221,6 +222,49 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Operator view and control of follow-up e-mails, in the store the configuration names.
+    Email {
+        #[command(subcommand)]
+        command: EmailCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmailCommand {
+    /// List e-mail jobs (newest first): id (ORDER_ID/FOLLOWUP_ID), state, due time, detail.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only this order's e-mails.
+        #[arg(long, value_name = "ID")]
+        order: Option<String>,
+        /// Only this customer's e-mails.
+        #[arg(long, value_name = "ID")]
+        customer: Option<String>,
+        /// At most this many.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Cancel a pending or retrying e-mail: it ends skipped (`cancelled`) and is never sent.
+    Cancel {
+        #[command(flatten)]
+        common: Common,
+        /// The job: ORDER_ID/FOLLOWUP_ID.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Send a sent, failed, unknown or skipped e-mail again, now: it is checked anew
+    /// (unsubscribes, suppressions, frequency cap, quiet hours) and goes under a new
+    /// idempotency key; coupons it gave before stay the same.
+    Resend {
+        #[command(flatten)]
+        common: Common,
+        /// The job: ORDER_ID/FOLLOWUP_ID.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,6 +442,23 @@ pub fn run(cli: Cli) -> ExitCode {
                     brokers,
                 },
         } => dlq::run(&common, since.as_deref(), brokers.as_deref()),
+        Command::Email { command } => match command {
+            EmailCommand::List {
+                common,
+                order,
+                customer,
+                limit,
+                format,
+            } => email::list(
+                &common,
+                order.as_deref(),
+                customer.as_deref(),
+                limit,
+                format,
+            ),
+            EmailCommand::Cancel { common, id } => email::cancel(&common, &id),
+            EmailCommand::Resend { common, id } => email::resend(&common, &id),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

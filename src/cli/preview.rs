@@ -77,71 +77,62 @@ pub fn run(
             body = escape(&text)
         )
     } else if rules.templates.has_email(template) {
-        let followup = rules.followups.iter().find(|f| f.template == template);
-        let coupons: Vec<GivenInsert> = followup
-            .map(|f| {
-                f.give
-                    .iter()
-                    .filter_map(|&idx| {
-                        let insert = &rules.inserts[idx];
-                        let crate::rules::InsertBody::Coupon(c) = &insert.body else {
-                            return None;
-                        };
-                        let amount = c.amount.get(&order.currency)?;
-                        Some(GivenInsert {
-                            insert_id: insert.id.clone(),
-                            kind: "coupon".into(),
-                            rule_id: f.id.clone(),
-                            title: insert.title.clone(),
-                            quantity: 1,
-                            sku: None,
-                            coupon: Some(CouponGiven {
-                                code: key.code(&c.code_prefix, &order.id, &f.id, &insert.id, 0),
-                                amount: crate::money::format_amount(*amount),
-                                currency: order.currency.to_string(),
-                                min_order: c
-                                    .min_order
-                                    .get(&order.currency)
-                                    .map(|m| crate::money::format_amount(*m)),
-                                expires_on: (event.occurred_at.date_naive()
-                                    + chrono::Duration::days(i64::from(c.valid_days)))
-                                .format("%Y-%m-%d")
-                                .to_string(),
-                            }),
-                            note: None,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let pairs: Vec<(&GivenInsert, &CouponGiven)> = coupons
+        // The e-mail as the sender would compose it for this order: the follow-up that uses
+        // the template (its coupons as they would be issued today), the order as delivered
+        // now for a follow-up on order.delivered, the customer's signed unsubscribe link.
+        let followup = rules
+            .followups
             .iter()
-            .filter_map(|g| g.coupon.as_ref().map(|c| (g, c)))
-            .collect();
-        let delivery = serde_json::json!({"delivered_at": crate::engine::format_time(event.occurred_at), "late_days": 0});
-        let mut ctx = template_context(
-            &profile,
-            order,
-            &crate::engine::context_coupons(&pairs),
-            event.occurred_at,
-            Some(delivery),
-            &shop,
+            .find(|f| f.template == template)
+            .cloned()
+            .unwrap_or_else(|| crate::rules::Followup {
+                id: template.to_string(),
+                on: crate::rules::Trigger::OrderPlaced,
+                when: None,
+                template: template.to_string(),
+                after: chrono::Duration::zero(),
+                give: Vec::new(),
+                holdout_bp: 0,
+                mode: crate::rules::Mode::Live,
+            });
+        let mut summary = crate::profile::OrderSummary::from_order(order, event.occurred_at);
+        if followup.on == crate::rules::Trigger::OrderDelivered {
+            summary.delivered_at = Some(event.occurred_at);
+        }
+        let coupons = crate::email::compose::plan_coupons(
+            &rules,
+            &followup,
+            &summary,
+            &key,
+            &Default::default(),
+            event.occurred_at.date_naive(),
         );
-        let base = config
-            .http
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.http.listen));
-        ctx["unsubscribe_url"] = serde_json::Value::String(format!("{base}/u/preview"));
-        let email = rules
-            .templates
-            .render_email(template, &ctx)
-            .map_err(|e| Failure::finding(format!("error: {e}")))?;
+        let unsubscribe =
+            crate::email::token::unsubscribe_url(&config.public_url(), &key, &order.customer.id);
+        let email = crate::email::compose::compose(&crate::email::compose::ComposeInput {
+            rules: &rules,
+            followup: &followup,
+            profile: &profile,
+            order: &summary,
+            coupons: &coupons,
+            shop: &shop,
+            from: &config.email.from,
+            unsubscribe_url: &unsubscribe,
+        })
+        .map_err(|e| Failure::finding(format!("error: {e}")))?;
         // The e-mail's own document, with the envelope shown above its body.
         let envelope = format!(
-            "<div style=\"font-family:sans-serif;border-bottom:1px solid #ccc;padding:.5em;margin-bottom:1em\"><b>To:</b> {}<br><b>Subject:</b> {}</div>",
-            escape(&order.customer.email),
-            escape(&email.subject)
+            "<div style=\"font-family:sans-serif;border-bottom:1px solid #ccc;padding:.5em;margin-bottom:1em\"><b>From:</b> {}<br><b>To:</b> {}<br><b>Subject:</b> {}<br><b>List-Unsubscribe:</b> {}</div>",
+            escape(&email.from),
+            escape(&email.to),
+            escape(&email.subject),
+            escape(
+                email
+                    .headers
+                    .get("List-Unsubscribe")
+                    .map(String::as_str)
+                    .unwrap_or("")
+            )
         );
         let text_part = format!(
             "<hr><pre style=\"white-space:pre-wrap\">{}</pre>",

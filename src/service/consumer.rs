@@ -331,14 +331,39 @@ impl Context {
         for reason in &report.rejections {
             m.rejected.with_label_values(&[reason.as_str()]).inc();
         }
+        let holdout = crate::store::emails::EmailSkip::Holdout.as_str();
         for applied in &report.applied {
-            if let Applied::Decided(outcome) = applied {
-                m.decided.inc();
-                let d = &outcome.decision;
-                tracing::debug!(order_id = %d.order_id, customer_id = %d.customer_id, inserts = d.inserts.len(), "decided");
-                for i in &d.inserts {
-                    m.inserts_given.with_label_values(&[&i.insert_id]).inc();
+            match applied {
+                Applied::Decided(outcome) => {
+                    m.decided.inc();
+                    let d = &outcome.decision;
+                    tracing::debug!(order_id = %d.order_id, customer_id = %d.customer_id, inserts = d.inserts.len(), "decided");
+                    for i in &d.inserts {
+                        m.inserts_given.with_label_values(&[&i.insert_id]).inc();
+                    }
+                    for f in &d.followups {
+                        m.email.scheduled.with_label_values(&[&f.followup_id]).inc();
+                    }
+                    let held_out = outcome.followup_holdouts.len() as u64;
+                    m.email
+                        .skipped
+                        .with_label_values(&[holdout])
+                        .inc_by(held_out);
                 }
+                Applied::Folded { followups, skipped } => {
+                    for f in followups {
+                        m.email.scheduled.with_label_values(&[&f.followup_id]).inc();
+                    }
+                    let held_out = skipped
+                        .iter()
+                        .filter(|s| s.reason == crate::engine::SkipReason::Holdout)
+                        .count() as u64;
+                    m.email
+                        .skipped
+                        .with_label_values(&[holdout])
+                        .inc_by(held_out);
+                }
+                _ => {}
             }
         }
     }

@@ -27,11 +27,13 @@ use utoipa_axum::routes;
     info(
         title = "Packwell",
         description = "Packing stations fetch a parcel's inserts and card and confirm what went in; \
-                       operators read health, readiness and metrics."
+                       customers unsubscribe from follow-up e-mails; the e-mail provider reports \
+                       bounces and complaints; operators read health, readiness and metrics."
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "station", description = "Packing stations (a bearer token from `[http] tokens`)"),
+        (name = "email", description = "Unsubscribe links (the signed token is the proof) and the e-mail provider's bounces and complaints (a bearer token without a warehouse limit)"),
         (name = "operations", description = "Health, readiness and metrics (no token)")
     )
 )]
@@ -57,6 +59,7 @@ pub fn api() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .merge(station::routes())
+        .merge(crate::email::routes::routes())
         .split_for_parts()
 }
 

@@ -20,6 +20,83 @@ pub struct Metrics {
     pub paused: IntGauge,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
+    pub email: EmailMetrics,
+}
+
+/// The e-mail sender's metrics (labels: follow-up ids and skip reasons). Cheap to clone: the
+/// worker keeps its own copy.
+#[derive(Clone)]
+pub struct EmailMetrics {
+    pub scheduled: IntCounterVec,
+    pub sent: IntCounterVec,
+    pub skipped: IntCounterVec,
+    pub failed: IntCounterVec,
+    pub unknown: IntCounterVec,
+    pub retried: IntCounterVec,
+    pub send_seconds: HistogramVec,
+}
+
+impl EmailMetrics {
+    fn new() -> EmailMetrics {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("metric")
+        };
+        EmailMetrics {
+            scheduled: counter_vec(
+                "emails_scheduled_total",
+                "E-mail jobs scheduled, by follow-up.",
+                &["followup"],
+            ),
+            sent: counter_vec(
+                "emails_sent_total",
+                "E-mails the provider accepted, by follow-up.",
+                &["followup"],
+            ),
+            skipped: counter_vec(
+                "emails_skipped_total",
+                "E-mail jobs that ended without sending, by reason (holdout included).",
+                &["reason"],
+            ),
+            failed: counter_vec(
+                "emails_failed_total",
+                "E-mails given up on after the configured tries or a permanent refusal, by follow-up.",
+                &["followup"],
+            ),
+            unknown: counter_vec(
+                "emails_unknown_total",
+                "E-mails whose hand-over was cut off by a crash, to a provider that cannot de-duplicate: not sent again.",
+                &["followup"],
+            ),
+            retried: counter_vec(
+                "emails_retried_total",
+                "Hand-overs that will be tried again (429, 5xx, timeouts), by follow-up.",
+                &["followup"],
+            ),
+            send_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "email_send_seconds",
+                    "Time to hand one e-mail to the provider, by provider.",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["provider"],
+            )
+            .expect("metric"),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.scheduled.clone()),
+            Box::new(self.sent.clone()),
+            Box::new(self.skipped.clone()),
+            Box::new(self.failed.clone()),
+            Box::new(self.unknown.clone()),
+            Box::new(self.retried.clone()),
+            Box::new(self.send_seconds.clone()),
+        ]
+    }
 }
 
 impl Metrics {
@@ -89,6 +166,7 @@ impl Metrics {
                 &["route"],
             )
             .expect("metric"),
+            email: EmailMetrics::new(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -105,7 +183,7 @@ impl Metrics {
             Box::new(m.http_requests.clone()),
             Box::new(m.http_seconds.clone()),
         ];
-        for c in collectors {
+        for c in collectors.into_iter().chain(m.email.collectors()) {
             // Registering distinct names in a fresh registry succeeds.
             let _ = m.registry.register(c);
         }

@@ -2,9 +2,11 @@
 //! relays the outbox to Kafka, serves HTTP, reloads rules when their files change, and removes
 //! old rows in the background. Each part has its own module; this one starts and stops them.
 //!
+//! It also sends due follow-up e-mails (`crate::email::Worker`).
+//!
 //! Shutdown (SIGINT, SIGTERM, or the caller's token): the consumer applies what it has read
-//! and leaves the group, the relay sends what the outbox still holds (bounded), the HTTP
-//! server finishes its requests.
+//! and leaves the group, the relay sends what the outbox still holds (bounded), the e-mail
+//! sender finishes the hand-overs under way, the HTTP server finishes its requests.
 
 mod consumer;
 pub mod http;
@@ -66,6 +68,13 @@ pub struct Shared {
     pub tokens: crate::station::Tokens,
     /// Insert lists answered from memory for a moment.
     pub insert_lists: crate::station::InsertListCache,
+}
+
+/// The e-mail sender reads the rules, key and shop in force, like the consumer.
+impl crate::email::EnvSource for Shared {
+    fn env(&self) -> Arc<DecideEnv> {
+        self.env.load_full()
+    }
 }
 
 /// What the service is started with.
@@ -219,6 +228,22 @@ pub async fn run(
         Duration::from_secs(10),
     ));
     let retention_task = tokio::spawn(retention_loop(store.clone(), retention, stop.clone()));
+    if config.http.public_url.is_none() {
+        tracing::warn!(
+            "[http] public_url is not set: unsubscribe links in e-mails point at {}, which customers cannot reach from outside",
+            config.public_url()
+        );
+    }
+    let provider = crate::email::provider::from_config(&config.email)?;
+    let sender = Arc::new(crate::email::Worker::new(
+        store.clone(),
+        shared.clone(),
+        Arc::from(provider),
+        crate::email::WorkerSettings::from_config(config),
+        shared.metrics.email.clone(),
+        Arc::new(crate::email::SystemClock),
+    ));
+    let sender_task = tokio::spawn(sender.run(stop.clone()));
     let app = http::router(
         shared.clone(),
         http::Limits {
@@ -261,6 +286,8 @@ pub async fn run(
     shared.relay_wake.notify_one();
     let _ = relay.await;
     retention_task.abort();
+    // E-mails being handed over finish (bounded by the provider's timeout); none is started.
+    let _ = sender_task.await;
     let _ = server.await;
     // Stop watching before the state goes, on this runtime.
     drop(_watcher);

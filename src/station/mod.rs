@@ -12,7 +12,7 @@ mod orders;
 pub use auth::{Caller, Tokens};
 pub use cache::{Cached, InsertListCache};
 pub use error::{ApiError, ErrorBody, json_errors};
-pub use orders::{InsertList, PackedItem, PackedRequest};
+pub use orders::{InsertList, JsonBody, PackedItem, PackedRequest};
 
 use crate::service::Shared;
 use axum::http::header;

@@ -12,6 +12,8 @@
 //! each decision written under a savepoint as soon as it is made, a failed claim re-deciding
 //! just that order on a fresh view.
 
+mod email;
+
 use super::Store;
 use super::apply::{CounterView, dlq_message, from_units};
 use super::pending::*;
@@ -554,17 +556,27 @@ macro_rules! backend {
                     decided_at: at.timestamp(),
                     json,
                 });
-                Self::stage_emails(pending, &d.order_id, &d.customer_id, &d.followups)
+                Self::stage_emails(pending, &d.order_id, &d.customer_id, &d.followups, &outcome.followup_holdouts)
             }
 
-            fn stage_emails(pending: &mut Pending, order_id: &str, customer_id: &str, followups: &[engine::ScheduledFollowup]) -> Result<(), StoreError> {
-                for f in followups {
+            /// Stages an order's e-mail jobs: the scheduled ones pending, the held-out ones
+            /// skipped with reason `holdout` (the control group is recorded, keyed alike).
+            fn stage_emails(
+                pending: &mut Pending,
+                order_id: &str,
+                customer_id: &str,
+                followups: &[engine::ScheduledFollowup],
+                held_out: &[engine::ScheduledFollowup],
+            ) -> Result<(), StoreError> {
+                let all = followups.iter().map(|f| (f, false)).chain(held_out.iter().map(|f| (f, true)));
+                for (f, held_out) in all {
                     let due = DateTime::parse_from_rfc3339(&f.due_at).map(|t| t.timestamp()).map_err(corrupt)?;
                     pending.emails.push(EmailInsert {
                         order_id: order_id.to_string(),
                         followup_id: f.followup_id.clone(),
                         customer_id: customer_id.to_string(),
                         due_at: due,
+                        held_out,
                     });
                 }
                 Ok(())
@@ -675,13 +687,15 @@ macro_rules! backend {
                     qb.build().persistent(false).execute(&mut **tx).await?;
                 }
                 for chunk in pending.emails.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, state, created_at) ");
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, scheduled_for, state, reason, created_at) ");
                     qb.push_values(chunk, |mut b, e| {
                         b.push_bind(&e.order_id)
                             .push_bind(&e.followup_id)
                             .push_bind(&e.customer_id)
                             .push_bind(e.due_at)
-                            .push_bind("pending")
+                            .push_bind(e.due_at)
+                            .push_bind(if e.held_out { "skipped" } else { "pending" })
+                            .push_bind(e.held_out.then_some("holdout"))
                             .push_bind(now);
                     });
                     qb.push(" ON CONFLICT (order_id, followup_id) DO NOTHING");
@@ -940,6 +954,12 @@ macro_rules! backend {
                         Self::cancel(tx, cache, order_id, &engine::format_time(event.occurred_at)).await?;
                         Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
                     }
+                    (_, EventBody::Subscribed { customer_id }) => {
+                        // Subscribed again through the shop: an earlier unsubscribe by link
+                        // no longer holds (the profile's flag is folded above).
+                        sqlx::query("DELETE FROM unsubscribes WHERE customer_id = $1").bind(customer_id).execute(&mut **tx).await?;
+                        Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
+                    }
                     (Folded::Returned, EventBody::OrderReturned { order_id, .. }) => {
                         Self::cancel_emails(tx, cache, order_id).await?;
                         Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
@@ -966,7 +986,8 @@ macro_rules! backend {
                                     };
                                     let order = o.to_order(p);
                                     let (followups, skipped) = engine::followups_for_event(&env.rules, p, &order, trigger, at, late);
-                                    Self::stage_emails(&mut cache.pending, oid, &customer, &followups)?;
+                                    let held_out = engine::held_out_followups(&env.rules, &skipped, at);
+                                    Self::stage_emails(&mut cache.pending, oid, &customer, &followups, &held_out)?;
                                     Applied::Folded { followups, skipped }
                                 }
                             }
@@ -1147,30 +1168,6 @@ macro_rules! backend {
                 Ok(())
             }
 
-            async fn claim_due_emails(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<EmailJob>, StoreError> {
-                let mut tx = self.begin_write().await?;
-                let rows = sqlx::query(Self::CLAIM_EMAILS_SQL)
-                    .bind(now)
-                    .bind(limit)
-                    .bind(lease_until)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let jobs = rows
-                    .iter()
-                    .map(|r| {
-                        Ok(EmailJob {
-                            order_id: r.try_get(0)?,
-                            followup_id: r.try_get(1)?,
-                            customer_id: r.try_get(2)?,
-                            due_at: r.try_get(3)?,
-                            attempts: r.try_get(4)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                tx.commit().await?;
-                Ok(jobs)
-            }
-
             async fn coupons_of_order(&self, order_id: &str) -> Result<Vec<CouponRow>, StoreError> {
                 let rows = sqlx::query("SELECT code, insert_id, state, version, redeemed_order_id FROM coupons WHERE order_id = $1 ORDER BY code")
                     .bind(order_id)
@@ -1262,6 +1259,12 @@ macro_rules! backend {
                         report.outbox_rows += r.rows_affected();
                     }
                 }
+                // Rendered e-mails name the customer and hold the address: they go, and a job
+                // not yet sent is rendered afresh (from the erased profile) if it goes at all.
+                sqlx::query("UPDATE email_jobs SET message = NULL, state = CASE WHEN state = 'retry' THEN 'pending' ELSE state END WHERE customer_id = $1 AND state <> 'sending'")
+                    .bind(customer_id)
+                    .execute(&mut *tx)
+                    .await?;
                 let r = sqlx::query("DELETE FROM outbox WHERE topic = $1 AND msg_key = $2").bind(TOPIC_DLQ).bind(customer_id.as_bytes()).execute(&mut *tx).await?;
                 report.outbox_rows += r.rows_affected();
                 tx.commit().await?;
@@ -1276,7 +1279,7 @@ macro_rules! backend {
                     "DELETE FROM packed_confirmations WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM decisions WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
-                    "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state NOT IN ('pending', 'sending') AND created_at < $1 LIMIT $2)",
+                    "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state NOT IN ('pending', 'retry', 'sending') AND created_at < $1 LIMIT $2)",
                 ] {
                     removed += sqlx::query(sql).bind(cutoff).bind(limit).execute(&mut *tx).await?.rows_affected();
                 }
@@ -1532,8 +1535,10 @@ impl SqliteStore {
     const LOCK_ROW: &'static str = "";
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
-        WHERE state = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2) \
-        RETURNING order_id, followup_id, customer_id, due_at, attempts";
+        WHERE state IN ('pending', 'retry', 'sending') AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2) \
+        RETURNING order_id, followup_id, customer_id, state, due_at, COALESCE(scheduled_for, due_at), claimed_until, attempts, tries, resends, message";
+    /// SQLite's write transactions are serial: the frequency cap needs no lock of its own.
+    const LOCK_CUSTOMER_SQL: Option<&'static str> = None;
 
     /// Opens (creating) the database at `path` (a file path, `sqlite:` URL, or `:memory:`).
     pub async fn open(path: &str) -> Result<Self, StoreError> {
@@ -1622,8 +1627,12 @@ impl PgStore {
     const LOCK_ROW: &'static str = " FOR UPDATE";
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
-        WHERE state = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2 \
-        FOR UPDATE SKIP LOCKED) RETURNING order_id, followup_id, customer_id, due_at, attempts";
+        WHERE state IN ('pending', 'retry', 'sending') AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2 \
+        FOR UPDATE SKIP LOCKED) RETURNING order_id, followup_id, customer_id, state, due_at, COALESCE(scheduled_for, due_at), claimed_until, attempts, tries, resends, message";
+    /// The frequency cap's per-customer lock: held until the transaction ends, so two
+    /// instances handing over e-mails of one customer take turns.
+    const LOCK_CUSTOMER_SQL: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
 
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = sqlx::postgres::PgPoolOptions::new()

@@ -5,10 +5,12 @@
 
 mod apply;
 mod backend;
+pub mod emails;
 mod pending;
 pub mod types;
 
 pub use backend::{PgStore, SqliteStore};
+pub use emails::{EmailJob, EmailStore};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 /// What every backend offers. Writes go through [`Store::apply_batch`]; reads serve the
 /// station API, the relay and the e-mail worker.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: EmailStore + Send + Sync {
     /// Applies a batch of events in one transaction (all or nothing), fenced by partition epoch.
     async fn apply_batch(&self, batch: &Batch, env: &DecideEnv) -> Result<BatchReport, StoreError>;
     /// Takes ownership of a partition: bumps its epoch; returns (epoch, next offset).
@@ -40,13 +42,6 @@ pub trait Store: Send + Sync {
     async fn try_relay_lock(&self) -> Result<bool, StoreError>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Claims e-mail jobs due at `now` (Unix seconds) with a lease until `lease_until`.
-    async fn claim_due_emails(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: i64,
-    ) -> Result<Vec<EmailJob>, StoreError>;
     /// Coupons of an order, with their state and version.
     async fn coupons_of_order(&self, order_id: &str) -> Result<Vec<CouponRow>, StoreError>;
     /// Remaining stock counters: (insert, slot, used).

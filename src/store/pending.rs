@@ -73,6 +73,8 @@ pub struct EmailInsert {
     pub followup_id: String,
     pub customer_id: String,
     pub due_at: i64,
+    /// In the follow-up's holdout: recorded as skipped (`holdout`), never sent.
+    pub held_out: bool,
 }
 
 impl Pending {
@@ -173,6 +175,7 @@ mod tests {
             followup_id: "f".into(),
             customer_id: "c".into(),
             due_at: 0,
+            held_out: false,
         });
         assert!(p.touches_order("o1"));
         assert!(!p.touches_order("o2"));

@@ -187,15 +187,6 @@ pub struct OutboxRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmailJob {
-    pub order_id: String,
-    pub followup_id: String,
-    pub customer_id: String,
-    pub due_at: i64,
-    pub attempts: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CouponRow {
     pub code: String,
     pub insert_id: String,

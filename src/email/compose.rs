@@ -1,0 +1,229 @@
+//! An e-mail as it leaves Packwell: the follow-up's templates rendered for one customer and
+//! order (CONTRACT §6) with its coupons and unsubscribe link, the `List-Unsubscribe` headers
+//! of RFC 8058, and the idempotency key that names it at the provider. Pure.
+
+use crate::coupon::CouponKey;
+use crate::engine::{Shop, format_time, template_context};
+use crate::profile::{OrderSummary, Profile, late_days};
+use crate::render::RenderError;
+use crate::rules::{Followup, InsertBody, RuleSet, Trigger};
+use crate::store::emails::PlannedCoupon;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+/// What is handed to a provider; also the body the HTTP provider receives (CONTRACT §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutgoingEmail {
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    /// Extra headers: `List-Unsubscribe`, `List-Unsubscribe-Post`.
+    pub headers: BTreeMap<String, String>,
+    /// The follow-up id.
+    pub tags: Vec<String>,
+}
+
+/// The key that names one sending of a job at the provider: the same for every try of it, a
+/// new one only when an operator asks for a resend.
+pub fn idempotency_key(order_id: &str, followup_id: &str, resends: i64) -> String {
+    let mut h = Sha256::new();
+    for field in [order_id.as_bytes(), followup_id.as_bytes()] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field);
+    }
+    h.update(resends.to_be_bytes());
+    format!("pw-{}", hex::encode(&h.finalize()[..16]))
+}
+
+/// The coupons a follow-up gives with an order, as they would be issued on `today` (UTC):
+/// the insert's amount in the order's currency (none in it: not given, as in parcels), codes
+/// from the key with each insert's attempt (0 unless a code collided).
+pub fn plan_coupons(
+    rules: &RuleSet,
+    followup: &Followup,
+    order: &OrderSummary,
+    key: &CouponKey,
+    attempts: &HashMap<String, u32>,
+    today: NaiveDate,
+) -> Vec<PlannedCoupon> {
+    followup
+        .give
+        .iter()
+        .filter_map(|&idx| {
+            let insert = rules.inserts.get(idx)?;
+            let InsertBody::Coupon(c) = &insert.body else {
+                return None;
+            };
+            let amount = c.amount.get(&order.currency)?;
+            let attempt = attempts.get(&insert.id).copied().unwrap_or(0);
+            Some(PlannedCoupon {
+                insert_id: insert.id.clone(),
+                code: key.code(&c.code_prefix, &order.id, &followup.id, &insert.id, attempt),
+                amount: crate::money::format_amount(*amount),
+                currency: order.currency.to_string(),
+                min_order: c
+                    .min_order
+                    .get(&order.currency)
+                    .map(|m| crate::money::format_amount(*m)),
+                expires_on: (today + Duration::days(i64::from(c.valid_days)))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Coupons found issued before, completed from the rules (the store keeps no minimum order).
+pub fn complete_coupons(
+    rules: &RuleSet,
+    order: &OrderSummary,
+    mut found: Vec<PlannedCoupon>,
+) -> Vec<PlannedCoupon> {
+    for c in &mut found {
+        if let Some(InsertBody::Coupon(spec)) = rules.insert(&c.insert_id).map(|i| &i.body) {
+            c.min_order = spec
+                .min_order
+                .get(&order.currency)
+                .map(|m| crate::money::format_amount(*m));
+        }
+    }
+    found
+}
+
+/// Everything one e-mail is rendered from.
+pub struct ComposeInput<'a> {
+    pub rules: &'a RuleSet,
+    pub followup: &'a Followup,
+    pub profile: &'a Profile,
+    pub order: &'a OrderSummary,
+    pub coupons: &'a [PlannedCoupon],
+    pub shop: &'a Shop,
+    /// `[email] from`.
+    pub from: &'a str,
+    pub unsubscribe_url: &'a str,
+}
+
+/// The template data of CONTRACT §6 for an e-mail: the customer and order as known now, the
+/// follow-up's coupons, the delivery where known, the shop and the unsubscribe link.
+pub fn email_context(input: &ComposeInput<'_>) -> Value {
+    let order = input.order.to_order(input.profile);
+    let coupons: Vec<Value> = input
+        .coupons
+        .iter()
+        .map(|c| {
+            let title = input
+                .rules
+                .insert(&c.insert_id)
+                .and_then(|i| i.title.clone());
+            json!({"code": c.code, "title": title, "amount": c.amount, "currency": c.currency,
+                   "min_order": c.min_order, "expires_on": c.expires_on})
+        })
+        .collect();
+    let delivery = input.order.delivered_at.map(|at| {
+        json!({
+            "delivered_at": format_time(at),
+            "late_days": late_days(input.order.promised_delivery, at, input.profile.time_zone),
+        })
+    });
+    let mut ctx = template_context(
+        input.profile,
+        &order,
+        &coupons,
+        input.order.placed_at,
+        delivery,
+        input.shop,
+    );
+    ctx["unsubscribe_url"] = Value::String(input.unsubscribe_url.to_string());
+    ctx
+}
+
+/// Renders the follow-up's e-mail for the customer.
+pub fn compose(input: &ComposeInput<'_>) -> Result<OutgoingEmail, RenderError> {
+    let rendered = input
+        .rules
+        .templates
+        .render_email(&input.followup.template, &email_context(input))?;
+    let to = input.profile.email.clone().unwrap_or_default();
+    let mut headers = BTreeMap::new();
+    headers.insert(
+        "List-Unsubscribe".to_string(),
+        format!("<{}>", input.unsubscribe_url),
+    );
+    headers.insert(
+        "List-Unsubscribe-Post".to_string(),
+        "List-Unsubscribe=One-Click".to_string(),
+    );
+    Ok(OutgoingEmail {
+        from: input.from.to_string(),
+        to: display_address(input.profile, &to),
+        subject: rendered.subject,
+        html: rendered.html,
+        text: rendered.text,
+        headers,
+        tags: vec![input.followup.id.clone()],
+    })
+}
+
+/// `First Last <address>` when the name can be shown as a display name, else the address.
+fn display_address(profile: &Profile, address: &str) -> String {
+    let name = [profile.first_name.as_deref(), profile.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let clean: String = name
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '<' | '>'))
+        .collect();
+    if clean.trim().is_empty() || address.is_empty() {
+        address.to_string()
+    } else {
+        format!("\"{}\" <{address}>", clean.trim())
+    }
+}
+
+/// When the event a job was scheduled from happened: its schedule less the follow-up's delay.
+pub fn trigger_time(followup: &Followup, scheduled_for: DateTime<Utc>) -> DateTime<Utc> {
+    scheduled_for - followup.after
+}
+
+/// The lateness a delivered order's follow-up condition sees (None for other triggers).
+pub fn late_days_of(followup: &Followup, order: &OrderSummary, profile: &Profile) -> Option<i64> {
+    match (followup.on, order.delivered_at) {
+        (Trigger::OrderDelivered, Some(at)) => {
+            Some(late_days(order.promised_delivery, at, profile.time_zone))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_stable_and_change_with_a_resend() {
+        let a = idempotency_key("O-1", "thanks", 0);
+        assert_eq!(a, idempotency_key("O-1", "thanks", 0));
+        assert_ne!(a, idempotency_key("O-1", "thanks", 1));
+        assert_ne!(a, idempotency_key("O-1t", "hanks", 0));
+        assert_eq!(a.len(), 35);
+    }
+
+    #[test]
+    fn display_names_cannot_break_the_header() {
+        let mut p = Profile::new("C");
+        p.first_name = Some("Ana \"<evil>\"\r\nBcc: x@y".into());
+        p.last_name = Some("Lima".into());
+        assert_eq!(
+            display_address(&p, "ana@example.com"),
+            "\"Ana evilBcc: x@y Lima\" <ana@example.com>"
+        );
+        assert_eq!(display_address(&Profile::new("C"), "a@b.c"), "a@b.c");
+    }
+}

@@ -1,0 +1,22 @@
+//! Follow-up e-mails (CONTRACT §5, §6, §7; DESIGN "E-mail jobs"). The consumer schedules jobs
+//! in the store; this module sends them.
+//!
+//! - [`timing`]: quiet hours in the customer's time zone, expiry, back-off (pure).
+//! - [`check`]: a due job checked again at send time (pure).
+//! - [`compose`]: the e-mail rendered for one customer, its headers and idempotency key (pure).
+//! - [`token`]: signed unsubscribe links.
+//! - [`provider`]: the outbox folder, SMTP and an HTTP provider API.
+//! - [`worker`]: claims due jobs, hands them over with bounded concurrency, records the end.
+//! - [`routes`]: the unsubscribe page and one-click POST, bounces and complaints.
+
+pub mod check;
+pub mod compose;
+pub mod provider;
+pub mod routes;
+pub mod timing;
+pub mod token;
+pub mod worker;
+
+pub use compose::{OutgoingEmail, idempotency_key};
+pub use provider::Provider;
+pub use worker::{Clock, EnvSource, ManualClock, SystemClock, Worker, WorkerSettings};

@@ -1,0 +1,320 @@
+//! Where e-mails go (`[email] provider`): an outbox folder of `.eml` files (the embedded
+//! default), an SMTP server (lettre; STARTTLS, TLS or plain), or an HTTP provider API (a JSON
+//! body with an `Idempotency-Key`). Each answer is sorted into sent, worth another try, given
+//! up, or ambiguous (it may have gone out), which decides between retrying and `unknown`.
+
+use super::compose::OutgoingEmail;
+use crate::config::EmailConfig;
+use async_trait::async_trait;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a hand-over did not end in "sent".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Not delivered; worth another try (429, 5xx, a refused connection, an SMTP 4xx).
+    Transient {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// Not delivered, and another try will not help (a 4xx of the API, an SMTP 5xx).
+    Permanent { detail: String },
+    /// The message may have been delivered (the connection broke or timed out mid-send).
+    Ambiguous { detail: String },
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// `outbox`, `smtp` or `http`.
+    fn name(&self) -> &'static str;
+    /// Whether the same message sent twice under one idempotency key arrives once: then a
+    /// hand-over interrupted by a crash is sent again, else it ends `unknown`.
+    fn deduplicates(&self) -> bool;
+    /// Hands the e-mail over; `Ok` carries what the provider said (for the job's detail).
+    async fn send(&self, key: &str, email: &OutgoingEmail) -> Result<String, SendError>;
+}
+
+/// The TLS library's cryptography (ring), chosen once per process for the HTTP client.
+fn ensure_tls_provider() {
+    // Fails only when one is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Builds the provider the configuration names.
+pub fn from_config(config: &EmailConfig) -> Result<Box<dyn Provider>, String> {
+    let timeout = Duration::from_millis(config.timeout_ms);
+    match config.provider.as_str() {
+        "smtp" => Ok(Box::new(Smtp::new(config, timeout)?)),
+        "http" => Ok(Box::new(Http::new(config, timeout)?)),
+        _ => Ok(Box::new(OutboxDir::new(config.outbox_dir.clone()))),
+    }
+}
+
+/// The message as RFC 5322 bytes: multipart/alternative text and HTML, the extra headers,
+/// a `Message-ID` from the idempotency key.
+pub fn rfc5322(key: &str, email: &OutgoingEmail) -> Result<Vec<u8>, String> {
+    let from: Mailbox = email
+        .from
+        .parse()
+        .map_err(|e| format!("from {:?}: {e}", email.from))?;
+    let to: Mailbox = email.to.parse().map_err(|e| format!("to address: {e}"))?;
+    let domain = from.email.domain().to_string();
+    let mut builder = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(email.subject.clone())
+        .message_id(Some(format!("<{key}@{domain}>")));
+    for (name, value) in &email.headers {
+        let name = HeaderName::new_from_ascii(name.clone())
+            .map_err(|e| format!("header {name:?}: {e}"))?;
+        builder = builder.raw_header(HeaderValue::new(name, value.clone()));
+    }
+    let message = builder
+        .multipart(MultiPart::alternative_plain_html(
+            email.text.clone(),
+            email.html.clone(),
+        ))
+        .map_err(|e| format!("building the message: {e}"))?;
+    Ok(message.formatted())
+}
+
+/// `data/outbox/KEY.eml`: one file per e-mail, written whole (a temporary file renamed), so
+/// writing the same e-mail again replaces it with itself.
+pub struct OutboxDir {
+    dir: PathBuf,
+}
+
+impl OutboxDir {
+    pub fn new(dir: PathBuf) -> OutboxDir {
+        OutboxDir { dir }
+    }
+}
+
+#[async_trait]
+impl Provider for OutboxDir {
+    fn name(&self) -> &'static str {
+        "outbox"
+    }
+
+    fn deduplicates(&self) -> bool {
+        true
+    }
+
+    async fn send(&self, key: &str, email: &OutgoingEmail) -> Result<String, SendError> {
+        let bytes = rfc5322(key, email).map_err(|detail| SendError::Permanent { detail })?;
+        let dir = self.dir.clone();
+        let key = key.to_string();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
+            std::fs::create_dir_all(&dir)?;
+            let tmp = dir.join(format!(".{key}.eml.tmp"));
+            let target = dir.join(format!("{key}.eml"));
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &target)?;
+            Ok(target)
+        })
+        .await
+        .map_err(|e| SendError::Transient {
+            detail: format!("writing the outbox file: {e}"),
+            retry_after: None,
+        })?;
+        match written {
+            Ok(path) => Ok(format!("written to {}", path.display())),
+            Err(e) => Err(SendError::Transient {
+                detail: format!("writing to {}: {e}", self.dir.display()),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+/// An SMTP server through lettre's pooled transport.
+pub struct Smtp {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    server: String,
+}
+
+impl Smtp {
+    pub fn new(config: &EmailConfig, timeout: Duration) -> Result<Smtp, String> {
+        ensure_tls_provider();
+        use lettre::transport::smtp::authentication::Credentials;
+        let host = config
+            .smtp_host
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .ok_or("[email] smtp_host is not set")?;
+        type T = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
+        let builder = match config.smtp_tls.as_str() {
+            "tls" => T::relay(host),
+            "starttls" => T::starttls_relay(host),
+            _ => Ok(T::builder_dangerous(host)),
+        }
+        .map_err(|e| format!("[email] smtp_host = {host:?}: {e}"))?;
+        let mut builder = builder.port(config.smtp_port).timeout(Some(timeout));
+        if let (Some(user), Some(password)) = (&config.smtp_username, &config.smtp_password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.0.clone()));
+        }
+        Ok(Smtp {
+            transport: builder.build(),
+            server: format!("{host}:{}", config.smtp_port),
+        })
+    }
+}
+
+/// Whether an SMTP error happened before anything of the message could have been accepted:
+/// the connection was refused or not made, or TLS failed to start.
+fn smtp_not_sent(e: &lettre::transport::smtp::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_tls() {
+        return true;
+    }
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            );
+        }
+        source = err.source();
+    }
+    false
+}
+
+#[async_trait]
+impl Provider for Smtp {
+    fn name(&self) -> &'static str {
+        "smtp"
+    }
+
+    fn deduplicates(&self) -> bool {
+        false
+    }
+
+    async fn send(&self, key: &str, email: &OutgoingEmail) -> Result<String, SendError> {
+        use lettre::AsyncTransport;
+        let message = {
+            let bytes = rfc5322(key, email).map_err(|detail| SendError::Permanent { detail })?;
+            let from: Mailbox = email.from.parse().map_err(|e| SendError::Permanent {
+                detail: format!("from: {e}"),
+            })?;
+            let to: Mailbox = email.to.parse().map_err(|e| SendError::Permanent {
+                detail: format!("to: {e}"),
+            })?;
+            let envelope = lettre::address::Envelope::new(Some(from.email), vec![to.email])
+                .map_err(|e| SendError::Permanent {
+                    detail: format!("envelope: {e}"),
+                })?;
+            (envelope, bytes)
+        };
+        match self.transport.send_raw(&message.0, &message.1).await {
+            Ok(response) => Ok(format!(
+                "accepted by {}: {} {}",
+                self.server,
+                response.code(),
+                response.message().collect::<Vec<_>>().join(" ")
+            )),
+            Err(e) if e.is_permanent() => Err(SendError::Permanent {
+                detail: format!("{} refused it: {e}", self.server),
+            }),
+            Err(e) if e.is_transient() || smtp_not_sent(&e) => Err(SendError::Transient {
+                detail: format!("{}: {e}", self.server),
+                retry_after: None,
+            }),
+            Err(e) => Err(SendError::Ambiguous {
+                detail: format!("{}: {e}", self.server),
+            }),
+        }
+    }
+}
+
+/// An HTTP provider: `POST` of the JSON body of CONTRACT §5 with an `Idempotency-Key`.
+pub struct Http {
+    client: reqwest::Client,
+    url: String,
+    auth: Option<(String, String)>,
+}
+
+impl Http {
+    pub fn new(config: &EmailConfig, timeout: Duration) -> Result<Http, String> {
+        ensure_tls_provider();
+        let url = config
+            .http_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or("[email] http_url is not set")?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| format!("the HTTP client: {e}"))?;
+        let auth = config
+            .http_auth
+            .clone()
+            .map(|value| (config.http_auth_header.clone(), value.0));
+        Ok(Http { client, url, auth })
+    }
+}
+
+#[async_trait]
+impl Provider for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn deduplicates(&self) -> bool {
+        true
+    }
+
+    async fn send(&self, key: &str, email: &OutgoingEmail) -> Result<String, SendError> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("Idempotency-Key", key)
+            .json(email);
+        if let Some((name, value)) = &self.auth {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "no answer in time"
+                } else {
+                    "cannot reach it"
+                };
+                return Err(SendError::Transient {
+                    detail: format!("{}: {what}: {e}", self.url),
+                    retry_after: None,
+                });
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::timing::parse_retry_after(v, chrono::Utc::now()));
+        let body: String = match response.text().await {
+            Ok(text) => text.chars().take(300).collect(),
+            Err(_) => String::new(),
+        };
+        let detail = format!("{} answered {status}: {}", self.url, body.trim());
+        if status.is_success() {
+            Ok(detail)
+        } else if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
+            Err(SendError::Transient {
+                detail,
+                retry_after,
+            })
+        } else {
+            Err(SendError::Permanent { detail })
+        }
+    }
+}
