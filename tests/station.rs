@@ -629,6 +629,9 @@ fn the_openapi_document_matches_the_routes() {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
+        ("GET", "/u/{token}"),
+        ("POST", "/u/{token}"),
+        ("POST", "/v1/email-events"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -641,7 +644,9 @@ fn the_openapi_document_matches_the_routes() {
         "bearer"
     );
     for (method, path) in &documented {
-        let concrete = path.replace("{order_id}", "O-none");
+        let concrete = path
+            .replace("{order_id}", "O-none")
+            .replace("{token}", "not-a-token");
         let request = match method.as_str() {
             "GET" => api.client.get(format!("{}{concrete}", api.base)),
             _ => api

@@ -81,7 +81,8 @@ fn unavailable(shop: &str, e: crate::store::StoreError) -> Response {
     params(("token" = String, Path, description = "The signed token of an e-mail's unsubscribe link")),
     responses(
         (status = 200, description = "A page with the unsubscribe button (or saying the customer is unsubscribed already)", content_type = "text/html", body = String),
-        (status = 404, description = "The link is not valid", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid (a page), or no token was given (the JSON error body)",
+            content((String = "text/html"), (ErrorBody = "application/json"))),
         (status = 503, description = "The store did not answer", content_type = "text/html", body = String),
     )
 )]
@@ -126,7 +127,8 @@ pub async fn unsubscribe_page(
         description = "`List-Unsubscribe=One-Click` (RFC 8058); the body is not needed, the token is the proof"),
     responses(
         (status = 200, description = "Unsubscribed (also when the customer was already)", content_type = "text/html", body = String),
-        (status = 404, description = "The link is not valid", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid (a page), or no token was given (the JSON error body)",
+            content((String = "text/html"), (ErrorBody = "application/json"))),
         (status = 503, description = "The store did not answer", content_type = "text/html", body = String),
     )
 )]
