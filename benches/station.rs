@@ -312,6 +312,7 @@ impl Target {
         let path = self
             .route
             .replace(ORDER_ID_PLACEHOLDER, &format!("{ORDER_ID_PREFIX}0"));
+        packwell::email::provider::ensure_tls_provider();
         let response = reqwest::blocking::Client::new()
             .get(format!("http://{}{path}", self.http))
             .bearer_auth(TOKEN)

@@ -81,6 +81,7 @@ struct Api {
 
 impl Api {
     fn new(service: &ServiceProcess) -> Api {
+        packwell::email::provider::ensure_tls_provider();
         Api {
             base: format!("http://{}", service.http),
             client: Client::builder()

@@ -297,6 +297,7 @@ fn artifacts_dir() -> PathBuf {
 
 /// GET the order's inserts with a bearer token: status and body.
 fn inserts(service: &ServiceProcess, token: &str, order: &str) -> (u16, String) {
+    packwell::email::provider::ensure_tls_provider();
     let response = reqwest::blocking::Client::new()
         .get(format!("http://{}/v1/orders/{order}/inserts", service.http))
         .bearer_auth(token)

@@ -36,8 +36,10 @@ pub trait Provider: Send + Sync {
     async fn send(&self, key: &str, email: &OutgoingEmail) -> Result<String, SendError>;
 }
 
-/// The TLS library's cryptography (ring), chosen once per process for the HTTP client.
-fn ensure_tls_provider() {
+/// Chooses the TLS library's cryptography (ring) for the process, once. Packwell's HTTP
+/// clients (reqwest with rustls, no provider of its own) need it before they are built; a
+/// program or test that builds a reqwest client itself calls this first.
+pub fn ensure_tls_provider() {
     // Fails only when one is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
