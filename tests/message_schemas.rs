@@ -6,7 +6,8 @@
 //! with the example rules and templates; every outbox row is then checked against the schema of
 //! its topic (the DLQ's headers against the DLQ headers schema). The hand-written schemas of
 //! messages built with `json!` are kept honest this way; the decision's schema is generated from
-//! its types (tests/schema.rs).
+//! its types (tests/schema.rs). The e-mail sender then sends one e-mail (issuing its coupons),
+//! its address bounces and another customer unsubscribes, for `customer-preferences`.
 
 use jsonschema::Validator;
 use packwell::coupon::CouponKey;
@@ -20,6 +21,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+const TOPIC_PREFERENCES: &str = packwell::kafka::TOPIC_CUSTOMER_PREFERENCES;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -221,7 +224,7 @@ async fn emitted() -> Vec<OutboxRow> {
         .join("packwell.db")
         .to_string_lossy()
         .into_owned();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
     let env = example_env();
     let (epoch, mut next) = store.claim_partition("orders", 0).await.unwrap();
 
@@ -267,7 +270,7 @@ async fn emitted() -> Vec<OutboxRow> {
     let blob = json!({"event_id": "ev-blob", "type": "order.exported", "occurred_at": "2026-11-20T10:00:00Z",
         "customer_id": "C-1001", "attachment": "x".repeat(DLQ_MAX_VALUE + 100)});
     first.push(keyed(&blob));
-    consume(&store, epoch, &mut next, first, &env).await;
+    consume(&*store, epoch, &mut next, first, &env).await;
 
     // A cancellation before packing voids O-1001's coupon; a shipment keyed by someone else;
     // an order id reused by another customer; an event about another customer's order.
@@ -294,7 +297,7 @@ async fn emitted() -> Vec<OutboxRow> {
         "occurred_at": "2026-11-24T15:00:00Z", "order_id": "O-2101", "customer_id": "C-2002",
         "delivered_at": "2026-11-24T14:30:00Z"}),
     ));
-    consume(&store, epoch, &mut next, second, &env).await;
+    consume(&*store, epoch, &mut next, second, &env).await;
 
     // The New York station packed O-2101 without its coupon: voided.
     let decision = store.decision("O-2101").await.unwrap().unwrap().decision;
@@ -346,6 +349,61 @@ async fn emitted() -> Vec<OutboxRow> {
         )
         .await
         .unwrap();
+
+    // The e-mail sender hands one e-mail over (the first one due, at a daytime hour in Berlin,
+    // outside the example rules' quiet hours); its address then bounces, and another customer
+    // unsubscribes by link: both are told on customer-preferences.
+    let job = store
+        .email_jobs(None, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.state == "pending")
+        .min_by_key(|j| j.due_at)
+        .expect("a pending e-mail");
+    let due = chrono::DateTime::from_timestamp(job.due_at, 0).unwrap();
+    let day = if chrono::Timelike::hour(&due) >= 12 {
+        due.date_naive().succ_opt().unwrap()
+    } else {
+        due.date_naive()
+    };
+    let at = day.and_hms_opt(10, 0, 0).unwrap().and_utc().max(due);
+    let outbox = tempfile::tempdir().unwrap();
+    let worker = Arc::new(packwell::email::Worker::new(
+        store.clone(),
+        Arc::new(arc_swap::ArcSwap::from_pointee(env.clone())),
+        Arc::new(packwell::email::provider::OutboxDir::new(
+            outbox.path().to_path_buf(),
+        )),
+        packwell::email::WorkerSettings::from_config(&packwell::config::Config::default()),
+        packwell::service::metrics::Metrics::new().email,
+        Arc::new(packwell::email::ManualClock::new(at)),
+    ));
+    worker.drain().await.unwrap();
+    let sent = store
+        .email_jobs(None, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.state == "sent")
+        .expect("an e-mail sent");
+    let address = store
+        .profile(&sent.customer_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .email
+        .unwrap();
+    let at = chrono::Utc::now();
+    assert_eq!(
+        store
+            .suppress(&address, "complaint", at)
+            .await
+            .unwrap()
+            .customers,
+        [sent.customer_id.clone()]
+    );
+    assert!(store.unsubscribe("C-1001", at).await.unwrap());
 
     store.unsent_outbox(10_000).await.unwrap()
 }
@@ -413,15 +471,23 @@ async fn every_emitted_message_matches_its_schema() {
                     None => kinds.insert(kind.to_string()),
                 };
             }
+            TOPIC_PREFERENCES => {
+                assert_eq!(
+                    row.key.as_deref(),
+                    payload["customer_id"].as_str().map(str::as_bytes)
+                );
+                kinds.insert(payload["type"].as_str().unwrap().to_string());
+            }
             _ => {}
         }
     }
 
     // The stream produced every kind of message it was built to produce, so none of the
     // schemas above was checked against nothing.
-    let expected_topics: BTreeSet<String> = [TOPIC_PACKING, TOPIC_COUPONS, TOPIC_DLQ]
-        .map(String::from)
-        .into();
+    let expected_topics: BTreeSet<String> =
+        [TOPIC_PACKING, TOPIC_COUPONS, TOPIC_DLQ, TOPIC_PREFERENCES]
+            .map(String::from)
+            .into();
     assert_eq!(topics, expected_topics);
     for kind in [
         "coupon.issued",
@@ -433,6 +499,8 @@ async fn every_emitted_message_matches_its_schema() {
         "insert sample",
         "dlq truncated",
         "dlq import",
+        "customer.unsubscribed",
+        "customer.suppressed",
     ] {
         assert!(kinds.contains(kind), "no {kind:?} among {kinds:?}");
     }
@@ -732,7 +800,7 @@ async fn wrong_messages_fail_validation() {
         &adding(&headers, "packwell-retry", json!("1")),
     );
 
-    // customer-preferences: nothing emits it yet; its schema is pinned by examples.
+    // customer-preferences: the emitted ones are checked above; these pin what is refused.
     let prefs = validator("customer-preference.schema.json");
     let unsubscribed = json!({"schema_version": 1, "type": "customer.unsubscribed", "customer_id": "C-1001",
         "email": "lena.hoffmann@example.com", "occurred_at": "2026-11-25T08:00:00Z"});
