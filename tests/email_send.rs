@@ -410,6 +410,42 @@ async fn skip_reasons(b: Backend) {
         "{}: the e-mail shows its code",
         b.name
     );
+    // Unsubscribing by link once is told to the shop once; after the shop's own event, or a
+    // second time, it is not told again.
+    let told = |rows: Vec<packwell::store::OutboxRow>| {
+        rows.iter()
+            .filter(|r| r.topic == "customer-preferences")
+            .count()
+    };
+    assert_eq!(
+        told(store.unsent_outbox(10_000).await.unwrap()),
+        1,
+        "{}",
+        b.name
+    );
+    assert!(
+        !store
+            .unsubscribe("link", t("2026-11-20T13:00:00Z"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .unsubscribe("unsub", t("2026-11-20T13:00:00Z"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        told(store.unsent_outbox(10_000).await.unwrap()),
+        1,
+        "{}",
+        b.name
+    );
+    assert!(
+        store.is_unsubscribed("unsub").await.unwrap()
+            && store.is_unsubscribed("link").await.unwrap()
+    );
+    assert!(!store.is_unsubscribed("busy").await.unwrap());
     for order in ["o-unsub", "o-link", "o-bounced", "o-cancel", "o-again"] {
         assert!(
             store.coupons_of_order(order).await.unwrap().is_empty(),

@@ -83,10 +83,9 @@ fn a_customer_unsubscribes_with_the_button_once_and_gets_are_harmless() {
     let preferences = TopicCount::new(&broker.addr, PREFERENCES);
     assert_eq!(preferences.messages(), 0, "nothing unsubscribed yet");
 
-    // A plain GET: an HTML page of its own, with a content security policy. reqwest is built
-    // without a TLS crypto provider (`rustls-no-provider`) and refuses to build a client until
-    // one is installed, even for plain HTTP; this fails only when one is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // A plain GET: an HTML page of its own, with a content security policy. (reqwest has no
+    // TLS crypto provider of its own and refuses to build a client before one is chosen.)
+    packwell::email::provider::ensure_tls_provider();
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

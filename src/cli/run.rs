@@ -88,7 +88,7 @@ pub fn run(
             }
         };
         if let Some(s) = &started {
-            banner(&brokers, embedded.is_some(), s, begun, &config);
+            banner(&brokers, embedded.is_some(), s, begun, &config, demo);
         }
         if let Some(file) = demo {
             start_demo(common.clone(), file.to_path_buf(), brokers.clone(), stop.clone());
@@ -125,22 +125,43 @@ pub fn run(
 
 /// What a newcomer needs: where everything is and how to feed it. The first line names the
 /// HTTP address (tests read it from there).
-fn banner(brokers: &str, embedded: bool, s: &service::Started, begun: Instant, config: &Config) {
+fn banner(
+    brokers: &str,
+    embedded: bool,
+    s: &service::Started,
+    begun: Instant,
+    config: &Config,
+    demo: Option<&Path>,
+) {
     let kafka = if embedded {
         format!("{brokers} (embedded broker, in memory)")
     } else {
         brokers.to_string()
     };
-    let feed = if embedded {
-        format!("packwell send --events examples/history.ndjson --retime --brokers {brokers}")
-    } else {
-        "packwell send --events examples/history.ndjson --retime".to_string()
+    let feed = match demo {
+        Some(file) => format!("the demo sends {} now, retimed", file.display()),
+        None if embedded => {
+            format!("packwell send --events examples/history.ndjson --retime --brokers {brokers}")
+        }
+        None => "packwell send --events examples/history.ndjson --retime".to_string(),
+    };
+    let e = &config.email;
+    let emails = match e.provider.as_str() {
+        "smtp" => format!(
+            "by SMTP to {}:{} ({})",
+            e.smtp_host.as_deref().unwrap_or(""),
+            e.smtp_port,
+            e.smtp_tls
+        ),
+        "http" => format!("to {}", e.http_url.as_deref().unwrap_or("")),
+        _ => format!("written to {}/ as .eml files", e.outbox_dir.display()),
     };
     let text = format!(
         "packwell run: serving on http://{http} (started in {ms} ms)\n\
          \x20 kafka:  {kafka}; reading `orders`, writing `packing-instructions`, `coupons`, `orders.dlq`\n\
          \x20 store:  {store}\n\
          \x20 rules:  {version}\n\
+         \x20 e-mails: {emails}; `packwell email list` shows them\n\
          \x20 feed it:  {feed}\n\
          \x20 watch it: kcat -b {brokers} -C -t packing-instructions   or   curl http://{http}/metrics\n\
          \x20 stations: http://{http}/station ({stations}); the API: http://{http}/openapi.json\n\

@@ -267,6 +267,17 @@ macro_rules! email_backend {
 
             async fn unsubscribe(&self, customer_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
+                let profile: Option<Profile> = sqlx::query("SELECT data FROM profiles WHERE customer_id = $1")
+                    .bind(customer_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get::<String, _>(0))
+                    .transpose()?
+                    .and_then(|d| serde_json::from_str::<Profile>(&d).ok());
+                if profile.as_ref().is_some_and(|p| !p.subscribed) {
+                    // Unsubscribed through the shop already: the shop knows; nothing to tell.
+                    return Ok(false);
+                }
                 let new = sqlx::query("INSERT INTO unsubscribes (customer_id, at) VALUES ($1, $2) ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id")
                     .bind(customer_id)
                     .bind(at.timestamp())
@@ -274,15 +285,7 @@ macro_rules! email_backend {
                     .await?
                     .is_some();
                 if new {
-                    let email: Option<String> = sqlx::query("SELECT data FROM profiles WHERE customer_id = $1")
-                        .bind(customer_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.try_get::<String, _>(0))
-                        .transpose()?
-                        .and_then(|d| serde_json::from_str::<Profile>(&d).ok())
-                        .and_then(|p| p.email)
-                        .filter(|e| !e.trim().is_empty());
+                    let email = profile.and_then(|p| p.email).filter(|e| !e.trim().is_empty());
                     let mut msg = json!({"schema_version": 1, "type": "customer.unsubscribed", "customer_id": customer_id,
                         "occurred_at": crate::engine::format_time(at)});
                     if let Some(e) = email {
