@@ -155,6 +155,20 @@ pub async fn unsubscribe(State(shared): State<Arc<Shared>>, Path(token): Path<St
     }
 }
 
+/// The shape of an address the route takes, as its OpenAPI document states it: one `@`
+/// between two non-empty parts, no spaces or control characters, at most 320 characters.
+const ADDRESS_PATTERN: &str = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$";
+
+fn is_address(email: &str) -> bool {
+    static PATTERN: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let chars = email.chars().count();
+    (3..=320).contains(&chars)
+        && PATTERN
+            .get_or_init(|| regex::Regex::new(ADDRESS_PATTERN).ok())
+            .as_ref()
+            .is_some_and(|p| p.is_match(email))
+}
+
 /// What the provider reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -172,7 +186,11 @@ pub struct EmailEvent {
     #[serde(rename = "type")]
     pub kind: EmailEventType,
     /// The address the e-mail went to.
-    #[schema(min_length = 3, max_length = 320)]
+    #[schema(
+        min_length = 3,
+        max_length = 320,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub email: String,
     /// When it happened (RFC 3339).
     #[schema(format = DateTime)]
@@ -223,13 +241,8 @@ pub async fn email_events(
             "this token is limited to some warehouses; bounces and complaints need a token without [[http.tokens]] warehouses",
         ));
     }
-    let email = event.email.trim();
-    let well_formed = email.len() <= 320
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !well_formed {
+    let email = event.email.as_str();
+    if !is_address(email) {
         return Err(ApiError::invalid(
             "email: expected an e-mail address such as ana@example.com",
         ));
@@ -262,4 +275,36 @@ pub async fn email_events(
         reason: reason.to_string(),
         customers: outcome.customers.len(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_as_the_document_states_them() {
+        for good in ["a@b", "lena.hoffmann@example.com", "ÄÖ@bücher.de"] {
+            assert!(is_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a@",
+            "@b",
+            "a b@c",
+            "a@b@c",
+            "a\u{7}@b",
+            "a\u{85}@b",
+            "000",
+        ] {
+            assert!(!is_address(bad), "{bad:?}");
+        }
+        assert!(!is_address(&format!("{}@b", "a".repeat(319))));
+    }
+
+    #[test]
+    fn the_document_states_the_pattern_checked() {
+        let schema =
+            serde_json::to_value(<EmailEvent as utoipa::PartialSchema>::schema()).expect("schema");
+        assert_eq!(schema["properties"]["email"]["pattern"], ADDRESS_PATTERN);
+    }
 }
