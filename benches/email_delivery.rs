@@ -275,8 +275,12 @@ async fn bare_posts(
     let next = Arc::new(AtomicUsize::new(0));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..tasks {
-        let (client, url, request, next) =
-            (client.clone(), url.to_string(), request.clone(), next.clone());
+        let (client, url, request, next) = (
+            client.clone(),
+            url.to_string(),
+            request.clone(),
+            next.clone(),
+        );
         set.spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < n {
                 let response = client

@@ -112,7 +112,10 @@ fn examples(rules: &RuleSet, key: &CouponKey) -> Vec<Example> {
         (
             "fragrance_check_in",
             "fragrance-check-in",
-            vec![fragrance.clone(), delivered(&fragrance, "2026-11-22T15:00:00Z")],
+            vec![
+                fragrance.clone(),
+                delivered(&fragrance, "2026-11-22T15:00:00Z"),
+            ],
             "2026-11-26T15:00:00Z",
         ),
         // Three days late (promised 2026-11-23): the apology with its 5 € coupon.
@@ -236,7 +239,11 @@ impl Bare {
                 if !file.exists() {
                     continue;
                 }
-                let hb = if part == "html" { &mut html } else { &mut plain };
+                let hb = if part == "html" {
+                    &mut html
+                } else {
+                    &mut plain
+                };
                 hb.register_template_file(&key(name, part), &file)
                     .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             }
