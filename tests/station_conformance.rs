@@ -1,9 +1,10 @@
 //! The HTTP API (packing stations, unsubscribe links, bounces) against its own OpenAPI
 //! document, by tools that know nothing of Packwell: `openapi-spec-validator` checks the
-//! document is valid OpenAPI 3.1, and schemathesis generates requests from it (valid and invalid ones, with and without the token) and checks
-//! every answer against the document: status codes, content types and bodies, no server
-//! errors, authentication enforced. Both come from PyPI; the test installs them into
-//! `target/tools/venv` when they are not there yet (`.ci/run` does it beforehand).
+//! document is valid OpenAPI 3.1, and schemathesis generates requests from it (valid and
+//! invalid ones, with and without the token) and checks every answer against the document:
+//! status codes, content types and bodies, no server errors, authentication enforced. Both
+//! come from PyPI; the test installs them into `target/tools/venv` when they are not there yet
+//! (`.ci/run` does it beforehand).
 
 mod service_support;
 
