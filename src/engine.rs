@@ -776,17 +776,24 @@ pub fn followup_holds(
     let Some(when) = &followup.when else {
         return Ok(true);
     };
-    let ctx = Context::build(
-        profile,
-        order,
-        at,
-        late_days
-            .or(Some(0))
-            .filter(|_| followup.on == Trigger::OrderDelivered),
-        &rules.needs,
-    );
+    let ctx = followup_context(rules, profile, order, followup.on, at, late_days);
     let mut vm = VM::new();
     evaluate(when, &ctx.root, &mut vm)
+}
+
+/// What a follow-up's condition sees: `delivery.late_days` only for `order.delivered`.
+fn followup_context(
+    rules: &RuleSet,
+    profile: &Profile,
+    order: &Order,
+    trigger: Trigger,
+    at: DateTime<Utc>,
+    late_days: Option<i64>,
+) -> Context {
+    let late = late_days
+        .or(Some(0))
+        .filter(|_| trigger == Trigger::OrderDelivered);
+    Context::build(profile, order, at, late, &rules.needs)
 }
 
 fn set_coupons(data: &mut crate::render::TemplateData, coupons: Vec<serde_json::Value>) {
@@ -857,15 +864,7 @@ pub fn followups_for_event(
     at: DateTime<Utc>,
     late_days: Option<i64>,
 ) -> (Vec<ScheduledFollowup>, Vec<Skip>) {
-    let ctx = Context::build(
-        profile,
-        order,
-        at,
-        late_days
-            .or(Some(0))
-            .filter(|_| trigger == Trigger::OrderDelivered),
-        &rules.needs,
-    );
+    let ctx = followup_context(rules, profile, order, trigger, at, late_days);
     let mut vm = VM::new();
     schedule_followups(rules, profile, &ctx, trigger, at, &mut vm)
 }

@@ -401,7 +401,7 @@ async fn emitted() -> Vec<OutboxRow> {
             .await
             .unwrap()
             .customers,
-        [sent.customer_id.clone()]
+        std::slice::from_ref(&sent.customer_id)
     );
     assert!(store.unsubscribe("C-1001", at).await.unwrap());
 

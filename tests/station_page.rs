@@ -10,14 +10,13 @@
 //! `google-chrome` on PATH. Without one the test says it was skipped, unless
 //! `PACKWELL_REQUIRE_TOOLS=1` (as in CI), where a missing browser is a failure.
 
+mod browser_support;
 mod service_support;
 
-use headless_chrome::protocol::cdp::Emulation;
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use browser_support::*;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::Value;
 use service_support::*;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Limited to WH-BER: the station's view.
@@ -26,7 +25,6 @@ const STATION_TOKEN: &str = "ber-station-token";
 const OFFICE_TOKEN: &str = "office-token";
 const BERLIN_ORDER: &str = "O-1001"; // examples/orders/first-book-order.json
 const NEW_YORK_ORDER: &str = "O-2101"; // examples/orders/fragrance-new-york.json
-const INSTALL_HINT: &str = "apt-get install -y chromium";
 /// About the size of a station's screen.
 const VIEWPORT: (u32, u32) = (1024, 900);
 
@@ -123,7 +121,7 @@ token = "{OFFICE_TOKEN}"
     .expect("start chromium");
     let tab = browser.new_tab().expect("tab");
     tab.set_default_timeout(Duration::from_secs(30));
-    set_viewport(&tab, VIEWPORT.1);
+    set_viewport(&tab, VIEWPORT);
     // Waits go by the page's elements and state, never by DevTools events: this crate's
     // messages are an untagged enum, and with serde_json's `arbitrary_precision` (on for the
     // whole build, see Cargo.toml) events with fractional numbers (timestamps) fail to parse
@@ -160,7 +158,7 @@ token = "{OFFICE_TOKEN}"
     );
 
     let screenshot = artifacts_dir().join("station-page.png");
-    std::fs::write(&screenshot, whole_page_png(&tab)).expect("write screenshot");
+    std::fs::write(&screenshot, whole_page_png(&tab, VIEWPORT)).expect("write screenshot");
     eprintln!("screenshot: {}", screenshot.display());
 
     // The card goes into the hidden frame and to the printer (headless: printed to nowhere).
@@ -260,41 +258,6 @@ token = "{OFFICE_TOKEN}"
     );
 }
 
-/// The browser to drive: `PACKWELL_CHROMIUM`, else the first usual name on PATH.
-fn find_chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("PACKWELL_CHROMIUM") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "PACKWELL_CHROMIUM={} is not a file",
-            path.display()
-        );
-        return Some(path);
-    }
-    let dirs = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&dirs).map(move |dir| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
-fn example_order(file: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/orders")
-        .join(file);
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("example order")).expect("json")
-}
-
-/// `target/test-artifacts/`, for files a person looks at after the run.
-fn artifacts_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target folder")
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).expect("create test-artifacts");
-    dir
-}
-
 /// GET the order's inserts with a bearer token: status and body.
 fn inserts(service: &ServiceProcess, token: &str, order: &str) -> (u16, String) {
     packwell::email::provider::ensure_tls_provider();
@@ -306,43 +269,6 @@ fn inserts(service: &ServiceProcess, token: &str, order: &str) -> (u16, String) 
         .expect("GET inserts");
     let status = response.status().as_u16();
     (status, response.text().expect("body"))
-}
-
-/// The page's visible area: the window size includes the browser's own frame in some
-/// versions, so it is set exactly here.
-fn set_viewport(tab: &Tab, height: u32) {
-    tab.call_method(Emulation::SetDeviceMetricsOverride {
-        width: VIEWPORT.0,
-        height,
-        device_scale_factor: 1.0,
-        mobile: false,
-        scale: None,
-        screen_width: None,
-        screen_height: None,
-        position_x: None,
-        position_y: None,
-        dont_set_visible_size: None,
-        screen_orientation: None,
-        viewport: None,
-        display_feature: None,
-        device_posture: None,
-    })
-    .expect("set the viewport");
-}
-
-/// A PNG of the whole page, not just the part on screen: the viewport grows to the page's
-/// height for the picture, then goes back.
-fn whole_page_png(tab: &Tab) -> Vec<u8> {
-    let height = eval(tab, "document.documentElement.scrollHeight")
-        .as_u64()
-        .and_then(|h| u32::try_from(h).ok())
-        .expect("page height");
-    set_viewport(tab, height.max(VIEWPORT.1));
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .expect("screenshot");
-    set_viewport(tab, VIEWPORT.1);
-    png
 }
 
 /// Clicks into a field and types as a keyboard (or a scanner) would, over what it held.
@@ -368,14 +294,6 @@ fn text_of(tab: &Tab, selector: &str) -> String {
         Value::String(text) => text,
         other => panic!("no text in {selector}: {other}"),
     }
-}
-
-/// The value of a JavaScript expression in the page.
-fn eval(tab: &Tab, expression: &str) -> Value {
-    tab.evaluate(expression, false)
-        .unwrap_or_else(|e| panic!("{expression}: {e}"))
-        .value
-        .unwrap_or(Value::Null)
 }
 
 /// Waits until a JavaScript condition holds in the page.

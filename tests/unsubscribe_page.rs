@@ -12,10 +12,10 @@
 //! `google-chrome` on PATH. Without one the test says it was skipped, unless
 //! `PACKWELL_REQUIRE_TOOLS=1` (as in CI), where a missing browser is a failure.
 
+mod browser_support;
 mod service_support;
 
-use headless_chrome::protocol::cdp::Emulation;
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use browser_support::*;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use packwell::coupon::CouponKey;
 use packwell::email::token::unsubscribe_token;
@@ -23,7 +23,7 @@ use packwell::kafka::fast_consumer_config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 use service_support::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const ORDER_FILE: &str = "first-book-order.json";
@@ -31,7 +31,6 @@ const ORDER: &str = "O-1001"; // examples/orders/first-book-order.json
 const CUSTOMER: &str = "C-1001";
 const EMAIL: &str = "lena.hoffmann@example.com";
 const PREFERENCES: &str = "customer-preferences";
-const INSTALL_HINT: &str = "apt-get install -y chromium";
 /// About the size of a phone held sideways, or a small laptop window.
 const VIEWPORT: (u32, u32) = (800, 700);
 /// How long a message that should not come is waited for: the relay looks at the outbox every
@@ -116,7 +115,7 @@ fn a_customer_unsubscribes_with_the_button_once_and_gets_are_harmless() {
     .expect("start chromium");
     let tab = browser.new_tab().expect("tab");
     tab.set_default_timeout(Duration::from_secs(30));
-    set_viewport(&tab, VIEWPORT.1);
+    set_viewport(&tab, VIEWPORT);
     // Waits go by the page's state, never by DevTools events: this crate's messages are an
     // untagged enum, and with serde_json's `arbitrary_precision` (on for the whole build, see
     // Cargo.toml) events with fractional numbers (timestamps) fail to parse and are dropped,
@@ -174,7 +173,7 @@ fn a_customer_unsubscribes_with_the_button_once_and_gets_are_harmless() {
         "nothing left to click after unsubscribing"
     );
     let screenshot = artifacts_dir().join("unsubscribe-page.png");
-    std::fs::write(&screenshot, whole_page_png(&tab)).expect("write screenshot");
+    std::fs::write(&screenshot, whole_page_png(&tab, VIEWPORT)).expect("write screenshot");
     eprintln!("screenshot: {}", screenshot.display());
 
     // One message, for this customer, with the address of the profile.
@@ -390,79 +389,6 @@ fn assert_schema_valid(schema: &str, message: &Value) {
     );
 }
 
-/// The browser to drive: `PACKWELL_CHROMIUM`, else the first usual name on PATH.
-fn find_chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("PACKWELL_CHROMIUM") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "PACKWELL_CHROMIUM={} is not a file",
-            path.display()
-        );
-        return Some(path);
-    }
-    let dirs = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&dirs).map(move |dir| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
-fn example_order(file: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/orders")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `target/test-artifacts/`, for files a person looks at after the run.
-fn artifacts_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target folder")
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).expect("create test-artifacts");
-    dir
-}
-
-/// The page's visible area: the window size includes the browser's own frame in some
-/// versions, so it is set exactly here.
-fn set_viewport(tab: &Tab, height: u32) {
-    tab.call_method(Emulation::SetDeviceMetricsOverride {
-        width: VIEWPORT.0,
-        height,
-        device_scale_factor: 1.0,
-        mobile: false,
-        scale: None,
-        screen_width: None,
-        screen_height: None,
-        position_x: None,
-        position_y: None,
-        dont_set_visible_size: None,
-        screen_orientation: None,
-        viewport: None,
-        display_feature: None,
-        device_posture: None,
-    })
-    .expect("set the viewport");
-}
-
-/// A PNG of the whole page, not just the part on screen: the viewport grows to the page's
-/// height for the picture, then goes back.
-fn whole_page_png(tab: &Tab) -> Vec<u8> {
-    let height = eval(tab, "document.documentElement.scrollHeight")
-        .as_u64()
-        .and_then(|h| u32::try_from(h).ok())
-        .expect("page height");
-    set_viewport(tab, height.max(VIEWPORT.1));
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .expect("screenshot");
-    set_viewport(tab, VIEWPORT.1);
-    png
-}
-
 /// Marks the page now on screen, so that `wait_for_new_page` knows it from the next one.
 fn mark_page(tab: &Tab) {
     eval(tab, "window.__packwellOldPage = true");
@@ -478,12 +404,4 @@ fn wait_for_new_page(tab: &Tab, what: &str, condition: &str) {
         tab.evaluate(&condition, false)
             .is_ok_and(|r| r.value == Some(Value::Bool(true)))
     });
-}
-
-/// The value of a JavaScript expression in the page.
-fn eval(tab: &Tab, expression: &str) -> Value {
-    tab.evaluate(expression, false)
-        .unwrap_or_else(|e| panic!("{expression}: {e}"))
-        .value
-        .unwrap_or(Value::Null)
 }

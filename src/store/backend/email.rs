@@ -5,8 +5,8 @@
 use super::{PgStore, SqliteStore, corrupt, now_secs};
 use crate::kafka::TOPIC_CUSTOMER_PREFERENCES;
 use crate::profile::{OrderSummary, Profile};
-use crate::store::StoreError;
 use crate::store::emails::*;
+use crate::store::{Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -90,12 +90,7 @@ macro_rules! email_backend {
             }
 
             async fn email_facts(&self, job: &EmailJob) -> Result<EmailFacts, StoreError> {
-                let profile: Option<Profile> = sqlx::query("SELECT data FROM profiles WHERE customer_id = $1")
-                    .bind(&job.customer_id)
-                    .fetch_optional(&self.read)
-                    .await?
-                    .map(|r| serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt))
-                    .transpose()?;
+                let profile = Store::profile(self, &job.customer_id).await?;
                 let order: Option<OrderSummary> = sqlx::query("SELECT data FROM orders WHERE order_id = $1")
                     .bind(&job.order_id)
                     .fetch_optional(&self.read)
@@ -301,13 +296,7 @@ macro_rules! email_backend {
                 if sqlx::query("SELECT 1 FROM unsubscribes WHERE customer_id = $1").bind(customer_id).fetch_optional(&self.read).await?.is_some() {
                     return Ok(true);
                 }
-                let profile: Option<Profile> = sqlx::query("SELECT data FROM profiles WHERE customer_id = $1")
-                    .bind(customer_id)
-                    .fetch_optional(&self.read)
-                    .await?
-                    .map(|r| serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt))
-                    .transpose()?;
-                Ok(profile.is_some_and(|p| !p.subscribed))
+                Ok(Store::profile(self, customer_id).await?.is_some_and(|p| !p.subscribed))
             }
 
             async fn suppress(&self, email: &str, reason: &str, occurred_at: DateTime<Utc>) -> Result<Suppression, StoreError> {
