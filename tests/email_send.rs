@@ -376,7 +376,7 @@ async fn skip_reasons(b: Backend) {
         b.name
     );
     assert!(
-        jobs(store, "o-again-2").await.get("thanks").is_none(),
+        !jobs(store, "o-again-2").await.contains_key("thanks"),
         "{}: a second order schedules no first-order thanks",
         b.name
     );
@@ -682,12 +682,15 @@ max_per_customer = { count = 2, per = "7d" }
     assert_eq!(first.files().len() + second.files().len(), 80);
 }
 
+/// A request the provider got: its idempotency key, auth header and JSON body.
+type Request = (String, Option<String>, Value);
+
 /// A local e-mail provider: records every request and answers from a script per
 /// idempotency key; a key is accepted (2xx) at most once, later requests with it get 200
 /// without counting, as a de-duplicating provider does.
 #[derive(Clone, Default)]
 struct LocalProvider {
-    seen: Arc<Mutex<Vec<(String, Option<String>, Value)>>>,
+    seen: Arc<Mutex<Vec<Request>>>,
     accepted: Arc<Mutex<BTreeMap<String, usize>>>,
     script: Arc<Mutex<Vec<&'static str>>>,
 }
