@@ -7,7 +7,13 @@
 //! the consumer would, which schedules one e-mail job per order. The clock (a `ManualClock`) is
 //! then set to when they are all due, and `Worker::drain` is timed until every job is sent
 //! through `packwell::email::provider::Http` to an axum server in this process that answers
-//! 200 at once; concurrency is the default `[email] concurrency` (8).
+//! 200 at once; concurrency is the default `[email] concurrency` (8). `drain` claims 8 jobs,
+//! sends them and waits for the last before it claims the next 8; so, second, as many new
+//! orders are scheduled and the service's own loop, `Worker::run`, which claims as soon as a
+//! hand-over ends, is timed until its metrics count them all sent. Third, to tell the store's
+//! share of the sender's time from the rest, as many jobs again go through only the store
+//! calls the sender makes for each (claim, the facts for the checks, the hand-over, the end),
+//! from 8 tasks, with neither rendering nor HTTP.
 //!
 //! For comparison, in the same run and against the same server: as many bare `reqwest` POSTs
 //! of the body the sender posted (one of them, taken from the server), with its headers, from 8
@@ -36,6 +42,7 @@ use packwell::email::{ManualClock, Worker, WorkerSettings};
 use packwell::engine::Shop;
 use packwell::event::event_from_value;
 use packwell::service::metrics::Metrics;
+use packwell::store::emails::{BeginSend, EmailEnd, SendPlan, address_hash};
 use packwell::store::{Batch, BatchItem, DecideEnv, Fence, SqliteStore, Store};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -45,6 +52,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::env_usize;
+use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -96,7 +104,7 @@ fn run() -> Result<(), String> {
                 .map_err(|e| format!("the SQLite store: {e}"))?,
         );
         let started = Instant::now();
-        schedule(&*store, &env, n).await?;
+        schedule(&*store, &env, "O-DRAIN", n).await?;
         println!(
             "set-up: {n} orders applied, {n} e-mail jobs scheduled in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -106,14 +114,16 @@ fn run() -> Result<(), String> {
         config.email.provider = "http".into();
         config.email.http_url = Some(server.url());
         let settings = WorkerSettings::from_config(&config);
+        let lease = i64::try_from(settings.lease().as_secs()).unwrap_or(60);
         let provider = Http::new(&config.email, settings.timeout)?;
         let due: DateTime<Utc> = t(PLACED_AT) + ChronoDuration::minutes(1);
+        let metrics = Metrics::new().email;
         let worker = Arc::new(Worker::new(
             store.clone(),
-            Arc::new(arc_swap::ArcSwap::from_pointee(env)),
+            Arc::new(arc_swap::ArcSwap::from_pointee(env.clone())),
             Arc::new(provider),
             settings,
-            Metrics::new().email,
+            metrics.clone(),
             Arc::new(ManualClock::new(due)),
         ));
 
@@ -131,9 +141,45 @@ fn run() -> Result<(), String> {
         }
         check_all_sent(&*store, n).await?;
 
+        schedule(&*store, &env, "O-RUN", n).await?;
+        let sent = || metrics.sent.with_label_values(&["thanks"]).get() as usize;
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let running = tokio::spawn(worker.clone().run(stop.clone()));
+        let deadline = started + Duration::from_secs(600);
+        while sent() < 2 * n {
+            if Instant::now() > deadline {
+                return Err(format!("Worker::run sent {} of {n} in 600 s", sent().saturating_sub(n)));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let looped = started.elapsed();
+        stop.cancel();
+        running
+            .await
+            .map_err(|e| format!("Worker::run failed: {e}"))?;
+        if server.received() != 2 * n {
+            return Err(format!(
+                "the server received {} requests from the sender, {} expected",
+                server.received(),
+                2 * n
+            ));
+        }
+        check_all_sent(&*store, 2 * n).await?;
+
         let request = server
             .first_request()
             .ok_or("the server kept no request")?;
+        schedule(&*store, &env, "O-STORE", n).await?;
+        let message = String::from_utf8_lossy(&request.body).into_owned();
+        let started = Instant::now();
+        let worked = store_only(&store, due, lease, &message, concurrency).await?;
+        let store_time = started.elapsed();
+        if worked != n {
+            return Err(format!("the store-only run worked on {worked} jobs, {n} expected"));
+        }
+        check_all_sent(&*store, 3 * n).await?;
+
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.email.timeout_ms))
             .build()
@@ -143,14 +189,19 @@ fn run() -> Result<(), String> {
         let started = Instant::now();
         bare_posts(&client, &url, &request, n, concurrency).await?;
         let bare = started.elapsed();
-        if server.received() != n + WARM_UP_REQUESTS + n {
+        let expected = 2 * n + WARM_UP_REQUESTS + n;
+        if server.received() != expected {
             return Err(format!(
-                "the server received {} requests, {} expected",
-                server.received(),
-                n + WARM_UP_REQUESTS + n
+                "the server received {} requests, {expected} expected",
+                server.received()
             ));
         }
-        print_table(n, concurrency, drain, bare, request.body.len());
+        print_table(
+            n,
+            concurrency,
+            [drain, looped, store_time, bare],
+            request.body.len(),
+        );
         Ok(())
     })
 }
@@ -188,8 +239,13 @@ fn decide_env(dir: &Path) -> Result<DecideEnv, String> {
     })
 }
 
-/// `n` first orders, each of its own customer, applied `BATCH` at a time.
-async fn schedule(store: &dyn Store, env: &DecideEnv, n: usize) -> Result<(), String> {
+/// `n` first orders `<prefix>-<i>`, each of its own customer, applied `BATCH` at a time.
+async fn schedule(
+    store: &dyn Store,
+    env: &DecideEnv,
+    prefix: &str,
+    n: usize,
+) -> Result<(), String> {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orders/first-book-order.json");
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let example: Value = serde_json::from_str(&text).map_err(|e| format!("the example: {e}"))?;
@@ -197,13 +253,14 @@ async fn schedule(store: &dyn Store, env: &DecideEnv, n: usize) -> Result<(), St
     for start in (0..n).step_by(BATCH) {
         let items = (start..n.min(start + BATCH))
             .map(|i| {
-                let customer = format!("C-MAIL-{i}");
+                let order = format!("{prefix}-{i}");
+                let customer = format!("C-{order}");
                 let mut event = example.clone();
-                event["event_id"] = json!(format!("ev-O-MAIL-{i}-placed"));
+                event["event_id"] = json!(format!("ev-{order}-placed"));
                 event["occurred_at"] = json!(PLACED_AT);
-                event["order"]["id"] = json!(format!("O-MAIL-{i}"));
+                event["order"]["id"] = json!(order);
                 event["order"]["customer"]["id"] = json!(customer);
-                event["order"]["customer"]["email"] = json!(format!("c{i}@mail.example"));
+                event["order"]["customer"]["email"] = json!(format!("{customer}@mail.example"));
                 offset += 1;
                 BatchItem {
                     offset,
@@ -226,7 +283,7 @@ async fn schedule(store: &dyn Store, env: &DecideEnv, n: usize) -> Result<(), St
     Ok(())
 }
 
-/// Every job of the run ended `sent`; fails naming the first ones that did not.
+/// The store holds `n` jobs, every one `sent`; fails naming the first ones that are not.
 async fn check_all_sent(store: &dyn Store, n: usize) -> Result<(), String> {
     let jobs = store
         .email_jobs(None, None, (n + 100) as i64)
@@ -253,6 +310,68 @@ async fn check_all_sent(store: &dyn Store, n: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The store's part of sending: `tasks` tasks each claim one due job at a time (as
+/// `Worker::run` does when a hand-over ends), read its facts, hand it over with `message` and
+/// end it `sent`; returns how many jobs they worked on.
+async fn store_only(
+    store: &Arc<dyn Store>,
+    now: DateTime<Utc>,
+    lease: i64,
+    message: &str,
+    tasks: usize,
+) -> Result<usize, String> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (store, message) = (store.clone(), message.to_string());
+        set.spawn(async move {
+            let at = now.timestamp();
+            let mut worked = 0;
+            loop {
+                let jobs = store
+                    .claim_due_emails(at, at + lease, 1)
+                    .await
+                    .map_err(|e| format!("claim: {e}"))?;
+                let Some(job) = jobs.into_iter().next() else {
+                    return Ok::<usize, String>(worked);
+                };
+                worked += 1;
+                let facts = store
+                    .email_facts(&job)
+                    .await
+                    .map_err(|e| format!("facts: {e}"))?;
+                let email = facts.profile.and_then(|p| p.email).unwrap_or_default();
+                let plan = SendPlan {
+                    coupons: &[],
+                    message: &message,
+                    to_hash: &address_hash(&email),
+                    now,
+                    frequency: None,
+                };
+                match store.begin_send(&job, &plan).await {
+                    Ok(BeginSend::Go) => {}
+                    Ok(other) => return Err(format!("hand-over of {}: {other:?}", job.id())),
+                    Err(e) => return Err(format!("hand-over: {e}")),
+                }
+                let end = EmailEnd::Sent {
+                    detail: "stored only".into(),
+                };
+                if !store
+                    .finish_email(&job, &end, at)
+                    .await
+                    .map_err(|e| format!("end: {e}"))?
+                {
+                    return Err(format!("{}: the lease was lost", job.id()));
+                }
+            }
+        });
+    }
+    let mut total = 0;
+    while let Some(done) = set.join_next().await {
+        total += done.map_err(|e| format!("a store task: {e}"))??;
+    }
+    Ok(total)
 }
 
 /// A request as the provider received it: the body and the headers a sender sets.
@@ -374,27 +493,40 @@ impl LocalProvider {
     }
 }
 
-fn print_table(n: usize, concurrency: usize, drain: Duration, bare: Duration, body: usize) {
+fn print_table(n: usize, concurrency: usize, times: [Duration; 4], body: usize) {
+    let [drain, run, store, bare] = times;
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let line = |what: &str, secs: &str, rate: &str, ratio: &str| {
-        let text = format!("{what:<44} {secs:>9} {rate:>11} {ratio:>9}");
+        let text = format!("{what:<50} {secs:>9} {rate:>11} {ratio:>9}");
         println!("{}", text.trim_end());
+    };
+    let row = |what: &str, d: Duration, ratio: bool| {
+        line(
+            what,
+            &format!("{:.2} s", d.as_secs_f64()),
+            &format!("{:.0}", rate(d)),
+            &if ratio {
+                format!("{:.2}×", rate(d) / rate(bare))
+            } else {
+                String::new()
+            },
+        );
     };
     println!();
     line("", "time", "e-mails/s", "÷ bare");
-    line(
-        "packwell Worker::drain → Http provider",
-        &format!("{:.2} s", drain.as_secs_f64()),
-        &format!("{:.0}", rate(drain)),
-        &format!("{:.2}×", rate(drain) / rate(bare)),
+    row("packwell Worker::drain → Http provider", drain, true);
+    row("packwell Worker::run → Http provider", run, true);
+    row(
+        "  its store calls alone (no rendering, no HTTP)",
+        store,
+        true,
     );
-    line(
+    row(
         &format!("bare reqwest POST, {concurrency} tasks"),
-        &format!("{:.2} s", bare.as_secs_f64()),
-        &format!("{:.0}", rate(bare)),
-        "",
+        bare,
+        false,
     );
     println!(
-        "{n} e-mails each; the same {body}-byte JSON body (the first the sender posted), the same local server; all {n} jobs ended `sent`"
+        "{n} e-mails each, concurrency {concurrency}; the same {body}-byte JSON body (the first the sender posted), the same local server; every job ended `sent`"
     );
 }

@@ -12,7 +12,9 @@
 //!   `handlebars::Context` built once from `email_context`'s data: the template engine alone.
 //!   Its `money` and `date` helpers are this file's, around the product's own formatting
 //!   (`packwell::render::format_money`, `format_date`, the same CLDR data and caches), so the
-//!   output is byte for byte the product's: checked before anything is measured.
+//!   output is byte for byte the product's: checked before anything is measured;
+//! - `handlebars_trivial_helpers`: the same with `money` and `date` giving back their first
+//!   argument unformatted, to show what the formatting costs.
 //!
 //! Also, to show where the product's time goes: `email_context` alone, and `html_to_text` of
 //! `fragrance_check_in` (the only example without a `text.hbs`).
@@ -206,6 +208,23 @@ impl HelperDef for Date {
     }
 }
 
+/// `{{money a c}}` and `{{date d}}` as trivial helpers: the first argument as it is, to show
+/// what the formatting costs.
+struct FirstArgument;
+
+impl HelperDef for FirstArgument {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let value = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
+        Ok(ScopedJson::Derived(value))
+    }
+}
+
 fn locale(ctx: &Context) -> &str {
     ctx.data()
         .get("locale")
@@ -220,15 +239,21 @@ struct Bare {
 }
 
 impl Bare {
-    fn load(templates: &[&str]) -> Bare {
+    /// With the product's formatting in `money` and `date`, or (`trivial`) without.
+    fn load(templates: &[&str], trivial: bool) -> Bare {
         let registry = |escape: bool| {
             let mut hb = Handlebars::new();
             hb.set_strict_mode(true);
             if !escape {
                 hb.register_escape_fn(handlebars::no_escape);
             }
-            hb.register_helper("money", Box::new(Money));
-            hb.register_helper("date", Box::new(Date));
+            if trivial {
+                hb.register_helper("money", Box::new(FirstArgument));
+                hb.register_helper("date", Box::new(FirstArgument));
+            } else {
+                hb.register_helper("money", Box::new(Money));
+                hb.register_helper("date", Box::new(Date));
+            }
             hb
         };
         let (mut html, mut plain) = (registry(true), registry(false));
@@ -281,7 +306,8 @@ fn benches(c: &mut Criterion) {
     let key = CouponKey::from_bytes(vec![7; 32]);
     let shop = Shop::default();
     let from = "Shop <hello@shop.example>";
-    let bare = Bare::load(TEMPLATES);
+    let bare = Bare::load(TEMPLATES, false);
+    let trivial = Bare::load(TEMPLATES, true);
     let examples = examples(&rules, &key);
 
     for ex in &examples {
@@ -334,6 +360,9 @@ fn benches(c: &mut Criterion) {
         group.bench_function("product", |b| b.iter(|| compose(black_box(&input))));
         group.bench_function("handlebars", |b| {
             b.iter(|| bare.render(ex.template, black_box(&ctx)))
+        });
+        group.bench_function("handlebars_trivial_helpers", |b| {
+            b.iter(|| trivial.render(ex.template, black_box(&ctx)))
         });
         group.finish();
     }

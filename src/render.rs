@@ -186,14 +186,37 @@ impl Templates {
     }
 
     pub fn render_email(&self, name: &str, ctx: &Value) -> Result<RenderedEmail, RenderError> {
+        if !self.has_email(name) {
+            return Err(RenderError::UnknownEmail(name.to_owned()));
+        }
+        // One handlebars context for the two or three parts: `Handlebars::render` would
+        // serialize the data into a context of its own for each of them.
+        self.render_email_with(name, &TemplateData::from(ctx.clone()))
+    }
+
+    /// Renders an e-mail from data built beforehand, as [`Templates::render_note_with`] does
+    /// a note: the sender moves the data it has just built into a context, and nothing is
+    /// copied.
+    pub fn render_email_with(
+        &self,
+        name: &str,
+        data: &TemplateData,
+    ) -> Result<RenderedEmail, RenderError> {
         let Some(&has_text) = self.inner.emails.get(name) else {
             return Err(RenderError::UnknownEmail(name.to_owned()));
         };
-        let subject = render(&self.inner.plain, &email_key(name, "subject"), ctx)?;
+        let subject = render_with(&self.inner.plain, email_key(name, "subject"), data)?;
         let html_key = email_key(name, "html");
-        let html = render(&self.inner.html, &html_key, ctx)?;
+        let html = self
+            .inner
+            .html
+            .render_with_context(&html_key, data)
+            .map_err(|source| RenderError::Template {
+                template: html_key.clone(),
+                source,
+            })?;
         let text = if has_text {
-            render(&self.inner.plain, &email_key(name, "text"), ctx)?
+            render_with(&self.inner.plain, email_key(name, "text"), data)?
         } else {
             html_to_text(&html).map_err(|message| RenderError::TextFromHtml {
                 template: html_key,
@@ -234,6 +257,18 @@ fn render(hb: &Handlebars<'static>, key: &str, ctx: &Value) -> Result<String, Re
         template: key.to_owned(),
         source,
     })
+}
+
+fn render_with(
+    hb: &Handlebars<'static>,
+    key: String,
+    data: &TemplateData,
+) -> Result<String, RenderError> {
+    hb.render_with_context(&key, data)
+        .map_err(|source| RenderError::Template {
+            template: key,
+            source,
+        })
 }
 
 fn describe_render_failure(template: &str, err: &handlebars::RenderError) -> String {

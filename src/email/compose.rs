@@ -5,7 +5,7 @@
 use crate::coupon::CouponKey;
 use crate::engine::{Shop, format_time, template_context};
 use crate::profile::{OrderSummary, Profile, late_days};
-use crate::render::RenderError;
+use crate::render::{RenderError, TemplateData};
 use crate::rules::{Followup, InsertBody, RuleSet, Trigger};
 use crate::store::emails::PlannedCoupon;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -144,10 +144,12 @@ pub fn email_context(input: &ComposeInput<'_>) -> Value {
 
 /// Renders the follow-up's e-mail for the customer.
 pub fn compose(input: &ComposeInput<'_>) -> Result<OutgoingEmail, RenderError> {
+    // The data is built for this e-mail only: moved into the templates' context, not copied.
+    let data = TemplateData::from(email_context(input));
     let rendered = input
         .rules
         .templates
-        .render_email(&input.followup.template, &email_context(input))?;
+        .render_email_with(&input.followup.template, &data)?;
     let to = input.profile.email.clone().unwrap_or_default();
     let mut headers = BTreeMap::new();
     headers.insert(
