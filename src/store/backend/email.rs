@@ -90,18 +90,19 @@ macro_rules! email_backend {
             }
 
             async fn email_facts(&self, job: &EmailJob) -> Result<EmailFacts, StoreError> {
-                let profile = Store::profile(self, &job.customer_id).await?;
-                let order: Option<OrderSummary> = sqlx::query("SELECT data FROM orders WHERE order_id = $1")
-                    .bind(&job.order_id)
-                    .fetch_optional(&self.read)
-                    .await?
-                    .map(|r| serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt))
-                    .transpose()?;
-                let unsubscribed_by_link = sqlx::query("SELECT 1 FROM unsubscribes WHERE customer_id = $1")
-                    .bind(&job.customer_id)
-                    .fetch_optional(&self.read)
-                    .await?
-                    .is_some();
+                // One round trip for what is keyed by the job, one more for the address.
+                let row = sqlx::query(
+                    "SELECT (SELECT data FROM profiles WHERE customer_id = $1), (SELECT data FROM orders WHERE order_id = $2), \
+                     (SELECT COUNT(*) FROM unsubscribes WHERE customer_id = $1)",
+                )
+                .bind(&job.customer_id)
+                .bind(&job.order_id)
+                .fetch_one(&self.read)
+                .await?;
+                let json = |i: usize| -> Result<Option<String>, StoreError> { Ok(row.try_get::<Option<String>, _>(i)?) };
+                let profile: Option<Profile> = json(0)?.map(|d| serde_json::from_str(&d).map_err(corrupt)).transpose()?;
+                let order: Option<OrderSummary> = json(1)?.map(|d| serde_json::from_str(&d).map_err(corrupt)).transpose()?;
+                let unsubscribed_by_link = row.try_get::<i64, _>(2)? > 0;
                 let suppressed = match profile.as_ref().and_then(|p| p.email.as_deref()).filter(|e| !e.trim().is_empty()) {
                     Some(email) => sqlx::query("SELECT reason FROM email_suppressions WHERE email_hash = $1")
                         .bind(address_hash(email))
