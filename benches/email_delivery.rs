@@ -348,6 +348,8 @@ async fn store_only(
                     to_hash: &address_hash(&email),
                     now,
                     frequency: None,
+                    // The claim's lease, kept: the job's copy below stays valid.
+                    lease_until: job.lease,
                 };
                 match store.begin_send(&job, &plan).await {
                     Ok(BeginSend::Go) => {}

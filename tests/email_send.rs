@@ -921,3 +921,135 @@ async fn many_emails_each_accepted_once() {
         assert_eq!(state(&*b.store, &format!("o{i}"), "thanks").await, "sent");
     }
 }
+
+/// The coupons of an order's e-mail, by state.
+async fn coupon_states(store: &dyn Store, order: &str) -> Vec<String> {
+    store
+        .coupons_of_order(order)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.state)
+        .collect()
+}
+
+async fn voided_for_emails(store: &dyn Store) -> usize {
+    store
+        .unsent_outbox(10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.topic == "coupons")
+        .map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap())
+        .filter(|m| m["type"] == "coupon.voided" && m["reason"] == "email_not_sent")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coupons_of_emails_that_never_went_are_voided_and_retries_are_checked_again() {
+    let b = sqlite().await;
+    let env = env_of(RULES);
+    // Three late deliveries: three apologies with a coupon each, due at 11:00.
+    let mut events = Vec::new();
+    for c in ["unsub", "refused", "returned"] {
+        events.push(placed_at(
+            c,
+            &format!("o-{c}"),
+            "2026-11-01T10:00:00Z",
+            None,
+        ));
+        events.push(delivered(c, &format!("o-{c}"), "2026-11-20T10:00:00Z"));
+    }
+    apply(&b, &env, &events).await;
+    let (p, url) = start_provider(&["500", "400", "500"]).await;
+    let mut one_at_a_time = settings();
+    one_at_a_time.concurrency = 1;
+    let s = sender_with(
+        b.store.clone(),
+        &env,
+        Some(http_provider(&url, 500)),
+        one_at_a_time,
+        "2026-11-20T11:00:00Z",
+    );
+    s.worker.drain().await.unwrap();
+    let store = &*b.store;
+    // Handed over, so their coupons were issued; the first and third wait for a retry, the
+    // second was refused for good: its coupon is voided.
+    let all: Vec<String> = [
+        state(store, "o-unsub", "sorry").await,
+        state(store, "o-refused", "sorry").await,
+        state(store, "o-returned", "sorry").await,
+    ]
+    .into();
+    assert_eq!(all, ["retry", "failed", "retry"]);
+    assert_eq!(coupon_states(store, "o-unsub").await, ["issued"]);
+    assert_eq!(coupon_states(store, "o-refused").await, ["voided"]);
+    // Before the retries: one customer unsubscribes, the other's order comes back.
+    store
+        .unsubscribe("unsub", t("2026-11-20T11:00:30Z"))
+        .await
+        .unwrap();
+    apply(
+        &b,
+        &env,
+        &[event(
+            "order.returned",
+            "ret-1",
+            "returned",
+            Some("o-returned"),
+            "2026-11-20T11:00:30Z",
+        )],
+    )
+    .await;
+    assert_eq!(
+        state(store, "o-returned", "sorry").await,
+        "skipped cancelled"
+    );
+    drain_retries(&s, 2).await;
+    assert_eq!(
+        state(store, "o-unsub", "sorry").await,
+        "skipped unsubscribed"
+    );
+    for order in ["o-unsub", "o-refused", "o-returned"] {
+        assert_eq!(coupon_states(store, order).await, ["voided"], "{order}");
+    }
+    assert_eq!(voided_for_emails(store).await, 3);
+    assert_eq!(p.seen.lock().unwrap().len(), 3, "no retry went out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscribed_event_does_not_undo_a_newer_unsubscribe() {
+    let b = sqlite().await;
+    let env = env_of(RULES);
+    apply(
+        &b,
+        &env,
+        &[placed_at("c1", "o1", "2026-11-20T10:00:00Z", None)],
+    )
+    .await;
+    b.store
+        .unsubscribe("c1", t("2026-11-20T11:00:00Z"))
+        .await
+        .unwrap();
+    let older = event(
+        "customer.subscribed",
+        "s-old",
+        "c1",
+        None,
+        "2026-11-20T10:30:00Z",
+    );
+    apply(&b, &env, &[older]).await;
+    assert!(
+        b.store.is_unsubscribed("c1").await.unwrap(),
+        "the click is newer"
+    );
+    let newer = event(
+        "customer.subscribed",
+        "s-new",
+        "c1",
+        None,
+        "2026-11-20T11:30:00Z",
+    );
+    apply(&b, &env, &[newer]).await;
+    assert!(!b.store.is_unsubscribed("c1").await.unwrap());
+}

@@ -21,6 +21,34 @@ fn skip(reason: EmailSkip, detail: impl Into<String>) -> Verdict {
     Verdict::Skip(reason, detail.into())
 }
 
+/// Whether the e-mail is no longer wanted whatever its time: the order is unknown,
+/// cancelled or returned; the customer unsubscribed; the address is unknown or suppressed.
+/// Also checked before a retry.
+pub fn unwanted(facts: &EmailFacts) -> Option<Verdict> {
+    let (Some(profile), Some(order)) = (&facts.profile, &facts.order) else {
+        return Some(skip(EmailSkip::Cancelled, "the order is no longer known"));
+    };
+    if order.status == OrderStatus::Cancelled {
+        return Some(skip(EmailSkip::Cancelled, "the order was cancelled"));
+    }
+    if order.items.iter().any(|i| i.kept < i.quantity) {
+        return Some(skip(EmailSkip::Cancelled, "the order was returned"));
+    }
+    if facts.unsubscribed_by_link || !profile.subscribed {
+        return Some(skip(EmailSkip::Unsubscribed, "the customer unsubscribed"));
+    }
+    if profile.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        return Some(skip(EmailSkip::Suppressed, "no e-mail address is known"));
+    }
+    if let Some(reason) = &facts.suppressed {
+        return Some(skip(
+            EmailSkip::Suppressed,
+            format!("the address is suppressed ({reason})"),
+        ));
+    }
+    None
+}
+
 /// Checks, in this order: the follow-up still exists and is live; the order is neither
 /// cancelled nor returned; the customer has not unsubscribed; the address is known and not
 /// suppressed; the e-mail has not expired; the follow-up's condition still holds on the
@@ -39,27 +67,12 @@ pub fn check(rules: &RuleSet, job: &EmailJob, facts: &EmailFacts, now: DateTime<
     if followup.mode != Mode::Live {
         return skip(EmailSkip::Condition, "the follow-up is switched off");
     }
+    if let Some(not_wanted) = unwanted(facts) {
+        return not_wanted;
+    }
     let (Some(profile), Some(order)) = (&facts.profile, &facts.order) else {
         return skip(EmailSkip::Cancelled, "the order is no longer known");
     };
-    if order.status == OrderStatus::Cancelled {
-        return skip(EmailSkip::Cancelled, "the order was cancelled");
-    }
-    if order.items.iter().any(|i| i.kept < i.quantity) {
-        return skip(EmailSkip::Cancelled, "the order was returned");
-    }
-    if facts.unsubscribed_by_link || !profile.subscribed {
-        return skip(EmailSkip::Unsubscribed, "the customer unsubscribed");
-    }
-    if profile.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
-        return skip(EmailSkip::Suppressed, "no e-mail address is known");
-    }
-    if let Some(reason) = &facts.suppressed {
-        return skip(
-            EmailSkip::Suppressed,
-            format!("the address is suppressed ({reason})"),
-        );
-    }
     let Some(scheduled_for) = DateTime::from_timestamp(job.scheduled_for, 0) else {
         return skip(EmailSkip::Expired, "the schedule is not a valid time");
     };

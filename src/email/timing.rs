@@ -33,7 +33,18 @@ pub fn quiet_hours_end(
     } else {
         return None;
     };
-    Some(first_instant_at(tz, end_date.and_time(until)))
+    let end = first_instant_at(tz, end_date.and_time(until));
+    if end > at {
+        return Some(end);
+    }
+    // On a fall-back night, `at` may be in the second pass of the hour the end falls in: the
+    // quiet hours end at the second `until`, or have ended.
+    match tz.from_local_datetime(&end_date.and_time(until)) {
+        LocalResult::Ambiguous(_, second) if second.with_timezone(&Utc) > at => {
+            Some(second.with_timezone(&Utc))
+        }
+        _ => None,
+    }
 }
 
 /// The first instant at which the local clock in `tz` reads `local` or, if it never does that
@@ -171,6 +182,21 @@ mod tests {
         assert_eq!(
             quiet_hours_end(t("2026-10-24T22:00:00Z"), BERLIN, hm("23:00"), hm("02:30")),
             Some(t("2026-10-25T00:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn in_the_second_pass_of_a_repeated_hour_the_end_is_not_in_the_past() {
+        // 00:00–02:30 quiet; 02:15 CET on 2026-10-25 is the second 02:15 (01:15 UTC): the
+        // first 02:30 (00:30 UTC) has passed, the second (01:30 UTC) has not.
+        assert_eq!(
+            quiet_hours_end(t("2026-10-25T01:15:00Z"), BERLIN, hm("00:00"), hm("02:30")),
+            Some(t("2026-10-25T01:30:00Z"))
+        );
+        // 02:45 CET (01:45 UTC), after both: not quiet.
+        assert_eq!(
+            quiet_hours_end(t("2026-10-25T01:45:00Z"), BERLIN, hm("00:00"), hm("02:30")),
+            None
         );
     }
 

@@ -101,8 +101,8 @@ impl WorkerSettings {
         }
     }
 
-    /// How long a claim holds a job: long enough to check, render and hand it over (the
-    /// provider's timeout twice, for the connection and the answer), so that another worker
+    /// How long a claim holds a job, renewed when the hand-over starts: longer than a
+    /// hand-over may take (twice the provider's timeout, enforced), so that another worker
     /// takes it only from a worker that is gone.
     pub fn lease(&self) -> Duration {
         self.timeout * 2 + Duration::from_secs(3)
@@ -217,11 +217,16 @@ impl Worker {
         }
     }
 
+    /// A lease from now: a claim's, renewed when the hand-over starts.
+    fn lease_until(&self) -> i64 {
+        let lease = i64::try_from(self.settings.lease().as_secs()).unwrap_or(60);
+        self.clock.now().timestamp() + lease
+    }
+
     async fn claim(&self, limit: usize) -> Result<Vec<EmailJob>, StoreError> {
         let now = self.clock.now().timestamp();
-        let lease = i64::try_from(self.settings.lease().as_secs()).unwrap_or(60);
         self.store
-            .claim_due_emails(now, now + lease, limit as i64)
+            .claim_due_emails(now, self.lease_until(), limit as i64)
             .await
     }
 
@@ -233,7 +238,17 @@ impl Worker {
 
     async fn process_job(&self, job: &EmailJob) -> Result<(), StoreError> {
         match job.state.as_str() {
-            "retry" => self.send_again(job).await,
+            "retry" => {
+                // Between tries the customer may have unsubscribed, the address bounced or
+                // the order come back: then it ends here, and its coupons are voided.
+                let facts = self.store.email_facts(job).await?;
+                if let Some(Verdict::Skip(reason, detail)) = super::check::unwanted(&facts) {
+                    return self.end(job, EmailEnd::Skipped { reason, detail }).await;
+                }
+                self.send_again(job).await
+            }
+            // Cut off by a crash: it may have gone out, so it goes again under its key as it
+            // is (a de-duplicating provider drops a repeat), without new checks.
             "sending" if self.provider.deduplicates() => self.send_again(job).await,
             "sending" => {
                 let detail = format!(
@@ -261,10 +276,15 @@ impl Worker {
             let detail = format!("gave up after {} tries", job.tries);
             return self.end(job, EmailEnd::Failed { detail }).await;
         }
-        if !self.store.resume_send(job).await? {
+        let lease_until = self.lease_until();
+        if !self.store.resume_send(job, lease_until).await? {
             return Ok(());
         }
-        self.deliver(job, &email, job.tries + 1).await
+        let job = EmailJob {
+            lease: lease_until,
+            ..job.clone()
+        };
+        self.deliver(&job, &email, job.tries + 1).await
     }
 
     /// A pending job: checked, rendered, handed over.
@@ -334,9 +354,16 @@ impl Worker {
                 to_hash: &to_hash,
                 now,
                 frequency,
+                lease_until: self.lease_until(),
             };
             match self.store.begin_send(job, &plan).await? {
-                BeginSend::Go => return self.deliver(job, &email, job.tries + 1).await,
+                BeginSend::Go => {
+                    let job = EmailJob {
+                        lease: plan.lease_until,
+                        ..job.clone()
+                    };
+                    return self.deliver(&job, &email, job.tries + 1).await;
+                }
                 BeginSend::Frequency => {
                     self.metrics
                         .skipped
@@ -373,7 +400,19 @@ impl Worker {
     ) -> Result<(), StoreError> {
         let key = idempotency_key(&job.order_id, &job.followup_id, job.resends);
         let started = Instant::now();
-        let answer = self.provider.send(&key, email).await;
+        // Bounded as a whole (SMTP's timeout is per command), so the hand-over ends well
+        // inside the lease: past it, the answer is unknown.
+        let bound = self.settings.timeout * 2;
+        let answer = match tokio::time::timeout(bound, self.provider.send(&key, email)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(SendError::Ambiguous {
+                detail: format!(
+                    "{}: no answer within {} ms",
+                    self.provider.name(),
+                    bound.as_millis()
+                ),
+            }),
+        };
         self.metrics
             .send_seconds
             .with_label_values(&[self.provider.name()])

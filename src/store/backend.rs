@@ -863,10 +863,21 @@ macro_rules! backend {
                 if cache.pending.touches_order(order_id) {
                     Self::flush_or_contended(tx, cache).await?;
                 }
-                sqlx::query("UPDATE email_jobs SET state = 'skipped', reason = 'cancelled' WHERE order_id = $1 AND state = 'pending'")
-                    .bind(order_id)
-                    .execute(&mut **tx)
-                    .await?;
+                // Pending ones, and ones waiting to be tried again (whose coupons, issued at the
+                // first hand-over, were never delivered).
+                let cancelled = sqlx::query(
+                    "UPDATE email_jobs SET state = 'skipped', reason = 'cancelled', detail = 'the order was cancelled or returned', \
+                     claimed_until = NULL, finished_at = $2 WHERE order_id = $1 AND state IN ('pending', 'retry') RETURNING followup_id, tries, resends",
+                )
+                .bind(order_id)
+                .bind(now_secs())
+                .fetch_all(&mut **tx)
+                .await?;
+                for r in cancelled {
+                    if r.try_get::<i64, _>(1)? > 0 && r.try_get::<i64, _>(2)? == 0 {
+                        Self::void_email_coupons(tx, order_id, &r.try_get::<String, _>(0)?).await?;
+                    }
+                }
                 Ok(())
             }
 
@@ -957,7 +968,13 @@ macro_rules! backend {
                     (_, EventBody::Subscribed { customer_id }) => {
                         // Subscribed again through the shop: an earlier unsubscribe by link
                         // no longer holds (the profile's flag is folded above).
-                        sqlx::query("DELETE FROM unsubscribes WHERE customer_id = $1").bind(customer_id).execute(&mut **tx).await?;
+                        // Only an unsubscribe from before this event: a late, older event does
+                        // not undo a newer click.
+                        sqlx::query("DELETE FROM unsubscribes WHERE customer_id = $1 AND at <= $2")
+                            .bind(customer_id)
+                            .bind(event.occurred_at.timestamp())
+                            .execute(&mut **tx)
+                            .await?;
                         Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
                     }
                     (Folded::Returned, EventBody::OrderReturned { order_id, .. }) => {

@@ -88,6 +88,9 @@ pub struct SendPlan<'a> {
     pub now: DateTime<Utc>,
     /// `[email] max_per_customer`: at most `count` hand-overs since `since` (Unix seconds).
     pub frequency: Option<(u32, i64)>,
+    /// The lease renewed for the hand-over (Unix seconds): the job stays this worker's
+    /// while it sends.
+    pub lease_until: i64,
 }
 
 /// What became of a hand-over.
@@ -227,9 +230,12 @@ pub trait EmailStore: Send + Sync {
         plan: &SendPlan<'_>,
     ) -> Result<BeginSend, StoreError>;
     /// Counts one more try of a job handed over before (`retry`, or `sending` after a crash)
-    /// and marks it `sending`; false when the lease was lost.
-    async fn resume_send(&self, job: &EmailJob) -> Result<bool, StoreError>;
-    /// Ends a claimed job (or lets it wait); false when the lease was lost.
+    /// and marks it `sending`, its lease renewed until `lease_until`; false when the lease
+    /// was lost.
+    async fn resume_send(&self, job: &EmailJob, lease_until: i64) -> Result<bool, StoreError>;
+    /// Ends a claimed job (or lets it wait); false when the lease was lost. A job that issued
+    /// coupons when it was handed over and then fails or is skipped voids them
+    /// (`coupon.voided`, reason `email_not_sent`), unless it was sent before.
     async fn finish_email(
         &self,
         job: &EmailJob,

@@ -53,8 +53,35 @@ macro_rules! email_backend {
                 Ok(())
             }
 
+            /// Voids the coupons an e-mail issued when it was handed over and that it never
+            /// delivered (it failed, or was skipped or cancelled before a retry): a
+            /// `coupon.voided` (reason `email_not_sent`) each. An e-mail sent before (a resend)
+            /// keeps them: the customer has them.
+            pub(super) async fn void_email_coupons(tx: &mut sqlx::Transaction<'_, $db>, order_id: &str, followup_id: &str) -> Result<(), StoreError> {
+                let voided = sqlx::query(
+                    "UPDATE coupons SET state = 'voided', version = version + 1 WHERE order_id = $1 AND source_id = $2 AND state = 'issued' \
+                     RETURNING code, version, customer_id",
+                )
+                .bind(order_id)
+                .bind(followup_id)
+                .fetch_all(&mut **tx)
+                .await?;
+                let at = crate::engine::format_time(Utc::now());
+                for r in voided {
+                    let code: String = r.try_get(0)?;
+                    let version: i64 = r.try_get(1)?;
+                    let customer: String = r.try_get(2)?;
+                    let msg = json!({"schema_version": 1, "type": "coupon.voided", "code": code, "version": version,
+                        "order_id": order_id, "customer_id": customer, "reason": "email_not_sent", "occurred_at": at});
+                    Self::outbox(tx, crate::store::TOPIC_COUPONS, Some(code.as_bytes()), msg.to_string().as_bytes(), None).await?;
+                }
+                Ok(())
+            }
+
             async fn coupon_row(tx: &mut sqlx::Transaction<'_, $db>, job: &EmailJob, insert_id: &str) -> Result<Option<PlannedCoupon>, StoreError> {
-                let row = sqlx::query("SELECT code, amount, currency, expires_on FROM coupons WHERE order_id = $1 AND source_id = $2 AND insert_id = $3")
+                // Issued ones only: a code voided since (an e-mail that failed) is not given
+                // again; the new hand-over issues the next code.
+                let row = sqlx::query("SELECT code, amount, currency, expires_on FROM coupons WHERE order_id = $1 AND source_id = $2 AND insert_id = $3 AND state = 'issued'")
                     .bind(&job.order_id)
                     .bind(&job.followup_id)
                     .bind(insert_id)
@@ -207,28 +234,30 @@ macro_rules! email_backend {
                         .await?;
                 }
                 sqlx::query(
-                    "UPDATE email_jobs SET state = 'sending', message = $3, to_hash = $4, sending_at = $5, tries = tries + 1, detail = NULL \
-                     WHERE order_id = $1 AND followup_id = $2",
+                    "UPDATE email_jobs SET state = 'sending', message = $3, to_hash = $4, sending_at = $5, tries = tries + 1, detail = NULL, \
+                     claimed_until = $6 WHERE order_id = $1 AND followup_id = $2",
                 )
                 .bind(&job.order_id)
                 .bind(&job.followup_id)
                 .bind(plan.message)
                 .bind(plan.to_hash)
                 .bind(now)
+                .bind(plan.lease_until)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
                 Ok(BeginSend::Go)
             }
 
-            async fn resume_send(&self, job: &EmailJob) -> Result<bool, StoreError> {
+            async fn resume_send(&self, job: &EmailJob, lease_until: i64) -> Result<bool, StoreError> {
                 let r = sqlx::query(
-                    "UPDATE email_jobs SET state = 'sending', tries = tries + 1 WHERE order_id = $1 AND followup_id = $2 \
+                    "UPDATE email_jobs SET state = 'sending', tries = tries + 1, claimed_until = $4 WHERE order_id = $1 AND followup_id = $2 \
                      AND claimed_until = $3 AND state IN ('retry', 'sending') AND message IS NOT NULL",
                 )
                 .bind(&job.order_id)
                 .bind(&job.followup_id)
                 .bind(job.lease)
+                .bind(lease_until)
                 .execute(&self.write)
                 .await?;
                 Ok(r.rows_affected() == 1)
@@ -243,10 +272,12 @@ macro_rules! email_backend {
                     EmailEnd::Skipped { reason, detail } => ("skipped", Some(reason.as_str()), Some(detail), None, Some(now)),
                     EmailEnd::Deferred { due_at } => (job.state.as_str(), None, None, Some(*due_at), None),
                 };
-                let r = sqlx::query(
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
                     "UPDATE email_jobs SET state = $4, reason = $5, detail = COALESCE($6, detail), due_at = COALESCE($7, due_at), \
                      finished_at = $8, claimed_until = NULL \
-                     WHERE order_id = $1 AND followup_id = $2 AND claimed_until = $3 AND state IN ('pending', 'retry', 'sending')",
+                     WHERE order_id = $1 AND followup_id = $2 AND claimed_until = $3 AND state IN ('pending', 'retry', 'sending') \
+                     RETURNING tries, resends",
                 )
                 .bind(&job.order_id)
                 .bind(&job.followup_id)
@@ -256,9 +287,15 @@ macro_rules! email_backend {
                 .bind(detail)
                 .bind(due)
                 .bind(finished)
-                .execute(&self.write)
+                .fetch_optional(&mut *tx)
                 .await?;
-                Ok(r.rows_affected() == 1)
+                let Some(row) = row else { return Ok(false) };
+                let (tries, resends): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                if matches!(end, EmailEnd::Failed { .. } | EmailEnd::Skipped { .. }) && tries > 0 && resends == 0 {
+                    Self::void_email_coupons(&mut tx, &job.order_id, &job.followup_id).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn unsubscribe(&self, customer_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -375,13 +412,19 @@ macro_rules! email_backend {
                 if !["pending", "retry"].contains(&state.as_str()) {
                     return Ok(EmailControl::Refused { state });
                 }
-                sqlx::query("UPDATE email_jobs SET state = 'skipped', reason = 'cancelled', detail = $3, claimed_until = NULL, finished_at = $4 WHERE order_id = $1 AND followup_id = $2")
-                    .bind(order_id)
-                    .bind(followup_id)
-                    .bind(format!("cancelled by {actor}"))
-                    .bind(now_secs())
-                    .execute(&mut *tx)
-                    .await?;
+                let row = sqlx::query(
+                    "UPDATE email_jobs SET state = 'skipped', reason = 'cancelled', detail = $3, claimed_until = NULL, finished_at = $4 \
+                     WHERE order_id = $1 AND followup_id = $2 RETURNING tries, resends",
+                )
+                .bind(order_id)
+                .bind(followup_id)
+                .bind(format!("cancelled by {actor}"))
+                .bind(now_secs())
+                .fetch_one(&mut *tx)
+                .await?;
+                if row.try_get::<i64, _>(0)? > 0 && row.try_get::<i64, _>(1)? == 0 {
+                    Self::void_email_coupons(&mut tx, order_id, followup_id).await?;
+                }
                 Self::operator_row(&mut tx, actor, "email.cancel", &job_id(order_id, followup_id), &json!({"state_before": state})).await?;
                 tx.commit().await?;
                 Ok(EmailControl::Done { before: state })
