@@ -1276,9 +1276,10 @@ macro_rules! backend {
                         report.outbox_rows += r.rows_affected();
                     }
                 }
-                // Rendered e-mails name the customer and hold the address: they go, and a job
-                // not yet sent is rendered afresh (from the erased profile) if it goes at all.
-                sqlx::query("UPDATE email_jobs SET message = NULL, state = CASE WHEN state = 'retry' THEN 'pending' ELSE state END WHERE customer_id = $1 AND state <> 'sending'")
+                // Rendered e-mails name the customer and hold the address: they go. A job not
+                // sent yet then finds no address and ends skipped; one cut off mid-send has no
+                // message to send again and ends failed.
+                sqlx::query("UPDATE email_jobs SET message = NULL WHERE customer_id = $1")
                     .bind(customer_id)
                     .execute(&mut *tx)
                     .await?;
