@@ -10,9 +10,9 @@
 //!   no escaping for the rest, strict mode, as the product registers them) rendering
 //!   `subject.hbs`, `html.hbs` and `text.hbs` where present with `render_with_context` from one
 //!   `handlebars::Context` built once from `email_context`'s data: the template engine alone.
-//!   Its `money` and `date` helpers are this file's, around the product's own formatting
-//!   (`packwell::render::format_money`, `format_date`, the same CLDR data and caches), so the
-//!   output is byte for byte the product's: checked before anything is measured;
+//!   Its `money` and `date` helpers are the product's own (`packwell::render::MoneyHelper`,
+//!   `DateHelper`), so the output is byte for byte the product's: checked before anything is
+//!   measured;
 //! - `handlebars_trivial_helpers`: the same with `money` and `date` giving back their first
 //!   argument unformatted, to show what the formatting costs.
 //!
@@ -24,18 +24,15 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use handlebars::{
-    Context, Handlebars, Helper, HelperDef, RenderContext, RenderErrorReason, ScopedJson,
-};
+use handlebars::{Context, Handlebars, Helper, HelperDef, RenderContext, ScopedJson};
 use packwell::coupon::CouponKey;
 use packwell::email::compose::{ComposeInput, compose, email_context, plan_coupons};
 use packwell::email::token::unsubscribe_url;
 use packwell::engine::Shop;
 use packwell::event::event_from_value;
 use packwell::profile::{OrderSummary, Profile, fold};
-use packwell::render::{format_date, format_money, html_to_text};
+use packwell::render::{DateHelper, MoneyHelper, html_to_text};
 use packwell::rules::{RuleSet, load_rules};
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -158,56 +155,6 @@ fn examples(rules: &RuleSet, key: &CouponKey) -> Vec<Example> {
 // ---------------------------------------------------------------------------------------------
 // Bare handlebars
 
-/// `{{money amount currency}}` through the product's formatting, the locale from the data.
-struct Money;
-
-impl HelperDef for Money {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
-        let text = |i: usize| h.param(i).and_then(|p| p.value().as_str());
-        let (Some(amount), Some(currency)) = (text(0), text(1)) else {
-            return Err(RenderErrorReason::Other("money: two strings expected".into()).into());
-        };
-        let amount = Decimal::from_str_exact(amount)
-            .map_err(|e| RenderErrorReason::Other(format!("money: {e}")))?;
-        format_money(&amount, currency, locale(ctx))
-            .map(|s| ScopedJson::Derived(Value::String(s)))
-            .map_err(|e| RenderErrorReason::Other(e.to_string()).into())
-    }
-}
-
-/// `{{date d}}`: a date or an RFC 3339 timestamp (its own date), through the product's
-/// formatting.
-struct Date;
-
-impl HelperDef for Date {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
-        let text = h.param(0).and_then(|p| p.value().as_str()).unwrap_or("");
-        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .ok()
-            .or_else(|| {
-                DateTime::parse_from_rfc3339(text)
-                    .ok()
-                    .map(|t| t.date_naive())
-            })
-            .ok_or_else(|| RenderErrorReason::Other(format!("date: {text:?}")))?;
-        format_date(date, locale(ctx))
-            .map(|s| ScopedJson::Derived(Value::String(s)))
-            .map_err(|e| RenderErrorReason::Other(e.to_string()).into())
-    }
-}
-
 /// `{{money a c}}` and `{{date d}}` as trivial helpers: the first argument as it is, to show
 /// what the formatting costs.
 struct FirstArgument;
@@ -223,13 +170,6 @@ impl HelperDef for FirstArgument {
         let value = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
         Ok(ScopedJson::Derived(value))
     }
-}
-
-fn locale(ctx: &Context) -> &str {
-    ctx.data()
-        .get("locale")
-        .and_then(Value::as_str)
-        .unwrap_or("en")
 }
 
 /// The example e-mail templates in a plain registry pair, registered from their files.
@@ -251,8 +191,8 @@ impl Bare {
                 hb.register_helper("money", Box::new(FirstArgument));
                 hb.register_helper("date", Box::new(FirstArgument));
             } else {
-                hb.register_helper("money", Box::new(Money));
-                hb.register_helper("date", Box::new(Date));
+                hb.register_helper("money", Box::new(MoneyHelper));
+                hb.register_helper("date", Box::new(DateHelper));
             }
             hb
         };

@@ -1243,7 +1243,9 @@ fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k s
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-struct MoneyHelper;
+/// `{{money amount currency}}`: an amount in the customer's locale (the data's `locale`). Public
+/// so that a benchmark's plain registry formats exactly as templates do.
+pub struct MoneyHelper;
 
 impl HelperDef for MoneyHelper {
     fn call_inner<'reg: 'rc, 'rc>(
@@ -1266,7 +1268,8 @@ impl HelperDef for MoneyHelper {
     }
 }
 
-struct DateHelper;
+/// `{{date d}}`: a date, or an RFC 3339 time's date, in the customer's locale.
+pub struct DateHelper;
 
 impl HelperDef for DateHelper {
     fn call_inner<'reg: 'rc, 'rc>(
