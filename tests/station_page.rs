@@ -30,12 +30,7 @@ const VIEWPORT: (u32, u32) = (1024, 900);
 
 #[test]
 fn a_packer_scans_sees_the_inserts_and_confirms_and_other_warehouses_stay_hidden() {
-    let Some(chromium) = find_chromium() else {
-        assert!(
-            std::env::var("PACKWELL_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "chromium not found (set PACKWELL_CHROMIUM or install it: {INSTALL_HINT})"
-        );
-        eprintln!("skipped: chromium not installed ({INSTALL_HINT})");
+    let Some(chromium) = chromium_or_skip() else {
         return;
     };
 

@@ -39,12 +39,7 @@ const QUIET: Duration = Duration::from_secs(2);
 
 #[test]
 fn a_customer_unsubscribes_with_the_button_once_and_gets_are_harmless() {
-    let Some(chromium) = find_chromium() else {
-        assert!(
-            std::env::var("PACKWELL_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "chromium not found (set PACKWELL_CHROMIUM or install it: {INSTALL_HINT})"
-        );
-        eprintln!("skipped: chromium not installed ({INSTALL_HINT})");
+    let Some(chromium) = chromium_or_skip() else {
         return;
     };
 

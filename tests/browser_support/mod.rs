@@ -94,3 +94,17 @@ pub fn eval(tab: &Tab, expression: &str) -> Value {
         .value
         .unwrap_or(Value::Null)
 }
+
+/// Chromium, or None after saying the test is skipped; with `PACKWELL_REQUIRE_TOOLS=1` (CI) a
+/// missing Chromium fails the test instead.
+pub fn chromium_or_skip() -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("PACKWELL_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "chromium not found (set PACKWELL_CHROMIUM or install it: {INSTALL_HINT})"
+        );
+        eprintln!("skipped: chromium not installed ({INSTALL_HINT})");
+    }
+    found
+}
