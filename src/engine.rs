@@ -334,6 +334,49 @@ pub struct Outcome {
     /// Follow-ups this order would have scheduled but for the customer's holdout: recorded
     /// as e-mail jobs skipped with reason `holdout`, the control group of the effect report.
     pub followup_holdouts: Vec<ScheduledFollowup>,
+    /// Each rule that gave, was held out or ran in shadow, with what it gave or would have
+    /// given: the effect report's attribution data.
+    pub exposures: Vec<Exposure>,
+}
+
+/// How a rule met a customer in a decision, for the effect report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arm {
+    /// The rule gave at least one insert.
+    Treated,
+    /// The rule would have given, but the customer is in its holdout.
+    HeldOut,
+    /// A shadow rule would have given.
+    Shadow,
+}
+
+impl Arm {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Arm::Treated => "treated",
+            Arm::HeldOut => "held_out",
+            Arm::Shadow => "shadow",
+        }
+    }
+}
+
+/// A rule's part in one decision: its arm and the cost (CONTRACT §2) of what it gave, or of
+/// what it would have given when held out or in shadow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    pub rule_id: String,
+    pub arm: Arm,
+    pub costs: Vec<(Currency, Decimal)>,
+}
+
+impl Exposure {
+    fn new(rule_id: &str, arm: Arm, passing: &[Passing]) -> Self {
+        Exposure {
+            rule_id: rule_id.to_string(),
+            arm,
+            costs: passing.iter().filter_map(|(_, _, cost)| *cost).collect(),
+        }
+    }
 }
 
 pub struct DecideInput<'a> {
@@ -430,6 +473,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
     let mut claims: Vec<Claim> = Vec::new();
     let mut costs: Vec<Cost> = Vec::new();
     let mut rules_given: Vec<String> = Vec::new();
+    let mut exposures: Vec<Exposure> = Vec::new();
     // Counter use within this decision, on top of the view.
     let mut stock_taken: BTreeMap<(String, StockSlot), u32> = BTreeMap::new();
     let mut budget_taken: BTreeMap<(String, Currency), Decimal> = BTreeMap::new();
@@ -580,6 +624,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
             continue;
         }
         if rule.mode == Mode::Shadow {
+            exposures.push(Exposure::new(&rule.id, Arm::Shadow, &passing));
             skip(&mut skipped, SkipReason::Shadow, None, None);
             outcome(Some(SkipReason::Shadow), "", &mut explain);
             continue;
@@ -591,6 +636,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
             if let Some(g) = &rule.group {
                 settled_groups.push(g);
             }
+            exposures.push(Exposure::new(&rule.id, Arm::HeldOut, &passing));
             skip(&mut skipped, SkipReason::Holdout, None, None);
             outcome(Some(SkipReason::Holdout), "", &mut explain);
             continue;
@@ -715,6 +761,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
             settled_groups.push(g);
         }
         rules_given.push(rule.id.clone());
+        exposures.push(Exposure::new(&rule.id, Arm::Treated, &passing));
         inserts.extend(given);
         outcome(None, "given", &mut explain);
     }
@@ -742,6 +789,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
         costs,
         rules_given,
         followup_holdouts,
+        exposures,
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`render`]: Handlebars notes and e-mails, and the template checks of `validate`.
 //! - [`replay`]: events replayed in memory through the fold and the engine.
 //! - [`store`]: the source of truth (SQLite or PostgreSQL), written once per batch.
+//! - [`report`]: the effect report: treated against held-out customers, per rule.
 //! - [`service`]: `packwell run`: consumer, relay, HTTP, reloads.
 //! - [`station`]: the packing stations' HTTP API and page.
 //! - [`email`]: follow-up e-mails: checks at send time, rendering, providers, the sender.
@@ -36,6 +37,7 @@ pub mod money;
 pub mod profile;
 pub mod render;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod service;
 pub mod station;

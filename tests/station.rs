@@ -599,6 +599,74 @@ fn a_packed_confirmation_voids_unpacked_coupons_and_empties_the_shelf_postgres()
     }
 }
 
+/// `GET /v1/report`: the effect report as JSON, for tokens without a warehouse limit only.
+#[test]
+fn the_report_is_served_to_unlimited_tokens_only() {
+    let station = Station::start(None);
+    let api = &station.api;
+    send(
+        &station.broker,
+        &[
+            example("first-book-order.json"),
+            example("fragrance-new-york.json"),
+        ],
+    );
+    wait_decided(api, &["O-1001"]);
+    let (status, body) = json_of(api.get("/v1/report", None));
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = json_of(api.get("/v1/report", Some(BER)));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "forbidden", "{body}");
+
+    let (status, report) = json_of(api.get("/v1/report", Some(ADMIN)));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["window_days"], 90);
+    assert!(report["as_of"].is_string(), "{report}");
+    let ids: Vec<(&str, &str)> = report["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or(""),
+                r["kind"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for expected in [
+        ("welcome", "rule"),
+        ("home-linen-spray", "rule"),
+        ("fragrance-check-in", "followup"),
+    ] {
+        assert!(ids.contains(&expected), "{expected:?} in {ids:?}");
+    }
+    // The orders were just decided: each customer is still inside the window, none compared.
+    let welcome = &report["rules"][0];
+    assert_eq!(welcome["id"], "welcome");
+    assert_eq!(welcome["treated"], 0, "{welcome}");
+    assert_eq!(welcome["in_window"], 2, "{welcome}");
+
+    let (status, short) = json_of(api.get("/v1/report?window=12w&since=2026-01-01", Some(ADMIN)));
+    assert_eq!(status, 200, "{short}");
+    assert_eq!(
+        (short["window_days"].as_u64(), short["since"].as_str()),
+        (Some(84), Some("2026-01-01"))
+    );
+    for bad in [
+        "window=4h",
+        "window=ninety",
+        "since=2026-13-01",
+        "since=yesterday",
+    ] {
+        let (status, body) = json_of(api.get(&format!("/v1/report?{bad}"), Some(ADMIN)));
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{bad}: {body}"
+        );
+    }
+}
+
 #[test]
 fn the_openapi_document_matches_the_routes() {
     let station = Station::start(None);
@@ -633,6 +701,7 @@ fn the_openapi_document_matches_the_routes() {
         ("GET", "/u/{token}"),
         ("POST", "/u/{token}"),
         ("POST", "/v1/email-events"),
+        ("GET", "/v1/report"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

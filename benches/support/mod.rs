@@ -1,5 +1,5 @@
-//! Shared by the end-to-end benchmarks (`service`, `station`): their settings from the
-//! environment and a PostgreSQL database of their own.
+//! Shared by the end-to-end benchmarks (`service`, `station`, `report`): their settings from
+//! the environment and a PostgreSQL database of their own.
 
 /// A number from the environment, or `default` when unset or not a number.
 pub fn env_usize(name: &str, default: usize) -> usize {
@@ -33,14 +33,9 @@ impl ScratchDatabase {
     /// tokio runtime: it runs its statements on a small runtime of its own, which is what lets
     /// `Drop` clean up too.
     pub fn create(prefix: &str) -> ScratchDatabase {
-        let admin_url = std::env::var("PW_BENCH_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let admin_url = admin_url();
         let name = format!("{prefix}_{}", std::process::id());
-        let server = admin_url
-            .rsplit_once('/')
-            .map(|(server, _)| server)
-            .unwrap_or(&admin_url);
-        let url = format!("{server}/{name}");
+        let url = database_url(&name);
         run_statements(
             &admin_url,
             &[
@@ -57,6 +52,20 @@ impl ScratchDatabase {
             url,
         }
     }
+}
+
+/// The server's URL with the database the benchmarks start from: `PW_BENCH_PG_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test`.
+pub fn admin_url() -> String {
+    std::env::var("PW_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The URL of database `name` on the benchmarks' server.
+pub fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let server = admin.rsplit_once('/').map_or(admin.as_str(), |(s, _)| s);
+    format!("{server}/{name}")
 }
 
 impl Drop for ScratchDatabase {

@@ -9,6 +9,8 @@ mod email;
 mod forget;
 mod import;
 mod preview;
+mod report;
+pub use report::ReportFormat;
 mod rule_tests;
 mod run;
 pub use run::DEMO_TOKEN;
@@ -206,6 +208,25 @@ pub enum Command {
         /// The customer id.
         #[arg(long, value_name = "ID")]
         customer: String,
+    },
+    /// The effect of each rule and follow-up: treated against held-out customers, repeat
+    /// purchases within a window, uplift with a 95% interval, cost per extra order.
+    Report {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        rules: RulesArgs,
+        /// Only customers first exposed on or after this date (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// How long after the exposure a repeat purchase counts (whole days: 90d, 12w).
+        #[arg(long, value_name = "DURATION", default_value = "90d")]
+        window: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Where to write the report (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Operator control of stock counters, in the store the configuration names.
     Stock {
@@ -407,6 +428,21 @@ pub fn run(cli: Cli) -> ExitCode {
             batch,
         } => import::run(&common, &rules, &events, batch as usize),
         Command::Forget { common, customer } => forget::run(&common, &customer),
+        Command::Report {
+            common,
+            rules,
+            since,
+            window,
+            format,
+            out,
+        } => report::run(
+            &common,
+            &rules,
+            since.as_deref(),
+            &window,
+            format,
+            out.as_deref(),
+        ),
         Command::Run {
             common,
             rules,

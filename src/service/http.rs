@@ -60,6 +60,7 @@ pub fn api() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics))
         .merge(station::routes())
         .merge(crate::email::routes::routes())
+        .merge(crate::report::route::routes())
         .split_for_parts()
 }
 

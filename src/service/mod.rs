@@ -68,6 +68,8 @@ pub struct Shared {
     pub tokens: crate::station::Tokens,
     /// Insert lists answered from memory for a moment.
     pub insert_lists: crate::station::InsertListCache,
+    /// Effect reports computed lately (`GET /v1/report`).
+    pub reports: crate::report::route::ReportCache,
 }
 
 /// The e-mail sender reads the rules, key and shop in force, like the consumer.
@@ -171,6 +173,7 @@ pub async fn run(
             rules_error: None,
         }),
         tokens,
+        reports: Default::default(),
         insert_lists: crate::station::InsertListCache::new(
             Duration::from_millis(config.http.cache_ttl_ms),
             config.http.cache_entries,

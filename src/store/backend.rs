@@ -15,7 +15,8 @@
 mod email;
 
 use super::Store;
-use super::apply::{CounterView, dlq_message, from_units};
+use super::apply::{CounterView, dlq_message, from_units, to_units};
+use super::attribution::{AttributionData, AttributionQuery};
 use super::pending::*;
 use super::types::*;
 use crate::engine::{self, DecideInput, Decision, Outcome};
@@ -541,6 +542,20 @@ macro_rules! backend {
                         stock_slot,
                     });
                 }
+                for e in &outcome.exposures {
+                    let mut costs: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+                    for (currency, amount) in &e.costs {
+                        *costs.entry(currency.to_string()).or_default() += to_units(*amount);
+                    }
+                    pending.exposures.push(ExposureInsert {
+                        source_id: e.rule_id.clone(),
+                        order_id: d.order_id.clone(),
+                        customer_id: d.customer_id.clone(),
+                        arm: e.arm.as_str(),
+                        at: at.timestamp(),
+                        costs: costs.into_iter().collect(),
+                    });
+                }
                 let json = serde_json::to_string(d).map_err(corrupt)?;
                 pending.outbox.push(OutboxInsert {
                     topic: TOPIC_PACKING,
@@ -699,6 +714,29 @@ macro_rules! backend {
                             .push_bind(now);
                     });
                     qb.push(" ON CONFLICT (order_id, followup_id) DO NOTHING");
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                for chunk in pending.exposures.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO exposures (source_id, order_id, customer_id, arm, at) ");
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(&e.source_id).push_bind(&e.order_id).push_bind(&e.customer_id).push_bind(e.arm).push_bind(e.at);
+                    });
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                let costs: Vec<(&ExposureInsert, &(String, i64))> =
+                    pending.exposures.iter().flat_map(|e| e.costs.iter().map(move |c| (e, c))).collect();
+                for chunk in costs.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO exposure_costs (source_id, order_id, currency, units, arm, at) ");
+                    qb.push_values(chunk, |mut b, (e, (currency, units))| {
+                        b.push_bind(&e.source_id).push_bind(&e.order_id).push_bind(currency).push_bind(*units).push_bind(e.arm).push_bind(e.at);
+                    });
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                for chunk in pending.feedback.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO feedback (customer_id, at, nps) ");
+                    qb.push_values(chunk, |mut b, f| {
+                        b.push_bind(&f.customer_id).push_bind(f.at).push_bind(f.nps);
+                    });
                     qb.build().persistent(false).execute(&mut **tx).await?;
                 }
                 Ok(Ok(()))
@@ -977,6 +1015,14 @@ macro_rules! backend {
                             .await?;
                         Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
                     }
+                    (_, EventBody::Feedback { customer_id, nps, .. }) => {
+                        cache.pending.feedback.push(FeedbackInsert {
+                            customer_id: customer_id.clone(),
+                            at: event.occurred_at.timestamp(),
+                            nps: i64::from(*nps),
+                        });
+                        Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
+                    }
                     (Folded::Returned, EventBody::OrderReturned { order_id, .. }) => {
                         Self::cancel_emails(tx, cache, order_id).await?;
                         Applied::Folded { followups: Vec::new(), skipped: Vec::new() }
@@ -1035,18 +1081,28 @@ macro_rules! backend {
                     qb.build().persistent(false).execute(&mut **tx).await?;
                 }
                 let ids = sorted(cache.dirty_orders.iter().map(String::as_str).collect());
-                let mut rows: Vec<(&str, &str, String, i64)> = Vec::with_capacity(ids.len());
+                let mut rows: Vec<(&str, &OrderSummary, String)> = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(o) = cache.orders.get(id) {
-                        rows.push((id, o.customer_id.as_str(), serde_json::to_string(o).map_err(corrupt)?, o.placed_at.timestamp()));
+                        rows.push((id, o, serde_json::to_string(o).map_err(corrupt)?));
                     }
                 }
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO orders (order_id, customer_id, data, placed_at) ");
-                    qb.push_values(chunk, |mut b, (id, customer, data, placed)| {
-                        b.push_bind(*id).push_bind(*customer).push_bind(data.as_str()).push_bind(*placed);
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO orders (order_id, customer_id, data, placed_at, currency, net_units, cancelled) ");
+                    qb.push_values(chunk, |mut b, (id, o, data)| {
+                        let cancelled = o.status == profile::OrderStatus::Cancelled;
+                        b.push_bind(*id)
+                            .push_bind(o.customer_id.as_str())
+                            .push_bind(data.as_str())
+                            .push_bind(o.placed_at.timestamp())
+                            .push_bind(o.currency.to_string())
+                            .push_bind(if cancelled { 0 } else { to_units(o.total - o.returned_value) })
+                            .push_bind(cancelled);
                     });
-                    qb.push(" ON CONFLICT (order_id) DO UPDATE SET data = excluded.data WHERE orders.customer_id = excluded.customer_id");
+                    qb.push(
+                        " ON CONFLICT (order_id) DO UPDATE SET data = excluded.data, currency = excluded.currency, net_units = excluded.net_units, \
+                         cancelled = excluded.cancelled WHERE orders.customer_id = excluded.customer_id",
+                    );
                     qb.build().persistent(false).execute(&mut **tx).await?;
                 }
                 Ok(())
@@ -1294,6 +1350,9 @@ macro_rules! backend {
                 let mut removed = 0;
                 for sql in [
                     "DELETE FROM given_inserts WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
+                    "DELETE FROM exposure_costs WHERE (source_id, order_id, currency) IN (SELECT source_id, order_id, currency FROM exposure_costs WHERE at < $1 LIMIT $2)",
+                    "DELETE FROM exposures WHERE (source_id, order_id) IN (SELECT source_id, order_id FROM exposures WHERE at < $1 ORDER BY at LIMIT $2)",
+                    "DELETE FROM feedback WHERE (customer_id, at) IN (SELECT customer_id, at FROM feedback WHERE at < $1 LIMIT $2)",
                     "DELETE FROM packed_confirmations WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM decisions WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
@@ -1332,6 +1391,75 @@ macro_rules! backend {
                 }
                 tx.commit().await?;
                 Ok(removed)
+            }
+
+            async fn newest_decision_at(&self) -> Result<Option<i64>, StoreError> {
+                let row = sqlx::query("SELECT MAX(decided_at) FROM decisions").fetch_one(&self.read).await?;
+                Ok(row.try_get::<Option<i64>, _>(0)?)
+            }
+
+            async fn attribution(&self, q: &AttributionQuery) -> Result<AttributionData, StoreError> {
+                use super::attribution::*;
+                let since = q.since.unwrap_or(i64::MIN);
+                // Six statements on the report's own readers: each scans what it needs from an
+                // index of its own, and none waits for the consumer's writes.
+                let (groups_sql, revenue_sql, nps_sql) = (with_first(GROUPS_SQL), with_first(REVENUE_SQL), with_first(NPS_SQL));
+                let groups = sqlx::query(&groups_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
+                let revenue = sqlx::query(&revenue_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
+                let nps = sqlx::query(&nps_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
+                let costs = sqlx::query(COSTS_SQL).bind(since).bind(q.until).fetch_all(&self.report);
+                let coupons = sqlx::query(COUPONS_SQL).bind(since).bind(q.until).fetch_all(&self.report);
+                let redemptions = sqlx::query(REDEMPTIONS_SQL).bind(since).fetch_all(&self.report);
+                let (groups, revenue, nps, costs, coupons, redemptions) = tokio::try_join!(groups, revenue, nps, costs, coupons, redemptions)?;
+                let mut data = AttributionData::default();
+                for r in groups {
+                    data.groups.push(GroupRow {
+                        kind: r.try_get(0)?,
+                        source_id: r.try_get(1)?,
+                        arm: r.try_get(2)?,
+                        customers: r.try_get(3)?,
+                        matured: r.try_get(4)?,
+                        repeaters: r.try_get(5)?,
+                        tenure_secs: r.try_get(6)?,
+                    });
+                }
+                for r in revenue {
+                    data.revenue.push(RevenueRow {
+                        kind: r.try_get(0)?,
+                        source_id: r.try_get(1)?,
+                        arm: r.try_get(2)?,
+                        currency: r.try_get(3)?,
+                        orders: r.try_get(4)?,
+                        units: r.try_get(5)?,
+                    });
+                }
+                for r in nps {
+                    data.nps.push(NpsRow {
+                        kind: r.try_get(0)?,
+                        source_id: r.try_get(1)?,
+                        arm: r.try_get(2)?,
+                        answers: r.try_get(3)?,
+                        sum: r.try_get(4)?,
+                        promoters: r.try_get(5)?,
+                        detractors: r.try_get(6)?,
+                    });
+                }
+                for r in costs {
+                    data.costs.push(CostRow { source_id: r.try_get(0)?, arm: r.try_get(1)?, currency: r.try_get(2)?, units: r.try_get(3)? });
+                }
+                for r in coupons {
+                    data.coupons.push(CouponRow {
+                        source_id: r.try_get(0)?,
+                        currency: r.try_get(1)?,
+                        amount: r.try_get(2)?,
+                        state: r.try_get(3)?,
+                        count: r.try_get(4)?,
+                    });
+                }
+                for r in redemptions {
+                    data.redemptions.push(RedemptionRow { source_id: r.try_get(0)?, day: r.try_get(1)?, count: r.try_get(2)? });
+                }
+                Ok(data)
             }
 
             async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
@@ -1544,6 +1672,9 @@ macro_rules! backend {
 pub struct SqliteStore {
     write: sqlx::SqlitePool,
     read: sqlx::SqlitePool,
+    /// The effect report's own readers: its seconds-long scans never hold up the station
+    /// API's readers, nor the writer (WAL readers do not block it).
+    report: sqlx::SqlitePool,
 }
 
 impl SqliteStore {
@@ -1598,11 +1729,20 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await?;
         migrate(&write, &sqlx::migrate!("migrations/sqlite")).await?;
+        let read_opts = opts.read_only(!memory);
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts.read_only(!memory))
+            .connect_with(read_opts.clone())
             .await?;
-        Ok(SqliteStore { write, read })
+        let report = SqlitePoolOptions::new()
+            .max_connections(REPORT_CONNECTIONS)
+            .min_connections(0)
+            .connect_lazy_with(read_opts);
+        Ok(SqliteStore {
+            write,
+            read,
+            report,
+        })
     }
 
     /// One instance per SQLite file (the data folder's lock file): its relay is the only one.
@@ -1630,8 +1770,22 @@ fn uuid_like() -> String {
 pub struct PgStore {
     write: sqlx::PgPool,
     read: sqlx::PgPool,
+    /// The effect report's own connections, so that its scans never take the ones the
+    /// consumer and the station API need.
+    report: sqlx::PgPool,
     /// The connection holding the relay's advisory lock, once taken: one relay per database.
     relay_lock: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>,
+}
+
+/// Connections of the effect report's pool: its six statements take turns on these.
+const REPORT_CONNECTIONS: u32 = 2;
+
+/// A small pool beside `pool`, on the same database with the same settings, opened on first use.
+fn report_pool(pool: &sqlx::PgPool) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(REPORT_CONNECTIONS)
+        .min_connections(0)
+        .connect_lazy_with((*pool.connect_options()).clone())
 }
 
 /// The advisory lock key of the relay ("packwell relay" in ASCII, cut to 63 bits).
@@ -1660,6 +1814,7 @@ impl PgStore {
         migrate(&pool, &sqlx::migrate!("migrations/postgres")).await?;
         Ok(PgStore {
             read: pool.clone(),
+            report: report_pool(&pool),
             write: pool,
             relay_lock: tokio::sync::Mutex::new(None),
         })
@@ -1670,6 +1825,7 @@ impl PgStore {
         migrate(&pool, &sqlx::migrate!("migrations/postgres")).await?;
         Ok(PgStore {
             read: pool.clone(),
+            report: report_pool(&pool),
             write: pool,
             relay_lock: tokio::sync::Mutex::new(None),
         })

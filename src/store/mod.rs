@@ -4,11 +4,13 @@
 //! instances) share one schema shape, one batch procedure and one test suite.
 
 mod apply;
+pub mod attribution;
 mod backend;
 pub mod emails;
 mod pending;
 pub mod types;
 
+pub use attribution::{AttributionData, AttributionQuery};
 pub use backend::{PgStore, SqliteStore};
 pub use emails::{EmailJob, EmailStore};
 pub use types::*;
@@ -105,6 +107,11 @@ pub trait Store: EmailStore + Send + Sync {
     ) -> Result<(), StoreError>;
     /// The newest `limit` rows of the operator log, newest first.
     async fn operator_log(&self, limit: i64) -> Result<Vec<OperatorLogRow>, StoreError>;
+    /// The time of the newest decision (Unix seconds): the effect report's "now", so that a
+    /// history imported from the past is read on its own clock.
+    async fn newest_decision_at(&self) -> Result<Option<i64>, StoreError>;
+    /// The effect report's aggregates ([`attribution`]), read on the read side.
+    async fn attribution(&self, q: &AttributionQuery) -> Result<AttributionData, StoreError>;
     /// Every text value of every table, for tests that search for personal data.
     async fn dump_text(&self) -> Result<String, StoreError>;
 }

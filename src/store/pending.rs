@@ -24,6 +24,29 @@ pub struct Pending {
     pub decisions: Vec<DecisionInsert>,
     pub outbox: Vec<OutboxInsert>,
     pub emails: Vec<EmailInsert>,
+    pub exposures: Vec<ExposureInsert>,
+    pub feedback: Vec<FeedbackInsert>,
+}
+
+/// How a rule met a customer in a decision, and what it gave or would have given (the
+/// effect report's attribution data).
+#[derive(Debug)]
+pub struct ExposureInsert {
+    pub source_id: String,
+    pub order_id: String,
+    pub customer_id: String,
+    pub arm: &'static str,
+    pub at: i64,
+    /// Per currency, in 1/10000 units, currencies sorted.
+    pub costs: Vec<(String, i64)>,
+}
+
+/// An NPS answer, with its time.
+#[derive(Debug)]
+pub struct FeedbackInsert {
+    pub customer_id: String,
+    pub at: i64,
+    pub nps: i64,
 }
 
 #[derive(Debug)]
@@ -86,6 +109,8 @@ impl Pending {
             && self.decisions.is_empty()
             && self.outbox.is_empty()
             && self.emails.is_empty()
+            && self.exposures.is_empty()
+            && self.feedback.is_empty()
     }
 
     /// Adds a decision's claims to the totals taken at the end of the batch.

@@ -1,0 +1,190 @@
+//! The effect report as text, for a terminal: one block per rule or follow-up.
+
+use super::{Amounts, Report, RuleEffect};
+use std::fmt::Write as _;
+
+fn pct(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r.is_finite() => format!("{:.1}%", r * 100.0),
+        _ => "-".into(),
+    }
+}
+
+/// Percentage points, signed.
+fn points(r: f64) -> String {
+    format!("{:+.1}", r * 100.0)
+}
+
+fn amounts(m: &Amounts) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter()
+        .map(|(c, a)| format!("{a} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn days(d: Option<f64>) -> String {
+    d.filter(|d| d.is_finite())
+        .map_or("-".into(), |d| format!("{d:.0} days"))
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Effect report: repeat purchases within {} days of a rule's first treatment of a customer, \
+         treated against its held-out customers",
+        r.window_days
+    );
+    match (&r.as_of, &r.cohort_until) {
+        (Some(as_of), Some(until)) => {
+            let _ = writeln!(
+                out,
+                "Compared: customers first exposed {} to {until}; as of {as_of} (the newest decision)",
+                r.since
+                    .as_deref()
+                    .map_or("from the start".to_string(), |s| format!("from {s}")),
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "Nothing to report yet: the store holds no decisions.");
+            return out;
+        }
+    }
+    let method = r
+        .rules
+        .iter()
+        .find_map(|e| e.uplift.as_ref().map(|u| u.method.clone()))
+        .unwrap_or_else(|| super::stats::NEWCOMBE_METHOD.to_string());
+    let _ = writeln!(
+        out,
+        "Uplift: treated rate less held-out rate in points, 95% interval by the {method} method; \
+         relative uplift by the {} method.",
+        super::stats::KATZ_METHOD
+    );
+    for e in &r.rules {
+        out.push('\n');
+        effect(&mut out, e);
+    }
+    out
+}
+
+fn effect(out: &mut String, e: &RuleEffect) {
+    let kind = if e.kind == "followup" {
+        "follow-up"
+    } else {
+        "rule"
+    };
+    let _ = writeln!(out, "{kind} {} ({})", e.id, e.mode);
+    let _ = writeln!(
+        out,
+        "  customers          treated {:<10} held out {:<10} shadow {:<6} still in window {}{}",
+        e.treated,
+        e.held_out,
+        e.shadow,
+        e.in_window,
+        if e.mixed > 0 {
+            format!(", in both groups {}", e.mixed)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  repeat rate        treated {:<10} held out {}",
+        pct(e.repeat_rate.treated),
+        pct(e.repeat_rate.held_out)
+    );
+    if let Some(u) = &e.uplift {
+        let relative = e.relative_uplift.as_ref().map_or(String::new(), |r| {
+            format!(
+                "   relative {:+.0}% [{:+.0}%, {:+.0}%]",
+                r.value * 100.0,
+                r.low * 100.0,
+                r.high * 100.0
+            )
+        });
+        let verdict = if u.low > 0.0 {
+            "brings customers back"
+        } else if u.high < 0.0 {
+            "keeps customers away"
+        } else {
+            "no clear effect"
+        };
+        let _ = writeln!(
+            out,
+            "  uplift             {} points [{}, {}]{relative}: {verdict}",
+            points(u.absolute),
+            points(u.low),
+            points(u.high)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  later orders       treated {:<10} held out {:<10} extra orders {}",
+        e.later_orders.treated,
+        e.later_orders.held_out,
+        e.extra_orders
+            .filter(|x| x.is_finite())
+            .map_or("-".into(), |x| format!("{x:.1}"))
+    );
+    let _ = writeln!(
+        out,
+        "  revenue/customer   treated {:<10} held out {:<10} extra revenue {}",
+        amounts(&e.revenue_per_customer.treated),
+        amounts(&e.revenue_per_customer.held_out),
+        amounts(&e.extra_revenue)
+    );
+    let cost_line = if e.mode == "shadow" {
+        format!("would have cost {}", amounts(&e.would_have_cost))
+    } else {
+        format!(
+            "{}   held out would have cost {}",
+            amounts(&e.cost),
+            amounts(&e.would_have_cost)
+        )
+    };
+    let _ = writeln!(out, "  cost               {cost_line}");
+    let _ = writeln!(
+        out,
+        "  cost/extra order   {}",
+        e.cost_per_extra_order.as_ref().map_or("-".into(), amounts)
+    );
+    if e.coupons_issued > 0 {
+        let _ = writeln!(
+            out,
+            "  coupons            {} issued, {} redeemed ({}), face value redeemed {}",
+            e.coupons_issued,
+            e.redeemed,
+            pct(e.redemption_rate),
+            amounts(&e.redeemed_face_value)
+        );
+    }
+    let nps = |n: &Option<super::Nps>| {
+        n.as_ref().map_or("-".to_string(), |n| {
+            format!(
+                "{:.1} (score {:+.0}, {} answers)",
+                n.mean, n.score, n.answers
+            )
+        })
+    };
+    if e.nps.treated.is_some() || e.nps.held_out.is_some() {
+        let _ = writeln!(
+            out,
+            "  NPS after          treated {}   held out {}",
+            nps(&e.nps.treated),
+            nps(&e.nps.held_out)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  customer for       treated {:<10} held out {}",
+        days(e.relationship_days.treated),
+        days(e.relationship_days.held_out)
+    );
+    if let Some(w) = &e.warning {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+}
