@@ -363,9 +363,13 @@ fn main() {
                 events as f64 / secs
             );
             if let Pool::Pg(p) = &backend.pool {
-                // Fresh statistics, as autovacuum would have after a while.
-                runtime
-                    .block_on(async { sqlx::query("ANALYZE").execute(p).await.expect("analyze") });
+                // Fresh statistics and visibility map, as autovacuum leaves them after a while.
+                runtime.block_on(async {
+                    sqlx::query("VACUUM ANALYZE")
+                        .execute(p)
+                        .await
+                        .expect("vacuum")
+                });
             }
         }
         let count = |sql: &str| runtime.block_on(backend.scalar(sql));

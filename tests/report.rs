@@ -300,6 +300,70 @@ async fn exact_figures(b: Backend) {
 
 on_both!(exact_figures_on_a_tiny_history, exact_figures);
 
+/// A store written before the report existed: the upgrade takes its decisions over. The
+/// tiny history is stored, then the store is put back as version 5 left it (no exposures, no
+/// NPS table, no order columns) and opened again, which applies the migration anew.
+async fn upgrade(b: Backend) {
+    let env = env_from(RULES, TEMPLATES);
+    tiny_history(&*b.store, &env).await;
+    let options = ReportOptions {
+        since: None,
+        window_days: 30,
+    };
+    let before = report::build(&*b.store, Some(&env.rules), options)
+        .await
+        .unwrap();
+    for sql in [
+        "DROP INDEX orders_customer_placed",
+        "CREATE INDEX orders_customer ON orders (customer_id)",
+        "ALTER TABLE orders DROP COLUMN currency",
+        "ALTER TABLE orders DROP COLUMN net_units",
+        "ALTER TABLE orders DROP COLUMN cancelled",
+        "DROP TABLE exposures",
+        "DROP TABLE exposure_costs",
+        "DROP TABLE feedback",
+        "DROP INDEX email_jobs_followup_customer",
+        "DROP INDEX coupons_source_issued",
+        "DELETE FROM _sqlx_migrations WHERE version = 6",
+    ] {
+        b.exec(sql).await;
+    }
+    let store = b.another().await;
+    let after = report::build(&*store, Some(&env.rules), options)
+        .await
+        .unwrap();
+    let name = b.name;
+    let (w0, w1) = (rule(&before, "welcome"), rule(&after, "welcome"));
+    assert_eq!((w1.treated, w1.held_out, w1.in_window), (3, 2, 1), "{name}");
+    assert_eq!(w1.repeat_rate, w0.repeat_rate, "{name}");
+    assert_eq!(w1.uplift, w0.uplift, "{name}");
+    assert_eq!(w1.later_orders, w0.later_orders, "{name}");
+    assert_eq!(w1.revenue_per_customer, w0.revenue_per_customer, "{name}");
+    assert_eq!(
+        w1.cost,
+        eur("30.00"),
+        "{name}: the coupons given are the cost"
+    );
+    assert_eq!(
+        (w1.coupons_issued, w1.redeemed, &w1.redeemed_face_value),
+        (3, 1, &eur("10.00")),
+        "{name}"
+    );
+    // Taken over without what was not kept: what held-out customers and shadow rules would
+    // have been given, and NPS answers with their times.
+    assert!(w1.would_have_cost.is_empty(), "{name}");
+    assert_eq!(w1.nps.treated, None, "{name}");
+    let t = rule(&after, "tea-trial");
+    assert_eq!((t.shadow, t.in_window), (5, 1), "{name}");
+    assert_eq!(
+        rule(&after, "check-in").repeat_rate,
+        rule(&before, "check-in").repeat_rate,
+        "{name}"
+    );
+}
+
+on_both!(an_upgraded_store_reports_its_earlier_decisions, upgrade);
+
 /// The `report` command on the SQLite file: the JSON the library computes, the text and
 /// HTML forms, and clear errors for bad options.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,6 +414,17 @@ async fn the_report_command_prints_text_json_and_html() {
     let got: Report = serde_json::from_str(&stdout).unwrap();
     assert_eq!(got, expected);
     let raw: Value = serde_json::from_str(&stdout).unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/report.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&raw).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "schemas/report.schema.json: {errors:?}");
     // The contract's shape: counts integers, rates numbers, money decimal strings.
     assert_eq!(raw["window_days"], 30);
     assert!(raw["rules"][0]["treated"].is_u64());

@@ -1,5 +1,5 @@
 //! The shipped JSON Schemas generated from Rust types must match those types: the rule files
-//! `validate` reads, and the decision emitted on `packing-instructions`.
+//! `validate` reads, the decision emitted on `packing-instructions`, and the effect report.
 //! Regenerate with `PACKWELL_UPDATE_SCHEMAS=1 cargo test --test schema`.
 //! (The schemas of messages built with `json!` are written by hand; tests/message_schemas.rs
 //! checks them against what the store emits.)
@@ -34,6 +34,14 @@ fn packing_instruction_schema_is_up_to_date() {
     check_generated(
         "packing-instruction.schema.json",
         &packwell::engine::packing_instruction_schema_json(),
+    );
+}
+
+#[test]
+fn report_schema_is_up_to_date() {
+    check_generated(
+        "report.schema.json",
+        &packwell::report::report_schema_json(),
     );
 }
 

@@ -79,7 +79,9 @@ pub fn parse_since(s: &str) -> Result<NaiveDate, String> {
         .map_err(|_| format!("bad date {s:?}: expected YYYY-MM-DD, e.g. \"2026-01-31\""))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct Report {
     pub schema_version: u32,
     pub window_days: u32,
@@ -94,13 +96,17 @@ pub struct Report {
 }
 
 /// A figure for each group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct PerGroup<T> {
     pub treated: T,
     pub held_out: T,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct Uplift {
     /// Treated rate less held-out rate.
     pub absolute: f64,
@@ -109,7 +115,9 @@ pub struct Uplift {
     pub method: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct RelativeUplift {
     /// Treated rate over held-out rate, less 1.
     pub value: f64,
@@ -118,7 +126,9 @@ pub struct RelativeUplift {
     pub method: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct Nps {
     pub answers: u64,
     /// Mean answer, 0-10.
@@ -127,7 +137,9 @@ pub struct Nps {
     pub score: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct WeekCount {
     /// The Monday the week starts (UTC).
     pub week: String,
@@ -137,7 +149,9 @@ pub struct WeekCount {
 /// Money per currency, decimal strings.
 pub type Amounts = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct RuleEffect {
     pub id: String,
     /// `rule` or `followup`.
@@ -181,6 +195,18 @@ pub struct RuleEffect {
     /// Redemptions of its coupons per week, since the start of the report.
     pub redemptions_by_week: Vec<WeekCount>,
     pub warning: Option<String>,
+}
+
+/// The JSON Schema of the report (`schemas/report.schema.json`), from the types it is
+/// serialized from.
+pub fn report_schema_json() -> String {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<Report>();
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// Reads the store and computes the report. `rules` gives the order, the kinds and the modes;

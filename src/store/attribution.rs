@@ -105,48 +105,48 @@ pub struct AttributionData {
     pub redemptions: Vec<RedemptionRow>,
 }
 
-/// The first exposure of each customer to each rule and follow-up since `$1`: one row per
-/// (kind, source, customer), each half read from an index that holds all it needs.
-pub(crate) const FIRST_EXPOSURES: &str = "\
+/// The first exposure of each customer to each rule since `$1`: one row per (rule, customer),
+/// read from an index that holds all it needs.
+pub(crate) const FIRST_RULE_EXPOSURES: &str = "\
     SELECT 'rule' AS kind, source_id, customer_id, MIN(at) AS at, MIN(arm) AS arm_lo, MAX(arm) AS arm_hi \
-    FROM exposures WHERE at >= $1 GROUP BY source_id, customer_id \
-    UNION ALL \
-    SELECT 'followup' AS kind, followup_id, customer_id, MIN(scheduled_for), \
-        MIN(CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END), \
-        MAX(CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END) \
+    FROM exposures WHERE at >= $1 GROUP BY source_id, customer_id";
+
+/// The same for follow-ups, from their e-mail jobs (held out: skipped with reason `holdout`).
+pub(crate) const FIRST_FOLLOWUP_EXPOSURES: &str = "\
+    SELECT 'followup' AS kind, followup_id AS source_id, customer_id, MIN(scheduled_for) AS at, \
+        MIN(CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END) AS arm_lo, \
+        MAX(CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END) AS arm_hi \
     FROM email_jobs WHERE scheduled_for >= $1 GROUP BY followup_id, customer_id";
 
-/// Per kind, source and arm: customers, the matured cohort, repeaters, tenure.
-/// `$1` since, `$2` until, `$3` window.
-pub(crate) const GROUPS_SQL: &str = "\
-    WITH f AS (FIRST_EXPOSURES) \
-    SELECT kind, source_id, CASE WHEN arm_lo = arm_hi THEN arm_lo ELSE 'mixed' END AS arm, \
-        COUNT(*), \
+/// The outcomes of first exposures (FIRST, one of the two above), in one statement so that
+/// the first exposures are found once (a CTE read three times is materialized by both
+/// databases). Rows `(part, kind, source, arm, currency, a, b, c, d)`:
+/// - `group`: customers, of them those with their window over (the cohort), the cohort's
+///   repeaters, and the sum of its seconds from first order to exposure;
+/// - `revenue` (per currency): the cohort's later orders and their value kept;
+/// - `nps`: answers in the window, their sum, promoters, detractors.
+///
+/// `$1` since, `$2` until (the cohort's last exposure time), `$3` the window in seconds.
+pub(crate) const OUTCOMES_SQL: &str = "\
+    WITH f AS (FIRST), \
+    g AS (SELECT kind, source_id, customer_id, at, CASE WHEN arm_lo = arm_hi THEN arm_lo ELSE 'mixed' END AS arm FROM f) \
+    SELECT 'group', kind, source_id, arm, '', COUNT(*), \
         CAST(SUM(CASE WHEN at <= $2 THEN 1 ELSE 0 END) AS BIGINT), \
-        CAST(SUM(CASE WHEN at <= $2 AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = f.customer_id \
-            AND o.placed_at > f.at AND o.placed_at <= f.at + $3 AND NOT o.cancelled) THEN 1 ELSE 0 END) AS BIGINT), \
-        CAST(SUM(CASE WHEN at <= $2 THEN f.at - COALESCE((SELECT MIN(o.placed_at) FROM orders o \
-            WHERE o.customer_id = f.customer_id), f.at) ELSE 0 END) AS BIGINT) \
-    FROM f GROUP BY kind, source_id, CASE WHEN arm_lo = arm_hi THEN arm_lo ELSE 'mixed' END";
-
-/// Per kind, source, arm and currency: the cohort's later orders and their value kept.
-pub(crate) const REVENUE_SQL: &str = "\
-    WITH f AS (FIRST_EXPOSURES) \
-    SELECT f.kind, f.source_id, CASE WHEN arm_lo = arm_hi THEN arm_lo ELSE 'mixed' END AS arm, o.currency, \
-        COUNT(*), CAST(SUM(o.net_units) AS BIGINT) \
-    FROM f JOIN orders o ON o.customer_id = f.customer_id AND o.placed_at > f.at AND o.placed_at <= f.at + $3 \
+        CAST(SUM(CASE WHEN at <= $2 AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = g.customer_id \
+            AND o.placed_at > g.at AND o.placed_at <= g.at + $3 AND NOT o.cancelled) THEN 1 ELSE 0 END) AS BIGINT), \
+        CAST(SUM(CASE WHEN at <= $2 THEN g.at - COALESCE((SELECT MIN(o.placed_at) FROM orders o \
+            WHERE o.customer_id = g.customer_id), g.at) ELSE 0 END) AS BIGINT) \
+    FROM g GROUP BY kind, source_id, arm \
+    UNION ALL \
+    SELECT 'revenue', g.kind, g.source_id, g.arm, o.currency, COUNT(*), CAST(SUM(o.net_units) AS BIGINT), 0, 0 \
+    FROM g JOIN orders o ON o.customer_id = g.customer_id AND o.placed_at > g.at AND o.placed_at <= g.at + $3 \
         AND NOT o.cancelled \
-    WHERE f.at <= $2 \
-    GROUP BY f.kind, f.source_id, CASE WHEN arm_lo = arm_hi THEN arm_lo ELSE 'mixed' END, o.currency";
-
-/// Per kind, source and arm: the cohort's NPS answers within the window.
-pub(crate) const NPS_SQL: &str = "\
-    WITH f AS (FIRST_EXPOSURES) \
-    SELECT f.kind, f.source_id, CASE WHEN arm_lo = arm_hi THEN arm_lo ELSE 'mixed' END AS arm, \
-        COUNT(*), CAST(SUM(b.nps) AS BIGINT), CAST(SUM(CASE WHEN b.nps >= 9 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(CASE WHEN b.nps <= 6 THEN 1 ELSE 0 END) AS BIGINT) \
-    FROM f JOIN feedback b ON b.customer_id = f.customer_id AND b.at > f.at AND b.at <= f.at + $3 \
-    WHERE f.at <= $2 \
-    GROUP BY f.kind, f.source_id, CASE WHEN arm_lo = arm_hi THEN arm_lo ELSE 'mixed' END";
+    WHERE g.at <= $2 GROUP BY g.kind, g.source_id, g.arm, o.currency \
+    UNION ALL \
+    SELECT 'nps', g.kind, g.source_id, g.arm, '', COUNT(*), CAST(SUM(b.nps) AS BIGINT), \
+        CAST(SUM(CASE WHEN b.nps >= 9 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(CASE WHEN b.nps <= 6 THEN 1 ELSE 0 END) AS BIGINT) \
+    FROM g JOIN feedback b ON b.customer_id = g.customer_id AND b.at > g.at AND b.at <= g.at + $3 \
+    WHERE g.at <= $2 GROUP BY g.kind, g.source_id, g.arm";
 
 /// What rules gave or would have given in the period `[$1, $2]`.
 pub(crate) const COSTS_SQL: &str = "\
@@ -164,7 +164,49 @@ pub(crate) const REDEMPTIONS_SQL: &str = "\
     WHERE c.redeemed_order_id IS NOT NULL AND c.issued_at >= $1 \
     GROUP BY c.source_id, o.placed_at / 86400";
 
-/// A query with the first-exposure CTE put in.
-pub(crate) fn with_first(sql: &str) -> String {
-    sql.replace("FIRST_EXPOSURES", FIRST_EXPOSURES)
+/// The outcomes statement for rules and the one for follow-ups: run side by side.
+pub(crate) fn outcome_statements() -> [String; 2] {
+    [FIRST_RULE_EXPOSURES, FIRST_FOLLOWUP_EXPOSURES]
+        .map(|first| OUTCOMES_SQL.replace("FIRST", first))
+}
+
+/// One row of [`OUTCOMES_SQL`], sorted into `data`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add_outcome(
+    data: &mut AttributionData,
+    part: &str,
+    kind: String,
+    source_id: String,
+    arm: String,
+    currency: String,
+    [a, b, c, d]: [i64; 4],
+) {
+    match part {
+        "group" => data.groups.push(GroupRow {
+            kind,
+            source_id,
+            arm,
+            customers: a,
+            matured: b,
+            repeaters: c,
+            tenure_secs: d,
+        }),
+        "revenue" => data.revenue.push(RevenueRow {
+            kind,
+            source_id,
+            arm,
+            currency,
+            orders: a,
+            units: b,
+        }),
+        _ => data.nps.push(NpsRow {
+            kind,
+            source_id,
+            arm,
+            answers: a,
+            sum: b,
+            promoters: c,
+            detractors: d,
+        }),
+    }
 }

@@ -1401,48 +1401,20 @@ macro_rules! backend {
             async fn attribution(&self, q: &AttributionQuery) -> Result<AttributionData, StoreError> {
                 use super::attribution::*;
                 let since = q.since.unwrap_or(i64::MIN);
-                // Six statements on the report's own readers: each scans what it needs from an
-                // index of its own, and none waits for the consumer's writes.
-                let (groups_sql, revenue_sql, nps_sql) = (with_first(GROUPS_SQL), with_first(REVENUE_SQL), with_first(NPS_SQL));
-                let groups = sqlx::query(&groups_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
-                let revenue = sqlx::query(&revenue_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
-                let nps = sqlx::query(&nps_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
+                // On the report's own readers, the rules' and the follow-ups' outcomes side by
+                // side (the longest statements, first), then the small sums.
+                let [rules_sql, followups_sql] = outcome_statements();
+                let rules = sqlx::query(&rules_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
+                let followups = sqlx::query(&followups_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
                 let costs = sqlx::query(COSTS_SQL).bind(since).bind(q.until).fetch_all(&self.report);
                 let coupons = sqlx::query(COUPONS_SQL).bind(since).bind(q.until).fetch_all(&self.report);
                 let redemptions = sqlx::query(REDEMPTIONS_SQL).bind(since).fetch_all(&self.report);
-                let (groups, revenue, nps, costs, coupons, redemptions) = tokio::try_join!(groups, revenue, nps, costs, coupons, redemptions)?;
+                let (rules, followups, costs, coupons, redemptions) = tokio::try_join!(rules, followups, costs, coupons, redemptions)?;
                 let mut data = AttributionData::default();
-                for r in groups {
-                    data.groups.push(GroupRow {
-                        kind: r.try_get(0)?,
-                        source_id: r.try_get(1)?,
-                        arm: r.try_get(2)?,
-                        customers: r.try_get(3)?,
-                        matured: r.try_get(4)?,
-                        repeaters: r.try_get(5)?,
-                        tenure_secs: r.try_get(6)?,
-                    });
-                }
-                for r in revenue {
-                    data.revenue.push(RevenueRow {
-                        kind: r.try_get(0)?,
-                        source_id: r.try_get(1)?,
-                        arm: r.try_get(2)?,
-                        currency: r.try_get(3)?,
-                        orders: r.try_get(4)?,
-                        units: r.try_get(5)?,
-                    });
-                }
-                for r in nps {
-                    data.nps.push(NpsRow {
-                        kind: r.try_get(0)?,
-                        source_id: r.try_get(1)?,
-                        arm: r.try_get(2)?,
-                        answers: r.try_get(3)?,
-                        sum: r.try_get(4)?,
-                        promoters: r.try_get(5)?,
-                        detractors: r.try_get(6)?,
-                    });
+                for r in rules.iter().chain(followups.iter()) {
+                    let part: String = r.try_get(0)?;
+                    let figures = [r.try_get(5)?, r.try_get(6)?, r.try_get(7)?, r.try_get(8)?];
+                    add_outcome(&mut data, &part, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, figures);
                 }
                 for r in costs {
                     data.costs.push(CostRow { source_id: r.try_get(0)?, arm: r.try_get(1)?, currency: r.try_get(2)?, units: r.try_get(3)? });
@@ -1781,11 +1753,14 @@ pub struct PgStore {
 const REPORT_CONNECTIONS: u32 = 2;
 
 /// A small pool beside `pool`, on the same database with the same settings, opened on first use.
+/// Without JIT compilation: the report's statements are many short index probes, for which
+/// compiling costs more than it saves (half a second per statement, measured).
 fn report_pool(pool: &sqlx::PgPool) -> sqlx::PgPool {
+    let options = (*pool.connect_options()).clone().options([("jit", "off")]);
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(REPORT_CONNECTIONS)
         .min_connections(0)
-        .connect_lazy_with((*pool.connect_options()).clone())
+        .connect_lazy_with(options)
 }
 
 /// The advisory lock key of the relay ("packwell relay" in ASCII, cut to 63 bits).
