@@ -73,11 +73,27 @@ fn day(d: i64) -> String {
 }
 
 fn placed(customer: &str, order: &str, d: i64, total: &str, codes: &[String]) -> Value {
+    placed_items(customer, order, d, (total, 1, total), codes)
+}
+
+/// An order of `quantity` books at `unit_price`, `total` in all.
+fn placed_items(
+    customer: &str,
+    order: &str,
+    d: i64,
+    (total, quantity, unit_price): (&str, u32, &str),
+    codes: &[String],
+) -> Value {
     json!({"event_id": format!("p-{order}"), "type": "order.placed", "occurred_at": day(d),
         "order": {"id": order, "customer": {"id": customer, "email": format!("{customer}@example.com"), "first_name": "Kim"},
             "currency": "EUR", "total": total,
-            "items": [{"sku": "BK-1", "name": "A book", "category": "books", "quantity": 1, "unit_price": total}],
+            "items": [{"sku": "BK-1", "name": "A book", "category": "books", "quantity": quantity, "unit_price": unit_price}],
             "shipping": {"country": "DE"}, "warehouse": "WH-BER", "coupon_codes": codes}})
+}
+
+fn returned_one(customer: &str, order: &str, d: i64) -> Value {
+    json!({"event_id": format!("r-{order}"), "type": "order.returned", "occurred_at": day(d),
+        "order_id": order, "customer_id": customer, "items": [{"sku": "BK-1", "quantity": 1}]})
 }
 
 fn delivered(customer: &str, order: &str, d: i64) -> Value {
@@ -124,7 +140,8 @@ fn eur(amount: &str) -> report::Amounts {
 /// The tiny history: five customers with a first order on day 0, and a sixth on day 100
 /// whose exposure is still in its 30-day window. Treated by `welcome`: T1, T2, T3; held out:
 /// H1, H2. `check-in` treats T1, T2, H2 and holds out T3, H1.
-/// - T1 reorders on day 10 (30.00, redeeming its coupon) and answers NPS 10 on day 3;
+/// - T1 reorders on day 10 (two books at 15.00, redeeming its coupon), returns one of them on
+///   day 12 (15.00 kept), and answers NPS 10 on day 3;
 /// - T2 reorders on day 40, outside the window; T3 never;
 /// - H1 reorders on day 5 (25.00), and on day 20 an order it cancels; answers NPS 6 on day 2;
 /// - H2 never reorders; answers NPS 8 on day 50, outside the window.
@@ -154,7 +171,8 @@ async fn tiny_history(store: &dyn Store, env: &packwell::store::DecideEnv) -> Ve
         .clone();
     let later = vec![
         placed(h1, &format!("{h1}-2"), 5, "25.00", &[]),
-        placed(t1, &format!("{t1}-2"), 10, "30.00", &[code]),
+        placed_items(t1, &format!("{t1}-2"), 10, ("30.00", 2, "15.00"), &[code]),
+        returned_one(t1, &format!("{t1}-2"), 12),
         placed(h1, &format!("{h1}-3"), 20, "15.00", &[]),
         cancelled(h1, &format!("{h1}-3"), 21),
         placed(t2, &format!("{t2}-2"), 40, "50.00", &[]),
@@ -216,10 +234,11 @@ async fn exact_figures(b: Backend) {
         (1, 1),
         "{name}"
     );
-    assert_eq!(w.revenue_per_customer.treated, eur("10.00"), "{name}");
+    // T1's order less the book returned: 15.00.
+    assert_eq!(w.revenue_per_customer.treated, eur("5.00"), "{name}");
     assert_eq!(w.revenue_per_customer.held_out, eur("12.50"), "{name}");
-    // 30.00 - 25.00 * 3 / 2
-    assert_eq!(w.extra_revenue, eur("-7.50"), "{name}");
+    // 15.00 - 25.00 * 3 / 2
+    assert_eq!(w.extra_revenue, eur("-22.50"), "{name}");
     // (1 * 2 - 1 * 3) / 2
     assert_eq!(w.extra_orders, Some(-0.5), "{name}");
     assert_eq!(w.cost, eur("30.00"), "{name}");
@@ -266,7 +285,7 @@ async fn exact_figures(b: Backend) {
     assert_eq!((f.treated, f.held_out), (3, 2), "{name}");
     assert_eq!(f.repeat_rate.treated, Some(1.0 / 3.0), "{name}");
     assert_eq!(f.repeat_rate.held_out, Some(0.5), "{name}");
-    assert_eq!(f.revenue_per_customer.treated, eur("10.00"), "{name}");
+    assert_eq!(f.revenue_per_customer.treated, eur("5.00"), "{name}");
     assert!(f.cost.is_empty(), "{name}: the e-mail gives no coupon");
 
     // A later --since leaves out the first orders; a longer window takes in T2's reorder.
@@ -280,7 +299,9 @@ async fn exact_figures(b: Backend) {
     )
     .await
     .unwrap();
-    assert_eq!(rule(&later, "welcome").treated, 0, "{name}");
+    let w = rule(&later, "welcome");
+    // Only Z's first exposure is on or after the date, and its window is not over.
+    assert_eq!((w.treated, w.held_out, w.in_window), (0, 0, 1), "{name}");
     let longer = report::build(
         &*b.store,
         Some(&env.rules),
@@ -322,8 +343,10 @@ async fn upgrade(b: Backend) {
         "DROP TABLE exposures",
         "DROP TABLE exposure_costs",
         "DROP TABLE feedback",
+        "DROP TABLE first_exposures",
         "DROP INDEX email_jobs_followup_customer",
-        "DROP INDEX coupons_source_issued",
+        "ALTER TABLE email_jobs DROP COLUMN first_due_at",
+        "DROP INDEX coupons_redeemed",
         "DELETE FROM _sqlx_migrations WHERE version = 6",
     ] {
         b.exec(sql).await;

@@ -611,7 +611,7 @@ fn the_report_is_served_to_unlimited_tokens_only() {
             example("fragrance-new-york.json"),
         ],
     );
-    wait_decided(api, &["O-1001"]);
+    wait_decided(api, &["O-1001", "O-2101"]);
     let (status, body) = json_of(api.get("/v1/report", None));
     assert_eq!(status, 401, "{body}");
     let (status, body) = json_of(api.get("/v1/report", Some(BER)));

@@ -7,16 +7,22 @@
 CREATE TABLE exposures (
     source_id TEXT NOT NULL, order_id TEXT NOT NULL, customer_id TEXT NOT NULL,
     arm TEXT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY (source_id, order_id));
--- A customer's first exposure to a rule, read from the index alone.
-CREATE INDEX exposures_first ON exposures (source_id, customer_id, at, arm);
-CREATE INDEX exposures_at ON exposures (at);
+-- A customer's exposures to a rule in time order, read from the index alone.
+CREATE INDEX exposures_first ON exposures (source_id, customer_id, at, arm, order_id);
 -- What a rule gave in a decision (or would have given, held out or in shadow), per currency, in
--- 1/10000 units (CONTRACT §2's cost: a coupon's face value, an item's unit cost). The
--- exposure's arm and time are copied here so that the report sums a period without a join.
+-- 1/10000 units (CONTRACT §2's cost: a coupon's face value, an item's unit cost).
 CREATE TABLE exposure_costs (
     source_id TEXT NOT NULL, order_id TEXT NOT NULL, currency TEXT NOT NULL, units BIGINT NOT NULL,
-    arm TEXT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY (source_id, order_id, currency));
-CREATE INDEX exposure_costs_at ON exposure_costs (at);
+    PRIMARY KEY (source_id, order_id, currency));
+-- Each customer's first exposure to each rule (`kind` rule) and follow-up (`kind` followup),
+-- kept up to date as exposures are written: the report's cohorts, read without grouping every
+-- exposure. A shadow rule's first exposure has a row of its own (`shadow`); `arm` is
+-- `treated`, `held_out`, `mixed` (both, when the holdout share changed) or `shadow`.
+-- `customer_since` is the customer's first order then, for the relationship's length.
+CREATE TABLE first_exposures (
+    kind TEXT NOT NULL, source_id TEXT NOT NULL, customer_id TEXT NOT NULL, shadow BOOLEAN NOT NULL,
+    at BIGINT NOT NULL, arm TEXT NOT NULL, customer_since BIGINT,
+    PRIMARY KEY (kind, source_id, customer_id, shadow));
 -- NPS answers (customer.feedback) with their time: the report reads those after a treatment.
 CREATE TABLE feedback (customer_id TEXT NOT NULL, at BIGINT NOT NULL, nps BIGINT NOT NULL);
 CREATE INDEX feedback_customer ON feedback (customer_id, at);
@@ -32,10 +38,14 @@ UPDATE orders SET currency = data::jsonb->>'currency',
 -- A customer's orders in time order, covering what the report reads of them.
 CREATE INDEX orders_customer_placed ON orders (customer_id, placed_at, cancelled, currency, net_units);
 DROP INDEX orders_customer;
--- A follow-up's first e-mail job per customer, and its arm, from the index alone.
-CREATE INDEX email_jobs_followup_customer ON email_jobs (followup_id, customer_id, scheduled_for, reason);
--- Coupons of a rule or follow-up issued in a period.
-CREATE INDEX coupons_source_issued ON coupons (source_id, issued_at);
+-- When an e-mail job was first due: a follow-up's exposure, which an operator's resend
+-- (which moves `due_at` and `scheduled_for`) leaves alone.
+ALTER TABLE email_jobs ADD COLUMN first_due_at BIGINT;
+UPDATE email_jobs SET first_due_at = COALESCE(scheduled_for, due_at);
+-- A follow-up's e-mail jobs per customer in time order, and their arm, from the index alone.
+CREATE INDEX email_jobs_followup_customer ON email_jobs (followup_id, customer_id, first_due_at, reason, order_id);
+-- Redeemed coupons, for the redemptions over time.
+CREATE INDEX coupons_redeemed ON coupons (redeemed_order_id, source_id, issued_at) WHERE redeemed_order_id IS NOT NULL;
 
 -- Decisions made before this version: the rules that gave (from given_inserts), held out or
 -- ran in shadow (from the stored decision; a held-out follow-up has its e-mail job instead),
@@ -50,7 +60,20 @@ INSERT INTO exposures (source_id, order_id, customer_id, arm, at)
     WHERE s->>'reason' IN ('holdout', 'shadow') AND s->>'insert_id' IS NULL
       AND NOT EXISTS (SELECT 1 FROM email_jobs j WHERE j.order_id = d.order_id AND j.followup_id = s->>'rule_id')
     ON CONFLICT DO NOTHING;
-INSERT INTO exposure_costs (source_id, order_id, currency, arm, at, units)
-    SELECT c.source_id, c.order_id, c.currency, MIN(e.arm), MIN(e.at), SUM(ceil(c.amount::numeric * 10000)::bigint)
+INSERT INTO exposure_costs (source_id, order_id, currency, units)
+    SELECT c.source_id, c.order_id, c.currency, SUM(ceil(c.amount::numeric * 10000)::bigint)
     FROM coupons c JOIN exposures e ON e.source_id = c.source_id AND e.order_id = c.order_id
     GROUP BY c.source_id, c.order_id, c.currency;
+-- The first exposures of rules and follow-ups so far.
+INSERT INTO first_exposures (kind, source_id, customer_id, shadow, at, arm, customer_since)
+    SELECT 'rule', e.source_id, e.customer_id, e.arm = 'shadow', MIN(e.at),
+        CASE WHEN MIN(e.arm) = MAX(e.arm) THEN MIN(e.arm) ELSE 'mixed' END,
+        (SELECT MIN(o.placed_at) FROM orders o WHERE o.customer_id = e.customer_id)
+    FROM exposures e GROUP BY e.source_id, e.customer_id, e.arm = 'shadow';
+INSERT INTO first_exposures (kind, source_id, customer_id, shadow, at, arm, customer_since)
+    SELECT 'followup', j.followup_id, j.customer_id, FALSE, MIN(j.first_due_at),
+        CASE WHEN MIN(CASE WHEN j.reason = 'holdout' THEN 'held_out' ELSE 'treated' END)
+            = MAX(CASE WHEN j.reason = 'holdout' THEN 'held_out' ELSE 'treated' END)
+            THEN MIN(CASE WHEN j.reason = 'holdout' THEN 'held_out' ELSE 'treated' END) ELSE 'mixed' END,
+        (SELECT MIN(o.placed_at) FROM orders o WHERE o.customer_id = j.customer_id)
+    FROM email_jobs j GROUP BY j.followup_id, j.customer_id;

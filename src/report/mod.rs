@@ -425,16 +425,22 @@ fn effect(
         .iter()
         .filter(|c| c.source_id == id && kind == "rule")
     {
-        let target = if c.arm == "treated" {
-            &mut cost
-        } else {
-            &mut would_have
+        let target = match c.arm.as_str() {
+            "treated" => &mut cost,
+            "held_out" | "shadow" => &mut would_have,
+            _ => continue,
         };
         *target.entry(c.currency.clone()).or_default() += units(c.units);
     }
     let (mut issued, mut redeemed) = (0u64, 0u64);
     let mut redeemed_value: BTreeMap<String, Decimal> = BTreeMap::new();
-    for c in data.coupons.iter().filter(|c| c.source_id == id) {
+    for c in data
+        .coupons
+        .iter()
+        .filter(|c| c.source_id == id && c.kind == kind && c.state != "voided")
+    {
+        // A voided coupon never reached the customer (the order was cancelled, it was not
+        // packed, the e-mail never went): it is neither issued nor redeemable here.
         let n = count(c.count);
         issued += n;
         let amount: Decimal = c.amount.parse().unwrap_or_default();
@@ -442,9 +448,8 @@ fn effect(
             redeemed += n;
             *redeemed_value.entry(c.currency.clone()).or_default() += amount * Decimal::from(n);
         }
-        // A follow-up's coupons are its cost (issued when the e-mail went); one voided
-        // because the e-mail never went was never given.
-        if kind == "followup" && c.state != "voided" {
+        // A follow-up's cost is the coupons its e-mails gave, issued as they went.
+        if kind == "followup" {
             *cost.entry(c.currency.clone()).or_default() += amount * Decimal::from(n);
         }
     }

@@ -22,30 +22,44 @@ pub fn routes() -> OpenApiRouter<Arc<Shared>> {
     OpenApiRouter::new().routes(routes!(report))
 }
 
-/// Reports computed lately, by their options; one computed at a time.
+/// Reports computed lately, by their options and the rules' version; one computed at a time.
 #[derive(Default)]
 pub struct ReportCache {
-    entries: tokio::sync::Mutex<HashMap<ReportOptions, (Instant, Arc<Report>)>>,
+    entries: std::sync::Mutex<HashMap<(ReportOptions, String), (Instant, Arc<Report>)>>,
+    /// Held while a report is computed: the store computes one at a time, and a request that
+    /// waited finds the report it wanted in `entries` when its turn comes.
+    computing: tokio::sync::Mutex<()>,
 }
 
 impl ReportCache {
+    fn cached(&self, key: &(ReportOptions, String)) -> Option<Arc<Report>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (at, _)| at.elapsed() < REPORT_TTL);
+        entries.get(key).map(|(_, r)| r.clone())
+    }
+
     async fn get_or_build(
         &self,
         shared: &Shared,
         options: ReportOptions,
     ) -> Result<Arc<Report>, ApiError> {
-        // Held while computing: a second request for the same report waits and gets it.
-        let mut entries = self.entries.lock().await;
-        entries.retain(|_, (at, _)| at.elapsed() < REPORT_TTL);
-        if let Some((_, r)) = entries.get(&options) {
-            return Ok(r.clone());
-        }
         let env = shared.env.load_full();
+        let key = (options, env.rules.version.clone());
+        if let Some(r) = self.cached(&key) {
+            return Ok(r);
+        }
+        let _turn = self.computing.lock().await;
+        if let Some(r) = self.cached(&key) {
+            return Ok(r);
+        }
         let report = super::build(&*shared.store, Some(&env.rules), options)
             .await
             .map_err(ApiError::store)?;
         let report = Arc::new(report);
-        entries.insert(options, (Instant::now(), report.clone()));
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (Instant::now(), report.clone()));
         Ok(report)
     }
 }

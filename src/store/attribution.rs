@@ -2,13 +2,16 @@
 //! follow-up and arm, summed in the database so that a store of a million customers sends back
 //! a few hundred rows. The statistics are computed from them in `report`, a pure function.
 //!
-//! A customer counts once per rule or follow-up, at their first exposure in the period: a
-//! decision in which the rule gave (`treated`), was held out (`held_out`) or ran in shadow
-//! (`shadow`); for a follow-up, its e-mail job (held out when skipped with reason `holdout`,
-//! treated otherwise, whatever the checks at send time made of it: intention to treat, so
-//! that both groups are chosen alike). A customer found in both arms (the holdout share
-//! changed) is counted as `mixed`, in neither group. Outcomes are read in the window after
-//! that exposure: orders not cancelled, their value kept (less returns), NPS answers.
+//! A customer counts once per rule or follow-up, at their first exposure ever, if that was
+//! on or after `since`: a decision in which the rule gave (`treated`) or was held out
+//! (`held_out`); for a follow-up, its e-mail job (held out when skipped with reason
+//! `holdout`, treated otherwise, whatever the checks at send time made of it: intention to
+//! treat, so that both groups are chosen alike). A customer found in both arms (the holdout
+//! share changed) is counted as `mixed`, in neither group; a shadow rule's customers are
+//! counted apart. Outcomes are read in the window after that first exposure: orders not
+//! cancelled and their value kept (less returns), NPS answers, and what the rule gave them
+//! (or would have) within it, so that costs and extra orders describe the same customers
+//! over the same days.
 
 /// Which exposures and windows to read. Times are Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +69,8 @@ pub struct NpsRow {
     pub detractors: i64,
 }
 
-/// What rules gave (or would have given) in the cohort's period, in 1/10000 units.
+/// What a rule gave the cohort within their windows (or would have given the held-out
+/// customers, or a shadow rule would have), in 1/10000 units.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CostRow {
     pub source_id: String,
@@ -75,9 +79,10 @@ pub struct CostRow {
     pub units: i64,
 }
 
-/// Coupons issued in the cohort's period, by rule or follow-up, face value and state.
+/// Coupons issued to the treated cohort within their windows, by face value and state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CouponRow {
+    pub kind: SourceKind,
     pub source_id: String,
     pub currency: String,
     /// The face value as stored (decimal text).
@@ -105,80 +110,119 @@ pub struct AttributionData {
     pub redemptions: Vec<RedemptionRow>,
 }
 
-/// The first exposure of each customer to each rule since `$1`: one row per (rule, customer),
-/// read from an index that holds all it needs.
-pub(crate) const FIRST_RULE_EXPOSURES: &str = "\
-    SELECT 'rule' AS kind, source_id, customer_id, MIN(at) AS at, MIN(arm) AS arm_lo, MAX(arm) AS arm_hi \
-    FROM exposures WHERE at >= $1 GROUP BY source_id, customer_id";
+/// Every exposure to a rule: `(source_id, customer_id, order_id, at, arm)`.
+const RULE_EXPOSURES: &str = "SELECT source_id, customer_id, order_id, at, arm FROM exposures";
 
-/// The same for follow-ups, from their e-mail jobs (held out: skipped with reason `holdout`).
-pub(crate) const FIRST_FOLLOWUP_EXPOSURES: &str = "\
-    SELECT 'followup' AS kind, followup_id AS source_id, customer_id, MIN(scheduled_for) AS at, \
-        MIN(CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END) AS arm_lo, \
-        MAX(CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END) AS arm_hi \
-    FROM email_jobs WHERE scheduled_for >= $1 GROUP BY followup_id, customer_id";
+/// Every exposure to a follow-up: its e-mail jobs, at the time each was first due, held out
+/// when skipped with reason `holdout`, treated otherwise.
+const FOLLOWUP_EXPOSURES: &str = "SELECT followup_id AS source_id, customer_id, order_id, first_due_at AS at, \
+    CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END AS arm FROM email_jobs";
 
-/// The outcomes of first exposures (FIRST, one of the two above), in one statement so that
-/// the first exposures are found once (a CTE read three times is materialized by both
-/// databases). Rows `(part, kind, source, arm, currency, a, b, c, d)`:
-/// - `group`: customers, of them those with their window over (the cohort), the cohort's
-///   repeaters, and the sum of its seconds from first order to exposure;
+/// The figures of one kind's cohorts in one statement. `g`: the customers first exposed
+/// since `$1` (from `first_exposures`, kept as exposures are written: a customer's first
+/// exposure ever, so that `--since` never makes an old customer new), one row per live or
+/// shadow cohort member. `w`: the exposures (`E`, one of the two above) of each cohort member
+/// within their window, in the member's arm.
+///
+/// Rows `(part, kind, source, arm, currency, amount, a, b, c, d)`:
+/// - `group`: customers, of them those whose window is over by `$2` (the cohort), the cohort's
+///   repeaters, and its seconds from first order to exposure, summed;
 /// - `revenue` (per currency): the cohort's later orders and their value kept;
-/// - `nps`: answers in the window, their sum, promoters, detractors.
+/// - `nps`: answers within the window, their sum, promoters, detractors;
+/// - `coupon` (the arm column holds the state; per currency and face value): coupons of the
+///   treated cohort's exposures within the window;
+/// - `cost` (rules only, [`RULE_COSTS_SQL`]): what its exposures within the window gave, or
+///   would have given, per arm and currency.
 ///
 /// `$1` since, `$2` until (the cohort's last exposure time), `$3` the window in seconds.
-pub(crate) const OUTCOMES_SQL: &str = "\
-    WITH f AS (FIRST), \
-    g AS (SELECT kind, source_id, customer_id, at, CASE WHEN arm_lo = arm_hi THEN arm_lo ELSE 'mixed' END AS arm FROM f) \
-    SELECT 'group', kind, source_id, arm, '', COUNT(*), \
-        CAST(SUM(CASE WHEN at <= $2 THEN 1 ELSE 0 END) AS BIGINT), \
-        CAST(SUM(CASE WHEN at <= $2 AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = g.customer_id \
-            AND o.placed_at > g.at AND o.placed_at <= g.at + $3 AND NOT o.cancelled) THEN 1 ELSE 0 END) AS BIGINT), \
-        CAST(SUM(CASE WHEN at <= $2 THEN g.at - COALESCE((SELECT MIN(o.placed_at) FROM orders o \
-            WHERE o.customer_id = g.customer_id), g.at) ELSE 0 END) AS BIGINT) \
-    FROM g GROUP BY kind, source_id, arm \
+const COHORT_SQL: &str = "\
+    WITH g AS (SELECT source_id, customer_id, at, arm, customer_since FROM first_exposures \
+        WHERE kind = 'KIND' AND at >= $1), \
+    w AS (SELECT g.source_id, g.arm, e.order_id FROM g JOIN (E) e ON e.source_id = g.source_id \
+        AND e.customer_id = g.customer_id AND e.at >= g.at AND e.at <= g.at + $3 AND e.arm = g.arm \
+        WHERE g.at <= $2) \
+    SELECT 'group', 'KIND', source_id, arm, '', '', COUNT(*), \
+        SUM(CASE WHEN at <= $2 THEN 1 ELSE 0 END), \
+        SUM(CASE WHEN at <= $2 AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = g.customer_id \
+            AND o.placed_at > g.at AND o.placed_at <= g.at + $3 AND NOT o.cancelled) THEN 1 ELSE 0 END), \
+        SUM(CASE WHEN at <= $2 THEN at - COALESCE(customer_since, at) ELSE 0 END) \
+    FROM g GROUP BY source_id, arm \
     UNION ALL \
-    SELECT 'revenue', g.kind, g.source_id, g.arm, o.currency, COUNT(*), CAST(SUM(o.net_units) AS BIGINT), 0, 0 \
+    SELECT 'revenue', 'KIND', g.source_id, g.arm, o.currency, '', COUNT(*), SUM(o.net_units), 0, 0 \
     FROM g JOIN orders o ON o.customer_id = g.customer_id AND o.placed_at > g.at AND o.placed_at <= g.at + $3 \
         AND NOT o.cancelled \
-    WHERE g.at <= $2 GROUP BY g.kind, g.source_id, g.arm, o.currency \
+    WHERE g.at <= $2 GROUP BY g.source_id, g.arm, o.currency \
     UNION ALL \
-    SELECT 'nps', g.kind, g.source_id, g.arm, '', COUNT(*), CAST(SUM(b.nps) AS BIGINT), \
-        CAST(SUM(CASE WHEN b.nps >= 9 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(CASE WHEN b.nps <= 6 THEN 1 ELSE 0 END) AS BIGINT) \
+    SELECT 'nps', 'KIND', g.source_id, g.arm, '', '', COUNT(*), SUM(b.nps), \
+        SUM(CASE WHEN b.nps >= 9 THEN 1 ELSE 0 END), SUM(CASE WHEN b.nps <= 6 THEN 1 ELSE 0 END) \
     FROM g JOIN feedback b ON b.customer_id = g.customer_id AND b.at > g.at AND b.at <= g.at + $3 \
-    WHERE g.at <= $2 GROUP BY g.kind, g.source_id, g.arm";
+    WHERE g.at <= $2 GROUP BY g.source_id, g.arm \
+    UNION ALL \
+    SELECT 'coupon', 'KIND', w.source_id, c.state, c.currency, c.amount, COUNT(*), 0, 0, 0 \
+    FROM w JOIN coupons c ON c.order_id = w.order_id AND c.source_id = w.source_id \
+    WHERE w.arm = 'treated' GROUP BY w.source_id, c.state, c.currency, c.amount";
 
-/// What rules gave or would have given in the period `[$1, $2]`.
-pub(crate) const COSTS_SQL: &str = "\
-    SELECT source_id, arm, currency, CAST(SUM(units) AS BIGINT) FROM exposure_costs WHERE at >= $1 AND at <= $2 \
-    GROUP BY source_id, arm, currency";
+/// What rules gave within the cohort's windows: only rules record costs as they decide.
+const RULE_COSTS_SQL: &str = "\
+    UNION ALL \
+    SELECT 'cost', 'KIND', w.source_id, w.arm, c.currency, '', SUM(c.units), 0, 0, 0 \
+    FROM w JOIN exposure_costs c ON c.source_id = w.source_id AND c.order_id = w.order_id \
+    GROUP BY w.source_id, w.arm, c.currency";
 
-/// Coupons issued in the period `[$1, $2]`, by source, face value and state.
-pub(crate) const COUPONS_SQL: &str = "\
-    SELECT source_id, currency, amount, state, COUNT(*) FROM coupons WHERE issued_at >= $1 AND issued_at <= $2 \
-    GROUP BY source_id, currency, amount, state";
-
-/// Redemptions per source and day, of coupons issued since `$1`.
+/// Redemptions per source and day, of coupons issued since `$1`: the report's timeline, with
+/// the recent ones whose windows are not over.
 pub(crate) const REDEMPTIONS_SQL: &str = "\
     SELECT c.source_id, o.placed_at / 86400, COUNT(*) FROM coupons c JOIN orders o ON o.order_id = c.redeemed_order_id \
     WHERE c.redeemed_order_id IS NOT NULL AND c.issued_at >= $1 \
     GROUP BY c.source_id, o.placed_at / 86400";
 
-/// The outcomes statement for rules and the one for follow-ups: run side by side.
-pub(crate) fn outcome_statements() -> [String; 2] {
-    [FIRST_RULE_EXPOSURES, FIRST_FOLLOWUP_EXPOSURES]
-        .map(|first| OUTCOMES_SQL.replace("FIRST", first))
+/// The cohort statement for rules and the one for follow-ups: run side by side.
+pub(crate) fn cohort_statements() -> [String; 2] {
+    let rules = format!("{COHORT_SQL} {RULE_COSTS_SQL}")
+        .replace("(E)", &format!("({RULE_EXPOSURES})"))
+        .replace("'KIND'", "'rule'");
+    let followups = COHORT_SQL
+        .replace("(E)", &format!("({FOLLOWUP_EXPOSURES})"))
+        .replace("'KIND'", "'followup'");
+    [rules, followups].map(|sql| sum_as_bigint(&sql))
 }
 
-/// One row of [`OUTCOMES_SQL`], sorted into `data`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn add_outcome(
+/// PostgreSQL sums BIGINT into NUMERIC: every `SUM(…)` is read back as a BIGINT.
+fn sum_as_bigint(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 256);
+    let mut rest = sql;
+    while let Some(start) = rest.find("SUM(") {
+        out.push_str(&rest[..start]);
+        let mut depth = 0;
+        let mut end = start;
+        for (i, ch) in rest[start..].char_indices() {
+            match ch {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = start + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push_str("CAST(");
+        out.push_str(&rest[start..end]);
+        out.push_str(" AS BIGINT)");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One row of the cohort statements, sorted into `data`.
+pub(crate) fn add_cohort_row(
     data: &mut AttributionData,
     part: &str,
-    kind: String,
-    source_id: String,
-    arm: String,
-    currency: String,
+    (kind, source_id, arm): (String, String, String),
+    (currency, amount): (String, String),
     [a, b, c, d]: [i64; 4],
 ) {
     match part {
@@ -199,7 +243,7 @@ pub(crate) fn add_outcome(
             orders: a,
             units: b,
         }),
-        _ => data.nps.push(NpsRow {
+        "nps" => data.nps.push(NpsRow {
             kind,
             source_id,
             arm,
@@ -208,5 +252,38 @@ pub(crate) fn add_outcome(
             promoters: c,
             detractors: d,
         }),
+        "cost" => data.costs.push(CostRow {
+            source_id,
+            arm,
+            currency,
+            units: a,
+        }),
+        // The arm column holds the coupon's state.
+        _ => data.coupons.push(CouponRow {
+            kind,
+            source_id,
+            currency,
+            amount,
+            state: arm,
+            count: a,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_are_read_as_bigint_also_nested() {
+        assert_eq!(
+            sum_as_bigint("SELECT SUM(CASE WHEN (a) THEN 1 END), SUM(b) FROM t"),
+            "SELECT CAST(SUM(CASE WHEN (a) THEN 1 END) AS BIGINT), CAST(SUM(b) AS BIGINT) FROM t"
+        );
+        let [rules, followups] = cohort_statements();
+        assert!(rules.contains("FROM exposures") && rules.contains("'cost'"));
+        assert!(followups.contains("FROM email_jobs") && !followups.contains("'cost'"));
+        assert!(rules.contains("kind = 'rule'") && followups.contains("kind = 'followup'"));
+        assert!(!rules.contains("KIND") && !followups.contains("(E)"));
     }
 }

@@ -502,7 +502,7 @@ macro_rules! backend {
 
             /// Stages a decision's rows: its claims, coupons (and their `coupon.issued`
             /// messages), given inserts, the decision and its packing instruction, its e-mails.
-            fn stage_decision(pending: &mut Pending, outcome: &Outcome, env: &DecideEnv, at: DateTime<Utc>) -> Result<(), StoreError> {
+            fn stage_decision(pending: &mut Pending, outcome: &Outcome, env: &DecideEnv, at: DateTime<Utc>, customer_since: Option<i64>) -> Result<(), StoreError> {
                 let d = &outcome.decision;
                 pending.claim(&outcome.claims);
                 for (seq, g) in d.inserts.iter().enumerate() {
@@ -547,6 +547,10 @@ macro_rules! backend {
                     for (currency, amount) in &e.costs {
                         *costs.entry(currency.to_string()).or_default() += to_units(*amount);
                     }
+                    pending.expose(
+                        ("rule", e.rule_id.clone(), d.customer_id.clone(), e.arm == engine::Arm::Shadow),
+                        FirstExposure { at: at.timestamp(), arm: e.arm.as_str(), customer_since },
+                    );
                     pending.exposures.push(ExposureInsert {
                         source_id: e.rule_id.clone(),
                         order_id: d.order_id.clone(),
@@ -571,7 +575,7 @@ macro_rules! backend {
                     decided_at: at.timestamp(),
                     json,
                 });
-                Self::stage_emails(pending, &d.order_id, &d.customer_id, &d.followups, &outcome.followup_holdouts)
+                Self::stage_emails(pending, &d.order_id, &d.customer_id, customer_since, &d.followups, &outcome.followup_holdouts)
             }
 
             /// Stages an order's e-mail jobs: the scheduled ones pending, the held-out ones
@@ -580,12 +584,17 @@ macro_rules! backend {
                 pending: &mut Pending,
                 order_id: &str,
                 customer_id: &str,
+                customer_since: Option<i64>,
                 followups: &[engine::ScheduledFollowup],
                 held_out: &[engine::ScheduledFollowup],
             ) -> Result<(), StoreError> {
                 let all = followups.iter().map(|f| (f, false)).chain(held_out.iter().map(|f| (f, true)));
                 for (f, held_out) in all {
                     let due = DateTime::parse_from_rfc3339(&f.due_at).map(|t| t.timestamp()).map_err(corrupt)?;
+                    pending.expose(
+                        ("followup", f.followup_id.clone(), customer_id.to_string(), false),
+                        FirstExposure { at: due, arm: if held_out { "held_out" } else { "treated" }, customer_since },
+                    );
                     pending.emails.push(EmailInsert {
                         order_id: order_id.to_string(),
                         followup_id: f.followup_id.clone(),
@@ -702,11 +711,12 @@ macro_rules! backend {
                     qb.build().persistent(false).execute(&mut **tx).await?;
                 }
                 for chunk in pending.emails.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, scheduled_for, state, reason, created_at) ");
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, scheduled_for, first_due_at, state, reason, created_at) ");
                     qb.push_values(chunk, |mut b, e| {
                         b.push_bind(&e.order_id)
                             .push_bind(&e.followup_id)
                             .push_bind(&e.customer_id)
+                            .push_bind(e.due_at)
                             .push_bind(e.due_at)
                             .push_bind(e.due_at)
                             .push_bind(if e.held_out { "skipped" } else { "pending" })
@@ -726,10 +736,32 @@ macro_rules! backend {
                 let costs: Vec<(&ExposureInsert, &(String, i64))> =
                     pending.exposures.iter().flat_map(|e| e.costs.iter().map(move |c| (e, c))).collect();
                 for chunk in costs.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO exposure_costs (source_id, order_id, currency, units, arm, at) ");
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO exposure_costs (source_id, order_id, currency, units) ");
                     qb.push_values(chunk, |mut b, (e, (currency, units))| {
-                        b.push_bind(&e.source_id).push_bind(&e.order_id).push_bind(currency).push_bind(*units).push_bind(e.arm).push_bind(e.at);
+                        b.push_bind(&e.source_id).push_bind(&e.order_id).push_bind(currency).push_bind(*units);
                     });
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
+                let firsts: Vec<(&FirstExposureKey, &FirstExposure)> = pending.first_exposures.iter().collect();
+                for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO first_exposures (kind, source_id, customer_id, shadow, at, arm, customer_since) ");
+                    qb.push_values(chunk, |mut b, ((kind, source, customer, shadow), first)| {
+                        b.push_bind(*kind)
+                            .push_bind(source)
+                            .push_bind(customer)
+                            .push_bind(*shadow)
+                            .push_bind(first.at)
+                            .push_bind(first.arm)
+                            .push_bind(first.customer_since);
+                    });
+                    // The earliest exposure stays first; a second arm makes the customer `mixed`.
+                    qb.push(
+                        " ON CONFLICT (kind, source_id, customer_id, shadow) DO UPDATE SET \
+                         arm = CASE WHEN first_exposures.arm = excluded.arm THEN first_exposures.arm ELSE 'mixed' END, \
+                         customer_since = CASE WHEN excluded.at < first_exposures.at THEN excluded.customer_since ELSE first_exposures.customer_since END, \
+                         at = CASE WHEN excluded.at < first_exposures.at THEN excluded.at ELSE first_exposures.at END \
+                         WHERE first_exposures.arm <> excluded.arm OR excluded.at < first_exposures.at",
+                    );
                     qb.build().persistent(false).execute(&mut **tx).await?;
                 }
                 for chunk in pending.feedback.chunks(ROWS_PER_STATEMENT) {
@@ -791,7 +823,8 @@ macro_rules! backend {
                         shop: &env.shop,
                         explain: false,
                     });
-                    Self::stage_decision(&mut cache.pending, &outcome, env, event.occurred_at)?;
+                    let customer_since = profile.first_order_at;
+                    Self::stage_decision(&mut cache.pending, &outcome, env, event.occurred_at, customer_since)?;
                     if mode == Mode::Careful {
                         let mut sp = (&mut **tx).begin().await?;
                         match Self::write_pending(&mut sp, std::mem::take(&mut cache.pending)).await? {
@@ -1050,7 +1083,7 @@ macro_rules! backend {
                                     let order = o.to_order(p);
                                     let (followups, skipped) = engine::followups_for_event(&env.rules, p, &order, trigger, at, late);
                                     let held_out = engine::held_out_followups(&env.rules, &skipped, at);
-                                    Self::stage_emails(&mut cache.pending, oid, &customer, &followups, &held_out)?;
+                                    Self::stage_emails(&mut cache.pending, oid, &customer, p.first_order_at, &followups, &held_out)?;
                                     Applied::Folded { followups, skipped }
                                 }
                             }
@@ -1350,9 +1383,6 @@ macro_rules! backend {
                 let mut removed = 0;
                 for sql in [
                     "DELETE FROM given_inserts WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
-                    "DELETE FROM exposure_costs WHERE (source_id, order_id, currency) IN (SELECT source_id, order_id, currency FROM exposure_costs WHERE at < $1 LIMIT $2)",
-                    "DELETE FROM exposures WHERE (source_id, order_id) IN (SELECT source_id, order_id FROM exposures WHERE at < $1 ORDER BY at LIMIT $2)",
-                    "DELETE FROM feedback WHERE (customer_id, at) IN (SELECT customer_id, at FROM feedback WHERE at < $1 LIMIT $2)",
                     "DELETE FROM packed_confirmations WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM decisions WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
@@ -1401,32 +1431,18 @@ macro_rules! backend {
             async fn attribution(&self, q: &AttributionQuery) -> Result<AttributionData, StoreError> {
                 use super::attribution::*;
                 let since = q.since.unwrap_or(i64::MIN);
-                // On the report's own readers, the rules' and the follow-ups' outcomes side by
-                // side (the longest statements, first), then the small sums.
-                let [rules_sql, followups_sql] = outcome_statements();
+                // On the report's own readers, the rules' cohorts and the follow-ups' side by
+                // side (the long statements, first), then the redemptions over time.
+                let [rules_sql, followups_sql] = cohort_statements();
                 let rules = sqlx::query(&rules_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
                 let followups = sqlx::query(&followups_sql).bind(since).bind(q.until).bind(q.window).fetch_all(&self.report);
-                let costs = sqlx::query(COSTS_SQL).bind(since).bind(q.until).fetch_all(&self.report);
-                let coupons = sqlx::query(COUPONS_SQL).bind(since).bind(q.until).fetch_all(&self.report);
                 let redemptions = sqlx::query(REDEMPTIONS_SQL).bind(since).fetch_all(&self.report);
-                let (rules, followups, costs, coupons, redemptions) = tokio::try_join!(rules, followups, costs, coupons, redemptions)?;
+                let (rules, followups, redemptions) = tokio::try_join!(rules, followups, redemptions)?;
                 let mut data = AttributionData::default();
                 for r in rules.iter().chain(followups.iter()) {
                     let part: String = r.try_get(0)?;
-                    let figures = [r.try_get(5)?, r.try_get(6)?, r.try_get(7)?, r.try_get(8)?];
-                    add_outcome(&mut data, &part, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, figures);
-                }
-                for r in costs {
-                    data.costs.push(CostRow { source_id: r.try_get(0)?, arm: r.try_get(1)?, currency: r.try_get(2)?, units: r.try_get(3)? });
-                }
-                for r in coupons {
-                    data.coupons.push(CouponRow {
-                        source_id: r.try_get(0)?,
-                        currency: r.try_get(1)?,
-                        amount: r.try_get(2)?,
-                        state: r.try_get(3)?,
-                        count: r.try_get(4)?,
-                    });
+                    let figures = [r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?];
+                    add_cohort_row(&mut data, &part, (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?), (r.try_get(4)?, r.try_get(5)?), figures);
                 }
                 for r in redemptions {
                     data.redemptions.push(RedemptionRow { source_id: r.try_get(0)?, day: r.try_get(1)?, count: r.try_get(2)? });

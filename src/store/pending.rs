@@ -25,7 +25,21 @@ pub struct Pending {
     pub outbox: Vec<OutboxInsert>,
     pub emails: Vec<EmailInsert>,
     pub exposures: Vec<ExposureInsert>,
+    /// Customers' first exposures, one per key, merged within the batch (a multi-row upsert
+    /// may touch a row only once), in key order.
+    pub first_exposures: BTreeMap<FirstExposureKey, FirstExposure>,
     pub feedback: Vec<FeedbackInsert>,
+}
+
+/// (kind, source id, customer id, shadow).
+pub type FirstExposureKey = (&'static str, String, String, bool);
+
+/// The earliest exposure seen for a key, and its arm (`mixed` once two arms were seen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstExposure {
+    pub at: i64,
+    pub arm: &'static str,
+    pub customer_since: Option<i64>,
 }
 
 /// How a rule met a customer in a decision, and what it gave or would have given (the
@@ -110,7 +124,25 @@ impl Pending {
             && self.outbox.is_empty()
             && self.emails.is_empty()
             && self.exposures.is_empty()
+            && self.first_exposures.is_empty()
             && self.feedback.is_empty()
+    }
+
+    /// Records an exposure for the first-exposure table: the earliest time, `mixed` when the
+    /// customer met the rule in two arms.
+    pub fn expose(&mut self, key: FirstExposureKey, exposure: FirstExposure) {
+        self.first_exposures
+            .entry(key)
+            .and_modify(|first| {
+                if first.arm != exposure.arm {
+                    first.arm = "mixed";
+                }
+                if exposure.at < first.at {
+                    first.at = exposure.at;
+                    first.customer_since = exposure.customer_since;
+                }
+            })
+            .or_insert(exposure);
     }
 
     /// Adds a decision's claims to the totals taken at the end of the batch.
@@ -203,6 +235,17 @@ mod tests {
             held_out: false,
         });
         assert!(p.touches_order("o1"));
+        let key = ("rule", "r".to_string(), "c".to_string(), false);
+        let at = |at, arm| FirstExposure {
+            at,
+            arm,
+            customer_since: Some(1),
+        };
+        p.expose(key.clone(), at(20, "treated"));
+        p.expose(key.clone(), at(10, "treated"));
+        assert_eq!(p.first_exposures[&key], at(10, "treated"));
+        p.expose(key.clone(), at(30, "held_out"));
+        assert_eq!(p.first_exposures[&key], at(10, "mixed"));
         assert!(!p.touches_order("o2"));
         assert!(!p.touches_coupons(&["C1".to_string()]));
     }
