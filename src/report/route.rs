@@ -22,17 +22,20 @@ pub fn routes() -> OpenApiRouter<Arc<Shared>> {
     OpenApiRouter::new().routes(routes!(report))
 }
 
+/// A report's options and the version of the rules it was computed with.
+type CacheKey = (ReportOptions, String);
+
 /// Reports computed lately, by their options and the rules' version; one computed at a time.
 #[derive(Default)]
 pub struct ReportCache {
-    entries: std::sync::Mutex<HashMap<(ReportOptions, String), (Instant, Arc<Report>)>>,
+    entries: std::sync::Mutex<HashMap<CacheKey, (Instant, Arc<Report>)>>,
     /// Held while a report is computed: the store computes one at a time, and a request that
     /// waited finds the report it wanted in `entries` when its turn comes.
     computing: tokio::sync::Mutex<()>,
 }
 
 impl ReportCache {
-    fn cached(&self, key: &(ReportOptions, String)) -> Option<Arc<Report>> {
+    fn cached(&self, key: &CacheKey) -> Option<Arc<Report>> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|_, (at, _)| at.elapsed() < REPORT_TTL);
         entries.get(key).map(|(_, r)| r.clone())
