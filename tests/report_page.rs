@@ -96,8 +96,9 @@ fn cost(source: &str, arm: &str, currency: &str, cents: i64) -> CostRow {
     }
 }
 
-fn coupons(source: &str, amount: &str, state: &str, count: i64) -> CouponRow {
+fn coupons(kind: &str, source: &str, amount: &str, state: &str, count: i64) -> CouponRow {
     CouponRow {
+        kind: kind.into(),
         source_id: source.into(),
         currency: "EUR".into(),
         amount: amount.into(),
@@ -169,12 +170,12 @@ fn data() -> AttributionData {
             cost(s, "shadow", "EUR", 930 * 120),
         ],
         coupons: vec![
-            coupons(w, "5.00", "issued", 1410),
-            coupons(w, "5.00", "redeemed", 800),
-            coupons(w, "5.00", "voided", 100),
-            coupons(f, "10.00", "issued", 740),
-            coupons(f, "10.00", "redeemed", 190),
-            coupons(f, "10.00", "voided", 80),
+            coupons("rule", w, "5.00", "issued", 1410),
+            coupons("rule", w, "5.00", "redeemed", 800),
+            coupons("rule", w, "5.00", "voided", 100),
+            coupons("followup", f, "10.00", "issued", 740),
+            coupons("followup", f, "10.00", "redeemed", 190),
+            coupons("followup", f, "10.00", "voided", 80),
         ],
         redemptions: redeemed,
     }
