@@ -11,9 +11,10 @@ CREATE TABLE exposures (
 CREATE INDEX exposures_first ON exposures (source_id, customer_id, at, arm, order_id);
 -- What a rule gave in a decision (or would have given, held out or in shadow), per currency, in
 -- 1/10000 units (CONTRACT §2's cost: a coupon's face value, an item's unit cost).
+-- The key includes `units`, so the report reads a cost from the index alone.
 CREATE TABLE exposure_costs (
     source_id TEXT NOT NULL, order_id TEXT NOT NULL, currency TEXT NOT NULL, units BIGINT NOT NULL,
-    PRIMARY KEY (source_id, order_id, currency));
+    PRIMARY KEY (source_id, order_id, currency) INCLUDE (units));
 -- Each customer's first exposure to each rule (`kind` rule) and follow-up (`kind` followup),
 -- kept up to date as exposures are written: the report's cohorts, read without grouping every
 -- exposure. A shadow rule's first exposure has a row of its own (`shadow`); `arm` is
@@ -44,6 +45,10 @@ ALTER TABLE email_jobs ADD COLUMN first_due_at BIGINT;
 UPDATE email_jobs SET first_due_at = COALESCE(scheduled_for, due_at);
 -- A follow-up's e-mail jobs per customer in time order, and their arm, from the index alone.
 CREATE INDEX email_jobs_followup_customer ON email_jobs (followup_id, customer_id, first_due_at, reason, order_id);
+-- An order's coupons, with what the report reads of them (the index on order_id alone served
+-- only the lookups this one serves too).
+DROP INDEX coupons_order;
+CREATE INDEX coupons_order ON coupons (order_id, source_id, state, currency, amount);
 -- Redeemed coupons, for the redemptions over time.
 CREATE INDEX coupons_redeemed ON coupons (redeemed_order_id, source_id, issued_at) WHERE redeemed_order_id IS NOT NULL;
 

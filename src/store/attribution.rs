@@ -122,7 +122,7 @@ const FOLLOWUP_EXPOSURES: &str = "SELECT followup_id AS source_id, customer_id, 
 /// since `$1` (from `first_exposures`, kept as exposures are written: a customer's first
 /// exposure ever, so that `--since` never makes an old customer new), one row per live or
 /// shadow cohort member. `w`: the exposures (`E`, one of the two above) of each cohort member
-/// within their window, in the member's arm.
+/// within their window, in the member's arm, found once (rules read it twice).
 ///
 /// Rows `(part, kind, source, arm, currency, amount, a, b, c, d)`:
 /// - `group`: customers, of them those whose window is over by `$2` (the cohort), the cohort's
@@ -131,16 +131,19 @@ const FOLLOWUP_EXPOSURES: &str = "SELECT followup_id AS source_id, customer_id, 
 /// - `nps`: answers within the window, their sum, promoters, detractors;
 /// - `coupon` (the arm column holds the state; per currency and face value): coupons of the
 ///   treated cohort's exposures within the window;
-/// - `cost` (rules only, [`RULE_COSTS_SQL`]): what its exposures within the window gave, or
+/// - `cost` (rules only, [`RULE_COSTS`]): what its exposures within the window gave, or
 ///   would have given, per arm and currency.
 ///
 /// `$1` since, `$2` until (the cohort's last exposure time), `$3` the window in seconds.
-const COHORT_SQL: &str = "\
+const COHORT_WITH: &str = "\
     WITH g AS (SELECT source_id, customer_id, at, arm, customer_since FROM first_exposures \
         WHERE kind = 'KIND' AND at >= $1), \
-    w AS (SELECT g.source_id, g.arm, e.order_id FROM g JOIN (E) e ON e.source_id = g.source_id \
+    w AS MATERIALIZED (SELECT g.source_id, g.arm, e.order_id FROM g JOIN (E) e ON e.source_id = g.source_id \
         AND e.customer_id = g.customer_id AND e.at >= g.at AND e.at <= g.at + $3 AND e.arm = g.arm \
-        WHERE g.at <= $2) \
+        WHERE g.at <= $2) ";
+
+/// The `group`, `revenue` and `nps` rows.
+const OUTCOMES: &str = "\
     SELECT 'group', 'KIND', source_id, arm, '', '', COUNT(*), \
         SUM(CASE WHEN at <= $2 THEN 1 ELSE 0 END), \
         SUM(CASE WHEN at <= $2 AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = g.customer_id \
@@ -148,7 +151,7 @@ const COHORT_SQL: &str = "\
         SUM(CASE WHEN at <= $2 THEN at - COALESCE(customer_since, at) ELSE 0 END) \
     FROM g GROUP BY source_id, arm \
     UNION ALL \
-    SELECT 'revenue', 'KIND', g.source_id, g.arm, o.currency, '', COUNT(*), SUM(o.net_units), 0, 0 \
+    SELECT 'revenue', 'KIND', g.source_id, g.arm, o.currency, '', COUNT(*), SUM(o.net_units), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
     FROM g JOIN orders o ON o.customer_id = g.customer_id AND o.placed_at > g.at AND o.placed_at <= g.at + $3 \
         AND NOT o.cancelled \
     WHERE g.at <= $2 GROUP BY g.source_id, g.arm, o.currency \
@@ -156,16 +159,17 @@ const COHORT_SQL: &str = "\
     SELECT 'nps', 'KIND', g.source_id, g.arm, '', '', COUNT(*), SUM(b.nps), \
         SUM(CASE WHEN b.nps >= 9 THEN 1 ELSE 0 END), SUM(CASE WHEN b.nps <= 6 THEN 1 ELSE 0 END) \
     FROM g JOIN feedback b ON b.customer_id = g.customer_id AND b.at > g.at AND b.at <= g.at + $3 \
-    WHERE g.at <= $2 GROUP BY g.source_id, g.arm \
-    UNION ALL \
-    SELECT 'coupon', 'KIND', w.source_id, c.state, c.currency, c.amount, COUNT(*), 0, 0, 0 \
+    WHERE g.at <= $2 GROUP BY g.source_id, g.arm";
+
+/// The `coupon` rows (the arm column holds the coupon's state).
+const COUPONS: &str = "\
+    SELECT 'coupon', 'KIND', w.source_id, c.state, c.currency, c.amount, COUNT(*), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
     FROM w JOIN coupons c ON c.order_id = w.order_id AND c.source_id = w.source_id \
     WHERE w.arm = 'treated' GROUP BY w.source_id, c.state, c.currency, c.amount";
 
-/// What rules gave within the cohort's windows: only rules record costs as they decide.
-const RULE_COSTS_SQL: &str = "\
-    UNION ALL \
-    SELECT 'cost', 'KIND', w.source_id, w.arm, c.currency, '', SUM(c.units), 0, 0, 0 \
+/// The `cost` rows: only rules record costs as they decide.
+const RULE_COSTS: &str = "\
+    SELECT 'cost', 'KIND', w.source_id, w.arm, c.currency, '', SUM(c.units), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
     FROM w JOIN exposure_costs c ON c.source_id = w.source_id AND c.order_id = w.order_id \
     GROUP BY w.source_id, w.arm, c.currency";
 
@@ -176,15 +180,30 @@ pub(crate) const REDEMPTIONS_SQL: &str = "\
     WHERE c.redeemed_order_id IS NOT NULL AND c.issued_at >= $1 \
     GROUP BY c.source_id, o.placed_at / 86400";
 
-/// The cohort statement for rules and the one for follow-ups: run side by side.
-pub(crate) fn cohort_statements() -> [String; 2] {
-    let rules = format!("{COHORT_SQL} {RULE_COSTS_SQL}")
-        .replace("(E)", &format!("({RULE_EXPOSURES})"))
-        .replace("'KIND'", "'rule'");
-    let followups = COHORT_SQL
-        .replace("(E)", &format!("({FOLLOWUP_EXPOSURES})"))
-        .replace("'KIND'", "'followup'");
-    [rules, followups].map(|sql| sum_as_bigint(&sql))
+/// The cohort statements. Side by side (`split`), four of about equal length (4 to 6 s each
+/// on 1M customers on PostgreSQL), so that the cores share them evenly: the outcomes of rules
+/// and of follow-ups, and what each gave. One after the other, two: each kind's cohort is then
+/// found once.
+pub(crate) fn cohort_statements(split: bool) -> Vec<String> {
+    let statement = |kind: &str, exposures: &str, parts: &[&str]| {
+        let sql = format!("{COHORT_WITH} {}", parts.join(" UNION ALL "))
+            .replace("(E)", &format!("({exposures})"))
+            .replace("'KIND'", &format!("'{kind}'"));
+        sum_as_bigint(&sql)
+    };
+    if split {
+        vec![
+            statement("rule", RULE_EXPOSURES, &[COUPONS, RULE_COSTS]),
+            statement("rule", RULE_EXPOSURES, &[OUTCOMES]),
+            statement("followup", FOLLOWUP_EXPOSURES, &[OUTCOMES]),
+            statement("followup", FOLLOWUP_EXPOSURES, &[COUPONS]),
+        ]
+    } else {
+        vec![
+            statement("rule", RULE_EXPOSURES, &[OUTCOMES, COUPONS, RULE_COSTS]),
+            statement("followup", FOLLOWUP_EXPOSURES, &[OUTCOMES, COUPONS]),
+        ]
+    }
 }
 
 /// PostgreSQL sums BIGINT into NUMERIC: every `SUM(…)` is read back as a BIGINT.
@@ -280,10 +299,23 @@ mod tests {
             sum_as_bigint("SELECT SUM(CASE WHEN (a) THEN 1 END), SUM(b) FROM t"),
             "SELECT CAST(SUM(CASE WHEN (a) THEN 1 END) AS BIGINT), CAST(SUM(b) AS BIGINT) FROM t"
         );
-        let [rules, followups] = cohort_statements();
-        assert!(rules.contains("FROM exposures") && rules.contains("'cost'"));
-        assert!(followups.contains("FROM email_jobs") && !followups.contains("'cost'"));
-        assert!(rules.contains("kind = 'rule'") && followups.contains("kind = 'followup'"));
-        assert!(!rules.contains("KIND") && !followups.contains("(E)"));
+        let [gifts, outcomes, followup_outcomes, followup_gifts]: [String; 4] =
+            cohort_statements(true).try_into().expect("four statements");
+        for followups in [&followup_outcomes, &followup_gifts] {
+            assert!(followups.contains("FROM email_jobs") && !followups.contains("'cost'"));
+            assert!(followups.contains("kind = 'followup'"));
+        }
+        assert!(followup_gifts.contains("'coupon'") && followup_outcomes.contains("'group'"));
+        for rules in [&outcomes, &gifts] {
+            assert!(rules.contains("FROM exposures") && rules.contains("kind = 'rule'"));
+            assert!(!rules.contains("KIND") && !rules.contains("(E)"));
+        }
+        assert!(gifts.contains("'cost'") && !outcomes.contains("'cost'"));
+        let [rules, followups]: [String; 2] =
+            cohort_statements(false).try_into().expect("two statements");
+        assert!(
+            rules.contains("'group'") && rules.contains("'coupon'") && rules.contains("'cost'")
+        );
+        assert!(followups.contains("'group'") && followups.contains("'coupon'"));
     }
 }
