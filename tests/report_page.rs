@@ -16,12 +16,11 @@ mod browser_support;
 
 use browser_support::*;
 use chrono::{NaiveDate, TimeZone, Utc};
-use headless_chrome::{Browser, LaunchOptions};
+
 use packwell::report::{self, Report, ReportOptions};
 use packwell::store::attribution::{
     AttributionData, CostRow, CouponRow, GroupRow, NpsRow, RedemptionRow, RevenueRow,
 };
-use std::time::Duration;
 
 /// A laptop's screen.
 const VIEWPORT: (u32, u32) = (1280, 800);
@@ -220,21 +219,7 @@ fn the_effect_report_page_shows_its_charts_in_a_browser() {
     let Some(chromium) = chromium_or_skip() else {
         return;
     };
-    let browser = Browser::new(
-        LaunchOptions::default_builder()
-            .path(Some(chromium))
-            .headless(true)
-            // Containers and CI run as root, where Chromium refuses to start sandboxed.
-            .sandbox(false)
-            .window_size(Some(VIEWPORT))
-            .idle_browser_timeout(Duration::from_secs(120))
-            .build()
-            .expect("launch options"),
-    )
-    .expect("start chromium");
-    let tab = browser.new_tab().expect("tab");
-    tab.set_default_timeout(Duration::from_secs(30));
-    set_viewport(&tab, VIEWPORT);
+    let (_browser, tab) = launch(chromium, VIEWPORT);
     // Waits go by the page's elements, never by DevTools events (see the station test: with
     // serde_json's `arbitrary_precision` some events fail to parse and are dropped).
     tab.navigate_to(&format!("file://{}", html_path.display()))

@@ -16,7 +16,7 @@ mod browser_support;
 mod service_support;
 
 use browser_support::*;
-use headless_chrome::{Browser, LaunchOptions, Tab};
+use headless_chrome::Tab;
 use packwell::coupon::CouponKey;
 use packwell::email::token::unsubscribe_token;
 use packwell::kafka::fast_consumer_config;
@@ -96,21 +96,7 @@ fn a_customer_unsubscribes_with_the_button_once_and_gets_are_harmless() {
     let body = response.text().expect("page body");
     assert!(body.contains("id=\"unsubscribe\""), "no button in {body}");
 
-    let browser = Browser::new(
-        LaunchOptions::default_builder()
-            .path(Some(chromium))
-            .headless(true)
-            // Containers and CI run as root, where Chromium refuses to start sandboxed.
-            .sandbox(false)
-            .window_size(Some(VIEWPORT))
-            .idle_browser_timeout(Duration::from_secs(120))
-            .build()
-            .expect("launch options"),
-    )
-    .expect("start chromium");
-    let tab = browser.new_tab().expect("tab");
-    tab.set_default_timeout(Duration::from_secs(30));
-    set_viewport(&tab, VIEWPORT);
+    let (_browser, tab) = launch(chromium, VIEWPORT);
     // Waits go by the page's state, never by DevTools events: this crate's messages are an
     // untagged enum, and with serde_json's `arbitrary_precision` (on for the whole build, see
     // Cargo.toml) events with fractional numbers (timestamps) fail to parse and are dropped,

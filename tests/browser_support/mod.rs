@@ -1,16 +1,37 @@
-//! Shared by the browser tests: finding the Chromium to drive, the example orders, the folder
-//! for screenshots, and a headless Chromium tab's viewport, whole-page PNG and JavaScript
-//! evaluation.
+//! Shared by the browser tests: finding the Chromium to drive and starting it, the example
+//! orders, the folder for screenshots, and a headless Chromium tab's viewport, whole-page PNG
+//! and JavaScript evaluation.
 
 #![allow(dead_code)]
 
-use headless_chrome::Tab;
 use headless_chrome::protocol::cdp::Emulation;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub const INSTALL_HINT: &str = "apt-get install -y chromium";
+
+/// Starts headless Chromium and opens a tab at `viewport` (width, height), with a 30 s
+/// default timeout. Keep the browser alive as long as the tab is used.
+pub fn launch(chromium: PathBuf, viewport: (u32, u32)) -> (Browser, std::sync::Arc<Tab>) {
+    let browser = Browser::new(
+        LaunchOptions::default_builder()
+            .path(Some(chromium))
+            .headless(true)
+            // Containers and CI run as root, where Chromium refuses to start sandboxed.
+            .sandbox(false)
+            .window_size(Some(viewport))
+            .idle_browser_timeout(std::time::Duration::from_secs(120))
+            .build()
+            .expect("launch options"),
+    )
+    .expect("start chromium");
+    let tab = browser.new_tab().expect("tab");
+    tab.set_default_timeout(std::time::Duration::from_secs(30));
+    set_viewport(&tab, viewport);
+    (browser, tab)
+}
 
 /// The browser to drive: `PACKWELL_CHROMIUM`, else the first usual name on PATH.
 pub fn find_chromium() -> Option<PathBuf> {
