@@ -118,7 +118,7 @@ const RULE_EXPOSURES: &str = "SELECT source_id, customer_id, order_id, at, arm F
 const FOLLOWUP_EXPOSURES: &str = "SELECT followup_id AS source_id, customer_id, order_id, first_due_at AS at, \
     CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END AS arm FROM email_jobs";
 
-/// The figures of one kind's cohorts in one statement. `g`: the customers first exposed
+/// The head of every cohort statement (one kind's figures). `g`: the customers first exposed
 /// since `$1` (from `first_exposures`, kept as exposures are written: a customer's first
 /// exposure ever, so that `--since` never makes an old customer new), one row per live or
 /// shadow cohort member. `w`: the exposures (`E`, one of the two above) of each cohort member
