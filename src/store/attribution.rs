@@ -16,7 +16,7 @@
 /// Which exposures and windows to read. Times are Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttributionQuery {
-    /// Exposures at or after this time (None: all).
+    /// Customers whose first exposure ever was at or after this time (None: all).
     pub since: Option<i64>,
     /// First exposures up to this time have a full window of outcomes behind them; later
     /// ones are counted as still in their window.
