@@ -391,6 +391,12 @@ pub struct DecideInput<'a> {
     pub explain: bool,
 }
 
+/// `at` plus a rule's delay; a delay past the calendar's end is due at its end.
+fn after(at: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    at.checked_add_signed(delay)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
@@ -536,8 +542,9 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
             outcome(Some(SkipReason::Group), "", &mut explain);
             continue;
         }
+        // A cooldown that reaches past the calendar's end lasts for ever.
         if let (Some(cd), Some(last)) = (rule.cooldown, profile.last_given(&rule.id))
-            && at < last + cd
+            && last.checked_add_signed(cd).is_none_or(|until| at < until)
         {
             skip(&mut skipped, SkipReason::Cooldown, None, None);
             outcome(Some(SkipReason::Cooldown), "", &mut explain);
@@ -570,15 +577,22 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
                     skip(&mut skipped, SkipReason::Stock, Some(&insert.id), None);
                     continue;
                 };
-                let used = input.counters.stock_used(&insert.id, &slot)
-                    + stock_taken
-                        .get(&(insert.id.clone(), slot.clone()))
-                        .copied()
-                        .unwrap_or(0)
-                    + rule_stock_extra
-                        .get(&(idx, slot.clone()))
-                        .copied()
-                        .unwrap_or(0);
+                // Saturating: a counter at its limit is simply out of stock.
+                let used = input
+                    .counters
+                    .stock_used(&insert.id, &slot)
+                    .saturating_add(
+                        stock_taken
+                            .get(&(insert.id.clone(), slot.clone()))
+                            .copied()
+                            .unwrap_or(0),
+                    )
+                    .saturating_add(
+                        rule_stock_extra
+                            .get(&(idx, slot.clone()))
+                            .copied()
+                            .unwrap_or(0),
+                    );
                 if used >= allocation {
                     skip(&mut skipped, SkipReason::Stock, Some(&insert.id), None);
                     continue;
@@ -589,16 +603,26 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
                 && let Some(limit) = budget.limits.get(&currency)
             {
                 let period = budget.per.key(date);
-                let spent = input.counters.budget_spent(&rule.id, &period, currency)
-                    + budget_taken
-                        .get(&(rule.id.clone(), currency))
-                        .copied()
-                        .unwrap_or(Decimal::ZERO)
-                    + rule_budget_extra
-                        .get(&currency)
-                        .copied()
-                        .unwrap_or(Decimal::ZERO);
-                if spent + amount > *limit {
+                // Checked: a sum too large to hold is over any limit.
+                let spent = input
+                    .counters
+                    .budget_spent(&rule.id, &period, currency)
+                    .checked_add(
+                        budget_taken
+                            .get(&(rule.id.clone(), currency))
+                            .copied()
+                            .unwrap_or(Decimal::ZERO),
+                    )
+                    .and_then(|s| {
+                        s.checked_add(
+                            rule_budget_extra
+                                .get(&currency)
+                                .copied()
+                                .unwrap_or(Decimal::ZERO),
+                        )
+                    })
+                    .and_then(|s| s.checked_add(amount));
+                if spent.is_none_or(|total| total > *limit) {
                     skip(&mut skipped, SkipReason::Budget, Some(&insert.id), None);
                     continue;
                 }
@@ -609,10 +633,12 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
                 continue;
             }
             if let Some((currency, amount)) = cost {
-                *rule_budget_extra.entry(currency).or_default() += amount;
+                let extra = rule_budget_extra.entry(currency).or_default();
+                *extra = extra.checked_add(amount).unwrap_or(Decimal::MAX);
             }
             if let Some((slot, _)) = &stock_slot {
-                *rule_stock_extra.entry((idx, slot.clone())).or_default() += 1;
+                let extra = rule_stock_extra.entry((idx, slot.clone())).or_default();
+                *extra = extra.saturating_add(1);
             }
             passing.push((idx, stock_slot, cost));
         }
@@ -679,7 +705,9 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
                         amount: format_amount(amount),
                         currency: order.currency.to_string(),
                         min_order: c.min_order.get(&order.currency).map(|m| format_amount(*m)),
-                        expires_on: (date + Duration::days(i64::from(c.valid_days)))
+                        expires_on: date
+                            .checked_add_signed(Duration::days(i64::from(c.valid_days)))
+                            .unwrap_or(chrono::NaiveDate::MAX)
                             .format("%Y-%m-%d")
                             .to_string(),
                     });
@@ -688,9 +716,10 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
                 InsertBody::Note { .. } => {}
             }
             if let Some((slot, allocation)) = stock_slot {
-                *stock_taken
+                let taken = stock_taken
                     .entry((insert.id.clone(), slot.clone()))
-                    .or_default() += 1;
+                    .or_default();
+                *taken = taken.saturating_add(1);
                 claims.push(Claim::Stock {
                     insert_id: insert.id.clone(),
                     slot: slot.clone(),
@@ -708,9 +737,10 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
                 if let Some(budget) = &rule.budget
                     && let Some(limit) = budget.limits.get(currency)
                 {
-                    *budget_taken
+                    let taken = budget_taken
                         .entry((rule.id.clone(), *currency))
-                        .or_default() += *amount;
+                        .or_default();
+                    *taken = taken.checked_add(*amount).unwrap_or(Decimal::MAX);
                     claims.push(Claim::Budget {
                         rule_id: rule.id.clone(),
                         period: budget.per.key(date),
@@ -805,7 +835,7 @@ pub fn held_out_followups(
         .filter_map(|s| rules.followup(&s.rule_id))
         .map(|f| ScheduledFollowup {
             followup_id: f.id.clone(),
-            due_at: format_time(at + f.after),
+            due_at: format_time(after(at, f.after)),
         })
         .collect()
 }
@@ -886,7 +916,7 @@ pub fn schedule_followups(
             }
             Ok(true) => scheduled.push(ScheduledFollowup {
                 followup_id: f.id.clone(),
-                due_at: format_time(at + f.after),
+                due_at: format_time(after(at, f.after)),
             }),
             Ok(false) => {}
             Err(message) => {

@@ -21,6 +21,13 @@ pub enum RejectReason {
     InvalidValue,
     KeyMismatch,
     Conflict,
+    /// An amount, quantity or sum beyond the documented bounds ([`bounds`]), or one whose
+    /// effect on the history cannot be held exactly: the history stays as it was.
+    OutOfRange,
+    /// A message over `[kafka] max_event_bytes`.
+    TooLarge,
+    /// The decision path failed on this event twice; it is set aside so the partition moves on.
+    InternalError,
 }
 
 impl RejectReason {
@@ -32,6 +39,9 @@ impl RejectReason {
             RejectReason::InvalidValue => "invalid_value",
             RejectReason::KeyMismatch => "key_mismatch",
             RejectReason::Conflict => "conflict",
+            RejectReason::OutOfRange => "out_of_range",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::InternalError => "internal_error",
         }
     }
 }
@@ -57,6 +67,38 @@ impl Rejected {
             message: format!("{path}: {why}"),
         }
     }
+    /// A value or sum out of range (`out_of_range`), naming the field.
+    pub fn out_of_range(path: &str, why: impl fmt::Display) -> Self {
+        Rejected {
+            reason: RejectReason::OutOfRange,
+            message: format!("{path}: {why}"),
+        }
+    }
+}
+
+/// The domain's sane bounds, checked at the edge so that every sum the history keeps is exact.
+///
+/// With amounts of at most [`MAX_AMOUNT`](bounds::MAX_AMOUNT) to four decimal places and
+/// quantities of at most [`MAX_QUANTITY`](bounds::MAX_QUANTITY), a line's value is below 10^18
+/// and a lifetime of `u32::MAX` such orders below 10^26: far inside `Decimal`'s 96-bit mantissa
+/// at scale 4, so no sum or product of accepted input rounds or overflows. The fold still checks
+/// every operation (a stored history may predate these bounds).
+pub mod bounds {
+    use rust_decimal::Decimal;
+
+    /// The largest order total or unit price: 10^12 in the currency's main unit, room for
+    /// currencies with large numbers (a trillion Vietnamese dong is about 40 million euros).
+    pub const MAX_AMOUNT: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
+    /// At most four decimal places: the finest minor unit of ISO 4217 (CLF, UYW).
+    pub const MAX_AMOUNT_SCALE: u32 = 4;
+    /// The most units of one line of an order.
+    pub const MAX_QUANTITY: u32 = 1_000_000;
+    /// The most lines in one order, and items in one return.
+    pub const MAX_ITEMS: usize = 1_000;
+    /// The most coupon codes redeemed on one order.
+    pub const MAX_COUPON_CODES: usize = 100;
+    /// The longest text field (ids, names, SKUs, comments), in bytes.
+    pub const MAX_TEXT_BYTES: usize = 4_096;
 }
 
 /// A validated event.
@@ -65,6 +107,9 @@ pub struct Event {
     pub event_id: String,
     pub occurred_at: DateTime<Utc>,
     pub body: EventBody,
+    /// SHA-256 of the event as parsed ([`digest`]): the same `event_id` with another digest is
+    /// another event under a reused id (a conflict), not a redelivery.
+    pub digest: [u8; 32],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,8 +181,11 @@ impl Order {
         out
     }
 
+    /// Units in the order (saturating: an order built past the bounds cannot make it panic).
     pub fn item_count(&self) -> u32 {
-        self.items.iter().map(|i| i.quantity).sum()
+        self.items
+            .iter()
+            .fold(0u32, |n, i| n.saturating_add(i.quantity))
     }
 }
 
@@ -220,25 +268,25 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event, Rejected> {
 /// Validates an already parsed JSON value as an event.
 pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
     let root = Fields::root(value, "event")?;
-    let event_id = root.string("event_id")?;
+    let event_id = root.plain_string("event_id")?;
     let kind = root.string("type")?;
     let occurred_at = root.timestamp("occurred_at")?;
     let body = match kind.as_str() {
         "order.placed" => EventBody::OrderPlaced(Box::new(parse_order(&root.object("order")?)?)),
         "order.shipped" => EventBody::OrderShipped {
-            order_id: root.string("order_id")?,
-            customer_id: root.string("customer_id")?,
+            order_id: root.plain_string("order_id")?,
+            customer_id: root.plain_string("customer_id")?,
             carrier: root.opt_string("carrier")?,
             tracking: root.opt_string("tracking")?,
         },
         "order.delivered" => EventBody::OrderDelivered {
-            order_id: root.string("order_id")?,
-            customer_id: root.string("customer_id")?,
+            order_id: root.plain_string("order_id")?,
+            customer_id: root.plain_string("customer_id")?,
             delivered_at: root.timestamp("delivered_at")?,
         },
         "order.cancelled" => EventBody::OrderCancelled {
-            order_id: root.string("order_id")?,
-            customer_id: root.string("customer_id")?,
+            order_id: root.plain_string("order_id")?,
+            customer_id: root.plain_string("customer_id")?,
         },
         "order.returned" => {
             let items = match root.opt_array("items")? {
@@ -256,8 +304,8 @@ pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
                 }
             };
             EventBody::OrderReturned {
-                order_id: root.string("order_id")?,
-                customer_id: root.string("customer_id")?,
+                order_id: root.plain_string("order_id")?,
+                customer_id: root.plain_string("customer_id")?,
                 items,
                 reason: root.opt_string("reason")?,
             }
@@ -271,16 +319,16 @@ pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
                 ));
             }
             EventBody::Feedback {
-                customer_id: root.string("customer_id")?,
+                customer_id: root.plain_string("customer_id")?,
                 nps: nps as u8,
                 comment: root.opt_string("comment")?,
             }
         }
         "customer.unsubscribed" => EventBody::Unsubscribed {
-            customer_id: root.string("customer_id")?,
+            customer_id: root.plain_string("customer_id")?,
         },
         "customer.subscribed" => EventBody::Subscribed {
-            customer_id: root.string("customer_id")?,
+            customer_id: root.plain_string("customer_id")?,
         },
         other => {
             return Err(Rejected {
@@ -293,14 +341,54 @@ pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
         event_id,
         occurred_at,
         body,
+        digest: digest(value),
     })
+}
+
+/// SHA-256 of a JSON value in a canonical form: object keys sorted, no whitespace, every
+/// value tagged with its kind and length. Key order and spacing do not change it; any value does.
+pub fn digest(value: &Value) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    fn feed(v: &Value, h: &mut Sha256) {
+        match v {
+            Value::Null => h.update(b"n"),
+            Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+            Value::Number(n) => text(b'#', &n.to_string(), h),
+            Value::String(s) => text(b's', s, h),
+            Value::Array(a) => {
+                h.update(b"[");
+                h.update((a.len() as u64).to_le_bytes());
+                for x in a {
+                    feed(x, h);
+                }
+            }
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_unstable();
+                h.update(b"{");
+                h.update((keys.len() as u64).to_le_bytes());
+                for k in keys {
+                    text(b'k', k, h);
+                    feed(&m[k.as_str()], h);
+                }
+            }
+        }
+    }
+    fn text(tag: u8, s: &str, h: &mut Sha256) {
+        h.update([tag]);
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    let mut h = Sha256::new();
+    feed(value, &mut h);
+    h.finalize().into()
 }
 
 fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
     let c = o.object("customer")?;
     let customer = Customer {
-        id: c.string("id")?,
-        email: c.string("email")?,
+        id: c.plain_string("id")?,
+        email: c.email("email")?,
         first_name: c.string("first_name")?,
         last_name: c.opt_string("last_name")?,
         locale: c.opt_string("locale")?,
@@ -346,11 +434,21 @@ fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
     };
     let coupon_codes = match o.opt_array("coupon_codes")? {
         None => Vec::new(),
+        Some(list) if list.len() > bounds::MAX_COUPON_CODES => {
+            return Err(Rejected::out_of_range(
+                &o.path("coupon_codes"),
+                format!(
+                    "{} codes; at most {} are accepted",
+                    list.len(),
+                    bounds::MAX_COUPON_CODES
+                ),
+            ));
+        }
         Some(list) => list
             .iter()
             .enumerate()
             .map(|(i, v)| match v {
-                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                Value::String(s) if !s.is_empty() => o.text(&format!("coupon_codes[{i}]"), s),
                 other => Err(Rejected::invalid(
                     &o.path(&format!("coupon_codes[{i}]")),
                     format!("expected a coupon code string, found {}", json_kind(other)),
@@ -359,7 +457,7 @@ fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
             .collect::<Result<_, _>>()?,
     };
     Ok(Order {
-        id: o.string("id")?,
+        id: o.plain_string("id")?,
         customer,
         currency,
         total,
@@ -432,7 +530,7 @@ impl<'a> Fields<'a> {
             Value::String(s) if s.trim().is_empty() => {
                 Err(Rejected::invalid(&self.path(key), "must not be empty"))
             }
-            Value::String(s) => Ok(s.clone()),
+            Value::String(s) => self.text(key, s),
             other => Err(Rejected::invalid(
                 &self.path(key),
                 format!("expected a string, found {}", json_kind(other)),
@@ -443,7 +541,7 @@ impl<'a> Fields<'a> {
     fn opt_string(&self, key: &str) -> Result<Option<String>, Rejected> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => self.text(key, s).map(Some),
             Some(other) => Err(Rejected::invalid(
                 &self.path(key),
                 format!("expected a string, found {}", json_kind(other)),
@@ -451,8 +549,66 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A text field within [`bounds::MAX_TEXT_BYTES`].
+    fn text(&self, key: &str, s: &str) -> Result<String, Rejected> {
+        if s.len() > bounds::MAX_TEXT_BYTES {
+            return Err(Rejected::out_of_range(
+                &self.path(key),
+                format!(
+                    "{} bytes long; at most {} are accepted",
+                    s.len(),
+                    bounds::MAX_TEXT_BYTES
+                ),
+            ));
+        }
+        Ok(s.to_string())
+    }
+
+    /// An identifier or address: text without control characters (a CR or LF in an e-mail
+    /// address would otherwise only fail at send time, or worse, add a header).
+    fn plain_string(&self, key: &str) -> Result<String, Rejected> {
+        let s = self.string(key)?;
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(Rejected::invalid(
+                &self.path(key),
+                format!(
+                    "must not contain control characters, found U+{:04X}",
+                    c as u32
+                ),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// An e-mail address: plain text with one `@` between a local part and a domain.
+    fn email(&self, key: &str) -> Result<String, Rejected> {
+        let s = self.plain_string(key)?;
+        match s.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && !s.chars().any(char::is_whitespace) =>
+            {
+                Ok(s)
+            }
+            _ => Err(Rejected::invalid(
+                &self.path(key),
+                format!("expected an e-mail address, found {s:?}"),
+            )),
+        }
+    }
+
     fn array(&self, key: &str) -> Result<&'a Vec<Value>, Rejected> {
         match self.required(key)? {
+            Value::Array(a) if a.len() > bounds::MAX_ITEMS => Err(Rejected::out_of_range(
+                &self.path(key),
+                format!(
+                    "{} entries; at most {} are accepted",
+                    a.len(),
+                    bounds::MAX_ITEMS
+                ),
+            )),
             Value::Array(a) => Ok(a),
             other => Err(Rejected::invalid(
                 &self.path(key),
@@ -475,6 +631,25 @@ impl<'a> Fields<'a> {
             return Err(Rejected::invalid(
                 &self.path(key),
                 format!("must not be negative, found {d}"),
+            ));
+        }
+        if d > bounds::MAX_AMOUNT {
+            return Err(Rejected::out_of_range(
+                &self.path(key),
+                format!(
+                    "{d} is over the largest amount accepted, {}",
+                    bounds::MAX_AMOUNT
+                ),
+            ));
+        }
+        // "54.90" keeps its two places; only digits beyond the fourth that are not 0 count.
+        if d.normalize().scale() > bounds::MAX_AMOUNT_SCALE {
+            return Err(Rejected::out_of_range(
+                &self.path(key),
+                format!(
+                    "{d} has more than {} decimal places",
+                    bounds::MAX_AMOUNT_SCALE
+                ),
             ));
         }
         Ok(d)
@@ -503,7 +678,16 @@ impl<'a> Fields<'a> {
                 format!("must be >= 1, found {q}"),
             ));
         }
-        u32::try_from(q).map_err(|_| Rejected::invalid(&self.path(key), format!("too large: {q}")))
+        match u32::try_from(q) {
+            Ok(q) if q <= bounds::MAX_QUANTITY => Ok(q),
+            _ => Err(Rejected::out_of_range(
+                &self.path(key),
+                format!(
+                    "{q} is over the largest quantity accepted, {}",
+                    bounds::MAX_QUANTITY
+                ),
+            )),
+        }
     }
 
     fn timestamp(&self, key: &str) -> Result<DateTime<Utc>, Rejected> {
@@ -594,6 +778,83 @@ mod tests {
         assert_eq!(r.message, "order.customer.email: required field is missing");
         let r = reject(placed(), &["type"], json!("order.teleported"));
         assert_eq!(r.reason, RejectReason::UnknownType);
+    }
+
+    #[test]
+    fn the_digest_ignores_key_order_and_spacing_but_not_values() {
+        let a = parse_event(br#"{"event_id":"e","type":"customer.feedback","occurred_at":"2026-11-20T10:00:00Z","customer_id":"C","nps":9}"#).unwrap();
+        let b = parse_event(b"{ \"nps\": 9, \"customer_id\": \"C\",\n \"type\": \"customer.feedback\", \"occurred_at\": \"2026-11-20T10:00:00Z\", \"event_id\": \"e\" }").unwrap();
+        let c = parse_event(br#"{"event_id":"e","type":"customer.feedback","occurred_at":"2026-11-20T10:00:00Z","customer_id":"C","nps":8}"#).unwrap();
+        assert_eq!(a.digest, b.digest);
+        assert_ne!(a.digest, c.digest);
+    }
+
+    #[test]
+    fn values_past_the_bounds_are_out_of_range() {
+        let r = reject(
+            placed(),
+            &["order", "total"],
+            json!("79228162514264337593543950335"),
+        );
+        assert_eq!(r.reason, RejectReason::OutOfRange);
+        assert!(r.message.starts_with("order.total: "), "{}", r.message);
+        let r = reject(
+            placed(),
+            &["order", "items", "0", "unit_price"],
+            json!("1.00001"),
+        );
+        assert_eq!(r.reason, RejectReason::OutOfRange);
+        assert!(
+            r.message.starts_with("order.items[0].unit_price: "),
+            "{}",
+            r.message
+        );
+        let r = reject(
+            placed(),
+            &["order", "items", "0", "quantity"],
+            json!(4_294_967_295u64),
+        );
+        assert_eq!(r.reason, RejectReason::OutOfRange);
+        assert!(
+            r.message.starts_with("order.items[0].quantity: "),
+            "{}",
+            r.message
+        );
+        let r = reject(
+            placed(),
+            &["order", "customer", "first_name"],
+            json!("x".repeat(5000)),
+        );
+        assert_eq!(r.reason, RejectReason::OutOfRange);
+        // The largest accepted values still parse, to the last place.
+        let mut v = placed();
+        v["order"]["total"] = json!("1000000000000.0000");
+        v["order"]["items"][0]["quantity"] = json!(1_000_000);
+        assert!(event_from_value(&v).is_ok());
+    }
+
+    #[test]
+    fn addresses_and_ids_with_control_characters_are_invalid() {
+        let r = reject(
+            placed(),
+            &["order", "customer", "email"],
+            json!("a@b.c\r\nBcc: x@y.z"),
+        );
+        assert_eq!(r.reason, RejectReason::InvalidValue);
+        assert!(
+            r.message
+                .starts_with("order.customer.email: must not contain control"),
+            "{}",
+            r.message
+        );
+        let r = reject(
+            placed(),
+            &["order", "customer", "email"],
+            json!("not an address"),
+        );
+        assert_eq!(r.reason, RejectReason::InvalidValue);
+        let r = reject(placed(), &["order", "id"], json!("O\u{0}1"));
+        assert_eq!(r.reason, RejectReason::InvalidValue);
     }
 
     #[test]

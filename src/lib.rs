@@ -18,6 +18,7 @@
 //! - [`kafka`]: topic names, the shared client settings, the embedded development broker.
 //! - [`config`]: layered configuration (defaults, file, `PACKWELL_*`).
 //! - [`cli`]: the commands behind the `packwell` binary.
+//! - [`fault`]: a switch that makes chosen steps fail, for the tests of failure handling.
 //!
 //! Money in and out is exact:
 //! ```
@@ -32,6 +33,7 @@ pub mod coupon;
 pub mod email;
 pub mod engine;
 pub mod event;
+pub mod fault;
 pub mod kafka;
 pub mod money;
 pub mod profile;
@@ -42,3 +44,14 @@ pub mod rules;
 pub mod service;
 pub mod station;
 pub mod store;
+
+/// The text of a caught panic's payload (a `&str` or `String` for `panic!` with a message).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}

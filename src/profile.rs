@@ -4,7 +4,7 @@
 //! Pure: no I/O and no clock. The service keeps these in the store; `simulate` and `backtest`
 //! keep them in memory ([`History`]).
 
-use crate::event::{Event, EventBody, Order, ReturnedItem};
+use crate::event::{Event, EventBody, Order, Rejected, ReturnedItem};
 use crate::money::Currency;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -117,7 +117,11 @@ impl Profile {
     /// Whole days between the latest order and the one before it.
     pub fn days_since_previous_order(&self) -> Option<i64> {
         let n = self.recent_orders.len();
-        (n >= 2).then(|| (self.recent_orders[n - 1] - self.recent_orders[n - 2]).div_euclid(86_400))
+        (n >= 2).then(|| {
+            self.recent_orders[n - 1]
+                .saturating_sub(self.recent_orders[n - 2])
+                .div_euclid(86_400)
+        })
     }
 
     /// Median of the intervals between the recent orders, in days; null under 3 orders.
@@ -125,7 +129,11 @@ impl Profile {
         if self.orders_count < 3 || self.recent_orders.len() < 3 {
             return None;
         }
-        let mut gaps: Vec<i64> = self.recent_orders.windows(2).map(|w| w[1] - w[0]).collect();
+        let mut gaps: Vec<i64> = self
+            .recent_orders
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .collect();
         gaps.sort_unstable();
         let n = gaps.len();
         let seconds = if n % 2 == 1 {
@@ -165,8 +173,32 @@ impl Profile {
         }
     }
 
-    /// Folds a new order in (its summary is built by [`OrderSummary::from_order`]).
-    pub fn apply_placed(&mut self, order: &Order, at: DateTime<Utc>) {
+    /// Folds a new order in (its summary is built by [`OrderSummary::from_order`]). Every sum
+    /// is checked before anything changes: an order whose effect cannot be held exactly is
+    /// refused (`out_of_range`) and leaves the profile as it was.
+    pub fn apply_placed(&mut self, order: &Order, at: DateTime<Utc>) -> Result<(), Rejected> {
+        let orders_count = self
+            .orders_count
+            .checked_add(1)
+            .ok_or_else(|| too_many("order.id", "orders"))?;
+        let (net, spend_orders) = match self.spend_in(order.currency) {
+            Some(s) => (s.net.checked_add(order.total), s.orders.checked_add(1)),
+            None => (Some(order.total), Some(1)),
+        };
+        let net = net.ok_or_else(|| {
+            Rejected::out_of_range(
+                "order.total",
+                format!(
+                    "the customer's spend in {} would exceed what can be held exactly",
+                    order.currency
+                ),
+            )
+        })?;
+        let spend_orders = spend_orders.ok_or_else(|| too_many("order.id", "orders"))?;
+        let redeemed = u32::try_from(order.coupon_codes.len())
+            .ok()
+            .and_then(|n| self.coupons_redeemed.checked_add(n))
+            .ok_or_else(|| too_many("order.coupon_codes", "redeemed coupons"))?;
         let c = &order.customer;
         self.first_name = Some(c.first_name.clone());
         self.last_name = c.last_name.clone().or(self.last_name.take());
@@ -180,10 +212,10 @@ impl Profile {
         if let Some(b) = c.birthday {
             self.birthday_month = Some(b.month());
         }
-        self.orders_count += 1;
+        self.orders_count = orders_count;
         let spend = self.spend_mut(order.currency);
-        spend.net += order.total;
-        spend.orders += 1;
+        spend.net = net;
+        spend.orders = spend_orders;
         let at = at.timestamp();
         self.first_order_at = Some(self.first_order_at.map_or(at, |f| f.min(at)));
         // Keep the window in time order even when events arrive slightly out of order.
@@ -200,32 +232,67 @@ impl Profile {
                 self.categories_bought.push(item.category.clone());
             }
         }
-        self.coupons_redeemed += order.coupon_codes.len() as u32;
+        self.coupons_redeemed = redeemed;
+        Ok(())
     }
 
-    /// Folds a cancellation; returns false when the order was already cancelled.
-    pub fn apply_cancelled(&mut self, order: &mut OrderSummary) -> bool {
+    /// Folds a cancellation; returns false when the order was already cancelled. Checked
+    /// before anything changes, like [`Profile::apply_placed`].
+    pub fn apply_cancelled(&mut self, order: &mut OrderSummary) -> Result<bool, Rejected> {
         if order.status == OrderStatus::Cancelled {
-            return false;
+            return Ok(false);
         }
         let value = order.net_value();
+        let cancelled = self
+            .cancelled_count
+            .checked_add(1)
+            .ok_or_else(|| too_many("order_id", "cancellations"))?;
+        let net = self.spent_less(order.currency, value)?;
         order.status = OrderStatus::Cancelled;
         self.orders_count = self.orders_count.saturating_sub(1);
-        self.cancelled_count += 1;
+        self.cancelled_count = cancelled;
         let spend = self.spend_mut(order.currency);
-        spend.net -= value;
+        spend.net = net;
         spend.orders = spend.orders.saturating_sub(1);
-        true
+        Ok(true)
     }
 
-    /// Folds a return of some items (or, with `None`, all that is left of the order).
-    pub fn apply_returned(&mut self, order: &mut OrderSummary, items: Option<&[ReturnedItem]>) {
-        self.returns_count += 1;
+    /// Folds a return of some items (or, with `None`, all that is left of the order). Checked
+    /// before anything changes, like [`Profile::apply_placed`].
+    pub fn apply_returned(
+        &mut self,
+        order: &mut OrderSummary,
+        items: Option<&[ReturnedItem]>,
+    ) -> Result<(), Rejected> {
+        let returns = self
+            .returns_count
+            .checked_add(1)
+            .ok_or_else(|| too_many("order_id", "returns"))?;
         if order.status == OrderStatus::Cancelled {
-            return;
+            self.returns_count = returns;
+            return Ok(());
         }
-        let value = order.take_return(items);
-        self.spend_mut(order.currency).net -= value;
+        let plan = order.plan_return(items)?;
+        let net = self.spent_less(order.currency, plan.value)?;
+        order.apply_return(plan);
+        self.returns_count = returns;
+        self.spend_mut(order.currency).net = net;
+        Ok(())
+    }
+
+    /// The net spend in a currency less `value`, or why it cannot be held.
+    fn spent_less(&self, currency: Currency, value: Decimal) -> Result<Decimal, Rejected> {
+        self.spend_in(currency)
+            .map_or(Decimal::ZERO, |s| s.net)
+            .checked_sub(value)
+            .ok_or_else(|| {
+                Rejected::out_of_range(
+                    "order_id",
+                    format!(
+                        "the customer's spend in {currency} would go below what can be held exactly"
+                    ),
+                )
+            })
     }
 
     /// Folds a delivery; returns the days it was late (0 when on time or nothing was promised).
@@ -319,6 +386,27 @@ impl OrderSummary {
         }
     }
 
+    /// Whether `order` is this order sent again: the same customer, currency, amounts, lines,
+    /// warehouse, shipping country, channel and promised date. What later events change
+    /// (returns, delivery, cancellation) and the time it was placed are not compared.
+    pub fn same_content(&self, order: &Order) -> bool {
+        self.customer_id == order.customer.id
+            && self.currency == order.currency
+            && self.total == order.total
+            && self.warehouse == order.warehouse
+            && self.shipping_country == order.shipping.country
+            && self.channel == order.channel
+            && self.promised_delivery == order.promised_delivery
+            && self.items.len() == order.items.len()
+            && self.items.iter().zip(&order.items).all(|(a, b)| {
+                a.sku == b.sku
+                    && a.name == b.name
+                    && a.category == b.category
+                    && a.quantity == b.quantity
+                    && a.unit_price == b.unit_price
+            })
+    }
+
     /// The order as conditions and templates of later follow-ups see it.
     pub fn to_order(&self, profile: &Profile) -> Order {
         Order {
@@ -359,35 +447,80 @@ impl OrderSummary {
 
     /// What the order still counts for in the customer's spend.
     pub fn net_value(&self) -> Decimal {
-        (self.total - self.returned_value).max(Decimal::ZERO)
+        self.total
+            .checked_sub(self.returned_value)
+            .unwrap_or(Decimal::ZERO)
+            .max(Decimal::ZERO)
     }
 
-    /// Removes returned items and gives the value they take off the order (never more than
-    /// is left of it, so a return repeated by mistake cannot make spend negative).
-    fn take_return(&mut self, items: Option<&[ReturnedItem]>) -> Decimal {
+    /// What a return would take off the order: the units kept afterwards per line, and the
+    /// value (never more than is left of the order, so a return repeated by mistake cannot make
+    /// spend negative). Nothing changes until [`OrderSummary::apply_return`].
+    fn plan_return(&self, items: Option<&[ReturnedItem]>) -> Result<ReturnPlan, Rejected> {
         let left = self.net_value();
-        let value = match items {
-            None => {
-                for item in &mut self.items {
-                    item.kept = 0;
-                }
-                left
-            }
-            Some(list) => {
-                let mut v = Decimal::ZERO;
-                for r in list {
-                    if let Some(item) = self.items.iter_mut().find(|i| i.sku == r.sku) {
-                        let q = r.quantity.min(item.kept);
-                        item.kept -= q;
-                        v += item.unit_price * Decimal::from(q);
-                    }
-                }
-                v.min(left)
-            }
+        let Some(list) = items else {
+            return self.return_plan(vec![0; self.items.len()], left);
         };
-        self.returned_value += value;
-        value
+        let mut kept: Vec<u32> = self.items.iter().map(|i| i.kept).collect();
+        let mut value = Decimal::ZERO;
+        for (n, r) in list.iter().enumerate() {
+            let Some(line) = self.items.iter().position(|i| i.sku == r.sku) else {
+                continue;
+            };
+            let q = r.quantity.min(kept[line]);
+            kept[line] -= q;
+            value = self.items[line]
+                .unit_price
+                .checked_mul(Decimal::from(q))
+                .and_then(|v| value.checked_add(v))
+                .ok_or_else(|| {
+                    Rejected::out_of_range(
+                        &format!("items[{n}].quantity"),
+                        "the value returned cannot be held exactly",
+                    )
+                })?;
+        }
+        self.return_plan(kept, value.min(left))
     }
+
+    fn return_plan(&self, kept: Vec<u32>, value: Decimal) -> Result<ReturnPlan, Rejected> {
+        let returned_value = self.returned_value.checked_add(value).ok_or_else(|| {
+            Rejected::out_of_range(
+                "order_id",
+                "the order's returned value cannot be held exactly",
+            )
+        })?;
+        Ok(ReturnPlan {
+            kept,
+            value,
+            returned_value,
+        })
+    }
+
+    fn apply_return(&mut self, plan: ReturnPlan) {
+        for (item, kept) in self.items.iter_mut().zip(plan.kept) {
+            item.kept = kept;
+        }
+        self.returned_value = plan.returned_value;
+    }
+}
+
+/// A return worked out before it is applied (see [`OrderSummary::plan_return`]).
+struct ReturnPlan {
+    /// Units kept per line afterwards.
+    kept: Vec<u32>,
+    /// What the return takes off the customer's spend.
+    value: Decimal,
+    /// The order's returned value afterwards.
+    returned_value: Decimal,
+}
+
+/// A count that would pass `u32::MAX`.
+fn too_many(path: &str, what: &str) -> Rejected {
+    Rejected::out_of_range(
+        path,
+        format!("the customer's count of {what} is at its limit"),
+    )
 }
 
 /// What folding an event did, for the caller to decide or schedule on.
@@ -399,6 +532,9 @@ pub enum Folded {
     DuplicateOrder,
     /// An order id seen before under another customer.
     Conflict,
+    /// An order id seen before with other content (items, amounts, warehouse): nothing
+    /// changes, and the event is set aside as a conflict.
+    ChangedOrder,
     Delivered {
         late_days: i64,
     },
@@ -409,17 +545,21 @@ pub enum Folded {
 }
 
 /// Folds one event into a profile and the order table (pure; shared by every caller).
+///
+/// An event whose effect cannot be held exactly is an error (`out_of_range`, naming the field)
+/// and changes neither the profile nor the order.
 pub fn fold(
     profile: &mut Profile,
     order: Option<&mut OrderSummary>,
     event: &Event,
-) -> (Folded, Option<OrderSummary>) {
-    match &event.body {
+) -> Result<(Folded, Option<OrderSummary>), Rejected> {
+    Ok(match &event.body {
         EventBody::OrderPlaced(o) => match order {
             Some(existing) if existing.customer_id != o.customer.id => (Folded::Conflict, None),
+            Some(existing) if !existing.same_content(o) => (Folded::ChangedOrder, None),
             Some(_) => (Folded::DuplicateOrder, None),
             None => {
-                profile.apply_placed(o, event.occurred_at);
+                profile.apply_placed(o, event.occurred_at)?;
                 (
                     Folded::NewOrder,
                     Some(OrderSummary::from_order(o, event.occurred_at)),
@@ -428,7 +568,7 @@ pub fn fold(
         },
         EventBody::OrderCancelled { .. } => match order {
             Some(o) => {
-                let folded = if profile.apply_cancelled(o) {
+                let folded = if profile.apply_cancelled(o)? {
                     Folded::Cancelled
                 } else {
                     Folded::Other
@@ -439,11 +579,14 @@ pub fn fold(
         },
         EventBody::OrderReturned { items, .. } => match order {
             Some(o) => {
-                profile.apply_returned(o, items.as_deref());
+                profile.apply_returned(o, items.as_deref())?;
                 (Folded::Returned, None)
             }
             None => {
-                profile.returns_count += 1;
+                profile.returns_count = profile
+                    .returns_count
+                    .checked_add(1)
+                    .ok_or_else(|| too_many("order_id", "returns"))?;
                 (Folded::Other, None)
             }
         },
@@ -469,7 +612,7 @@ pub fn fold(
             profile.subscribed = true;
             (Folded::Other, None)
         }
-    }
+    })
 }
 
 /// An in-memory history, for `simulate` and `backtest` (the store keeps the same in tables).
@@ -482,21 +625,28 @@ pub struct History {
 
 impl History {
     /// Folds an event; `None` when its event id was seen before (a replay changes nothing).
-    pub fn fold(&mut self, event: &Event) -> Option<Folded> {
+    /// An event that cannot be held exactly is an error and changes nothing (its id counts as
+    /// seen, as the service records it as processed when it sets it aside).
+    pub fn fold(&mut self, event: &Event) -> Result<Option<Folded>, Rejected> {
         if !self.seen.insert(event.event_id.clone()) {
-            return None;
+            return Ok(None);
         }
         let customer = event.customer_id();
-        let profile = self
-            .profiles
-            .entry(customer.to_string())
-            .or_insert_with(|| Profile::new(customer));
         let order = event.order_id().and_then(|id| self.orders.get_mut(id));
-        let (folded, new_order) = fold(profile, order, event);
+        let (folded, new_order) = match self.profiles.get_mut(customer) {
+            Some(profile) => fold(profile, order, event)?,
+            None => {
+                // A customer's first event: the profile exists only once it folded.
+                let mut profile = Profile::new(customer);
+                let folded = fold(&mut profile, order, event)?;
+                self.profiles.insert(customer.to_string(), profile);
+                folded
+            }
+        };
         if let Some(o) = new_order {
             self.orders.insert(o.id.clone(), o);
         }
-        Some(folded)
+        Ok(Some(folded))
     }
 
     pub fn profile(&self, customer_id: &str) -> Option<&Profile> {
@@ -536,9 +686,12 @@ mod tests {
     #[test]
     fn counts_spend_and_intervals() {
         let mut h = History::default();
-        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"));
-        h.fold(&placed("2", "2026-01-11T00:00:00Z", "25.00", "books"));
-        h.fold(&placed("3", "2026-01-31T00:00:00Z", "25.00", "home"));
+        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"))
+            .unwrap();
+        h.fold(&placed("2", "2026-01-11T00:00:00Z", "25.00", "books"))
+            .unwrap();
+        h.fold(&placed("3", "2026-01-31T00:00:00Z", "25.00", "home"))
+            .unwrap();
         let p = h.profile("C").unwrap();
         assert_eq!(p.orders_count, 3);
         assert_eq!(
@@ -554,22 +707,25 @@ mod tests {
     #[test]
     fn cancellation_and_return_reduce_spend_once() {
         let mut h = History::default();
-        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"));
-        h.fold(&placed("2", "2026-01-02T00:00:00Z", "25.00", "books"));
+        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"))
+            .unwrap();
+        h.fold(&placed("2", "2026-01-02T00:00:00Z", "25.00", "books"))
+            .unwrap();
         h.fold(&other(
             "order.returned",
             "1",
             json!({"items": [{"sku": "S", "quantity": 1}]}),
-        ));
+        ))
+        .unwrap();
         let eur = "EUR".parse().unwrap();
         assert_eq!(
             h.profile("C").unwrap().lifetime_spend(eur).to_string(),
             "40.00"
         );
-        h.fold(&other("order.cancelled", "1", json!({})));
+        h.fold(&other("order.cancelled", "1", json!({}))).unwrap();
         let mut again = other("order.cancelled", "1", json!({}));
         again.event_id = "another".into();
-        h.fold(&again);
+        h.fold(&again).unwrap();
         let p = h.profile("C").unwrap();
         assert_eq!(p.orders_count, 1);
         assert_eq!(p.cancelled_count, 1);
@@ -582,11 +738,11 @@ mod tests {
     fn replayed_events_change_nothing() {
         let mut h = History::default();
         let e = placed("1", "2026-01-01T00:00:00Z", "25.00", "books");
-        assert_eq!(h.fold(&e), Some(Folded::NewOrder));
-        assert_eq!(h.fold(&e), None);
+        assert_eq!(h.fold(&e), Ok(Some(Folded::NewOrder)));
+        assert_eq!(h.fold(&e), Ok(None));
         let mut dup = e.clone();
         dup.event_id = "new-id".into();
-        assert_eq!(h.fold(&dup), Some(Folded::DuplicateOrder));
+        assert_eq!(h.fold(&dup), Ok(Some(Folded::DuplicateOrder)));
         assert_eq!(h.profile("C").unwrap().orders_count, 1);
     }
 
@@ -607,13 +763,14 @@ mod tests {
         assert_eq!(late_days(promised, d("2026-01-13T10:00:00Z"), None), 3);
         assert_eq!(late_days(None, d("2026-03-13T10:00:00Z"), None), 0);
         let mut h = History::default();
-        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"));
+        h.fold(&placed("1", "2026-01-01T00:00:00Z", "25.00", "books"))
+            .unwrap();
         let f = h.fold(&other(
             "order.delivered",
             "1",
             json!({"delivered_at": "2026-01-12T10:00:00Z"}),
         ));
-        assert_eq!(f, Some(Folded::Delivered { late_days: 2 }));
+        assert_eq!(f, Ok(Some(Folded::Delivered { late_days: 2 })));
         assert_eq!(h.profile("C").unwrap().late_deliveries_count, 1);
     }
 
@@ -629,7 +786,8 @@ mod tests {
                 &at,
                 "25.00",
                 &format!("cat{}", i % 50),
-            ));
+            ))
+            .unwrap();
         }
         let p = h.profile("C").unwrap();
         assert_eq!(p.recent_orders.len(), RECENT_ORDERS);

@@ -6,7 +6,7 @@ use crate::coupon::CouponKey;
 use crate::engine::{
     self, Claim, Counters, DecideInput, IssuedCodes, Outcome, ScheduledFollowup, Shop, Skip,
 };
-use crate::event::{Event, EventBody};
+use crate::event::{Event, EventBody, RejectReason, Rejected};
 use crate::money::Currency;
 use crate::profile::{Folded, History};
 use crate::rules::{RuleSet, StockSlot, Trigger};
@@ -54,10 +54,11 @@ impl MemoryCounters {
                     quantity,
                     ..
                 } => {
-                    *self
+                    let used = self
                         .stock
                         .entry((insert_id.clone(), slot.clone()))
-                        .or_default() += quantity;
+                        .or_default();
+                    *used = used.saturating_add(*quantity);
                     self.given_stock
                         .entry(order_id.to_string())
                         .or_default()
@@ -70,10 +71,12 @@ impl MemoryCounters {
                     amount,
                     ..
                 } => {
-                    *self
+                    // A budget's claims never pass its limit, so this sum is far from overflow.
+                    let spent = self
                         .budget
                         .entry((rule_id.clone(), period.clone(), *currency))
-                        .or_default() += amount;
+                        .or_default();
+                    *spent = spent.checked_add(*amount).unwrap_or(Decimal::MAX);
                 }
             }
         }
@@ -101,8 +104,11 @@ pub enum Applied {
     Decided(Box<Outcome>),
     /// A replayed event id, or an order id already decided: nothing changed.
     Unchanged,
-    /// An order id known under another customer.
+    /// An order id known under another customer, or known with other content.
     Conflict,
+    /// Set aside (the DLQ in the service): its effect cannot be held exactly
+    /// (`out_of_range`), or the decision path failed on it twice (`internal_error`).
+    Rejected(Rejected),
     /// Folded into the history; follow-ups it scheduled, if any.
     Folded {
         followups: Vec<ScheduledFollowup>,
@@ -134,9 +140,32 @@ impl<'a> Replay<'a> {
 
     /// Folds an event and decides it when it is a new order. `decide` false folds only
     /// (history built before the time of interest).
+    ///
+    /// Guarded as the service's batch is: a step that panics is tried once more, and an event
+    /// that makes it panic twice is set aside (`internal_error`) instead of stopping the replay.
     pub fn apply(&mut self, event: &Event, decide: bool, explain: bool) -> Applied {
-        let Some(folded) = self.history.fold(event) else {
-            return Applied::Unchanged;
+        let mut message = String::new();
+        for _ in 0..2 {
+            let step =
+                std::panic::AssertUnwindSafe(|| self.apply_unguarded(event, decide, explain));
+            match std::panic::catch_unwind(step) {
+                Ok(applied) => return applied,
+                Err(panic) => message = crate::panic_message(&*panic),
+            }
+        }
+        tracing::error!(event_id = %event.event_id, %message, "the decision path failed twice on an event; it is set aside");
+        Applied::Rejected(Rejected {
+            reason: RejectReason::InternalError,
+            message: format!("the decision path failed on this event twice: {message}"),
+        })
+    }
+
+    fn apply_unguarded(&mut self, event: &Event, decide: bool, explain: bool) -> Applied {
+        crate::fault::check(crate::fault::Point::Decide, &event.event_id);
+        let folded = match self.history.fold(event) {
+            Ok(Some(folded)) => folded,
+            Ok(None) => return Applied::Unchanged,
+            Err(rejected) => return Applied::Rejected(rejected),
         };
         let customer = event.customer_id().to_string();
         match (folded, &event.body) {
@@ -166,19 +195,22 @@ impl<'a> Replay<'a> {
                     for rule in &outcome.rules_given {
                         p.record_given(rule, event.occurred_at);
                     }
-                    p.coupons_received += outcome
+                    let coupons = outcome
                         .decision
                         .inserts
                         .iter()
                         .filter(|i| i.coupon.is_some())
-                        .count() as u32;
+                        .count();
+                    p.coupons_received = p
+                        .coupons_received
+                        .saturating_add(u32::try_from(coupons).unwrap_or(u32::MAX));
                 }
                 self.decisions
                     .insert(order.id.clone(), outcome.decision.clone());
                 Applied::Decided(Box::new(outcome))
             }
             (Folded::DuplicateOrder, _) => Applied::Unchanged,
-            (Folded::Conflict, _) => Applied::Conflict,
+            (Folded::Conflict | Folded::ChangedOrder, _) => Applied::Conflict,
             (Folded::Cancelled, EventBody::OrderCancelled { order_id, .. }) => {
                 self.counters.restock(order_id);
                 Applied::Folded {

@@ -7,7 +7,7 @@ use crate::engine::SkipReason;
 use crate::event::{Event, parse_event};
 use crate::money::format_amount;
 use crate::replay::Applied;
-use crate::store::{Batch, BatchItem, DecideEnv, Fence, SqliteStore, Store, StoreError};
+use crate::store::{Batch, BatchItem, DecideEnv, Fence, SqliteStore, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -65,6 +65,23 @@ type Tally = (
     BTreeMap<String, Decimal>,
 );
 
+/// Adds a cost to a per-currency total, checked: rule amounts are the marketer's, and no
+/// total may wrap or panic.
+fn add_cost(
+    totals: &mut BTreeMap<String, Decimal>,
+    currency: &str,
+    amount: Decimal,
+    id: &str,
+) -> Result<(), StoreError> {
+    let total = totals.entry(currency.to_string()).or_default();
+    *total = total.checked_add(amount).ok_or_else(|| {
+        StoreError::Other(format!(
+            "the cost in {currency} of {id} over the history is too large to hold exactly"
+        ))
+    })?;
+    Ok(())
+}
+
 /// Replays `events` (in time order; ties keep file order) through a scratch store, the
 /// service's own code path (fold, decide, counters, coupons, e-mail jobs), and counts.
 pub async fn backtest(
@@ -100,15 +117,11 @@ pub async fn backtest(
                 }
             })
             .collect();
-        let applied_batch = store
-            .apply_batch(
-                &Batch {
-                    fence: Fence::None,
-                    items,
-                },
-                env,
-            )
-            .await?;
+        let mut batch = Batch {
+            fence: Fence::None,
+            items,
+        };
+        let applied_batch = crate::store::apply_guarded(&store, &mut batch, env).await?;
         progress.inc(chunk.len() as u64);
         report.events += chunk.len() as u64;
         for applied in applied_batch.applied {
@@ -131,18 +144,11 @@ pub async fn backtest(
                         by_rule.entry(f.followup_id.clone()).or_default().0 += 1;
                     }
                     for c in &outcome.costs {
-                        *by_rule
-                            .entry(c.rule_id.clone())
-                            .or_default()
-                            .4
-                            .entry(c.currency.to_string())
-                            .or_default() += c.amount;
-                        *by_insert
-                            .entry(c.insert_id.clone())
-                            .or_default()
-                            .1
-                            .entry(c.currency.to_string())
-                            .or_default() += c.amount;
+                        let currency = c.currency.to_string();
+                        let rule = by_rule.entry(c.rule_id.clone()).or_default();
+                        add_cost(&mut rule.4, &currency, c.amount, &c.rule_id)?;
+                        let insert = by_insert.entry(c.insert_id.clone()).or_default();
+                        add_cost(&mut insert.1, &currency, c.amount, &c.insert_id)?;
                     }
                     for s in &d.skipped {
                         let stats = by_rule.entry(s.rule_id.clone()).or_default();
@@ -168,7 +174,7 @@ pub async fn backtest(
                         *stats.3.entry(s.reason.as_str().to_string()).or_default() += 1;
                     }
                 }
-                Applied::Unchanged | Applied::Conflict => {}
+                Applied::Unchanged | Applied::Conflict | Applied::Rejected(_) => {}
             }
         }
     }

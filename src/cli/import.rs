@@ -334,6 +334,9 @@ async fn import_chunks(
                         order.as_deref().unwrap_or("")
                     ),
                 )),
+                Applied::Rejected(r) => {
+                    bad.push((offset + 1, format!("{} ({})", r.message, r.reason.as_str())))
+                }
                 Applied::Decided(_) | Applied::Folded { .. } => {
                     if let Some(c) = customer {
                         touched.insert(c.clone());

@@ -39,8 +39,13 @@ pub fn simulate_order(
     match replay.apply(&order, true, explain) {
         Applied::Decided(outcome) => Ok(*outcome),
         Applied::Conflict => Err(Failure::usage(
-            "error: the history has this order id under another customer",
+            "error: the history has this order id under another customer, or with other content",
         )),
+        Applied::Rejected(r) => Err(Failure::usage(format!(
+            "error: the order is set aside ({}): {}",
+            r.reason.as_str(),
+            r.message
+        ))),
         _ => Err(Failure::usage(
             "error: the history already holds this order (same event_id or order id): it would not be decided again",
         )),

@@ -334,11 +334,13 @@ fn effect(
         .iter()
         .filter(|g| g.source_id == id && g.kind == kind)
     {
+        // Sums of stored counts saturate rather than wrap or panic; with the bounds events
+        // are checked against at the edge, no real history comes near them.
         let e = groups.entry(g.arm.as_str()).or_default();
-        e.customers += count(g.customers);
-        e.matured += count(g.matured);
-        e.repeaters += count(g.repeaters);
-        e.tenure_secs += g.tenure_secs;
+        e.customers = e.customers.saturating_add(count(g.customers));
+        e.matured = e.matured.saturating_add(count(g.matured));
+        e.repeaters = e.repeaters.saturating_add(count(g.repeaters));
+        e.tenure_secs = e.tenure_secs.saturating_add(g.tenure_secs);
     }
     let mut revenue: BTreeMap<&str, BTreeMap<String, Decimal>> = BTreeMap::new();
     for r in data
@@ -346,18 +348,22 @@ fn effect(
         .iter()
         .filter(|r| r.source_id == id && r.kind == kind)
     {
-        groups.entry(r.arm.as_str()).or_default().orders += count(r.orders);
-        *revenue
+        let g = groups.entry(r.arm.as_str()).or_default();
+        g.orders = g.orders.saturating_add(count(r.orders));
+        let total = revenue
             .entry(r.arm.as_str())
             .or_default()
             .entry(r.currency.clone())
-            .or_default() += units(r.units);
+            .or_default();
+        *total = total.saturating_add(units(r.units));
     }
     let t = groups.get("treated").copied().unwrap_or_default();
     let h = groups.get("held_out").copied().unwrap_or_default();
     let s = groups.get("shadow").copied().unwrap_or_default();
     let mixed = groups.get("mixed").copied().unwrap_or_default();
-    let in_window = groups.values().map(|g| g.customers - g.matured).sum();
+    let in_window = groups.values().fold(0u64, |n, g| {
+        n.saturating_add(g.customers.saturating_sub(g.matured))
+    });
 
     let rate = |g: Group| (g.matured > 0).then(|| g.repeaters as f64 / g.matured as f64);
     let uplift =
@@ -406,16 +412,17 @@ fn effect(
         for c in rt.keys().chain(rh.keys()) {
             let treated = rt.get(c).copied().unwrap_or_default();
             let held = rh.get(c).copied().unwrap_or_default();
-            extra_revenue.insert(
-                c.clone(),
-                treated - held * Decimal::from(t.matured) / Decimal::from(h.matured),
-            );
+            let scaled = held
+                .saturating_mul(Decimal::from(t.matured))
+                .checked_div(Decimal::from(h.matured))
+                .unwrap_or(Decimal::MAX);
+            extra_revenue.insert(c.clone(), treated.saturating_sub(scaled));
         }
     }
     // Extra orders = o_t - o_h * n_t / n_h, kept as the fraction (o_t n_h - o_h n_t) / n_h
     // so that the cost per extra order is exact.
-    let extra_numerator =
-        i128::from(t.orders) * i128::from(h.matured) - i128::from(h.orders) * i128::from(t.matured);
+    let extra_numerator = (i128::from(t.orders) * i128::from(h.matured))
+        .saturating_sub(i128::from(h.orders) * i128::from(t.matured));
     let extra_orders = both.then(|| extra_numerator as f64 / h.matured as f64);
 
     let mut cost: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -430,7 +437,8 @@ fn effect(
             "held_out" | "shadow" => &mut would_have,
             _ => continue,
         };
-        *target.entry(c.currency.clone()).or_default() += units(c.units);
+        let total = target.entry(c.currency.clone()).or_default();
+        *total = total.saturating_add(units(c.units));
     }
     let (mut issued, mut redeemed) = (0u64, 0u64);
     let mut redeemed_value: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -442,25 +450,37 @@ fn effect(
         // A voided coupon never reached the customer (the order was cancelled, it was not
         // packed, the e-mail never went): it is neither issued nor redeemable here.
         let n = count(c.count);
-        issued += n;
+        issued = issued.saturating_add(n);
         let amount: Decimal = c.amount.parse().unwrap_or_default();
+        let value = amount.saturating_mul(Decimal::from(n));
         if c.state == "redeemed" {
-            redeemed += n;
-            *redeemed_value.entry(c.currency.clone()).or_default() += amount * Decimal::from(n);
+            redeemed = redeemed.saturating_add(n);
+            let total = redeemed_value.entry(c.currency.clone()).or_default();
+            *total = total.saturating_add(value);
         }
         // A follow-up's cost is the coupons its e-mails gave, issued as they went.
         if kind == "followup" {
-            *cost.entry(c.currency.clone()).or_default() += amount * Decimal::from(n);
+            let total = cost.entry(c.currency.clone()).or_default();
+            *total = total.saturating_add(value);
         }
     }
-    let cost_per_extra_order = (both && extra_numerator > 0 && !cost.is_empty()).then(|| {
-        let numerator = Decimal::from_i128_with_scale(extra_numerator, 0);
-        money(
-            cost.iter()
-                .map(|(c, a)| (c.clone(), *a * Decimal::from(h.matured) / numerator))
-                .collect(),
-        )
-    });
+    let numerator = Decimal::try_from_i128_with_scale(extra_numerator, 0).ok();
+    let cost_per_extra_order = (both && extra_numerator > 0 && !cost.is_empty())
+        .then_some(numerator)
+        .flatten()
+        .map(|numerator| {
+            money(
+                cost.iter()
+                    .map(|(c, a)| {
+                        let per = a
+                            .saturating_mul(Decimal::from(h.matured))
+                            .checked_div(numerator)
+                            .unwrap_or(Decimal::MAX);
+                        (c.clone(), per)
+                    })
+                    .collect(),
+            )
+        });
 
     let nps = |arm: &str| {
         let rows: Vec<_> = data

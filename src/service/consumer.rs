@@ -9,7 +9,7 @@
 //! for lag tools only.
 
 use super::Shared;
-use crate::event::{Event, EventBody, parse_event};
+use crate::event::{Event, EventBody, RejectReason, Rejected, parse_event};
 use crate::kafka::TOPIC_ORDERS;
 use crate::replay::Applied;
 use crate::store::{Batch, BatchItem, BatchReport, Fence, StoreError};
@@ -177,7 +177,23 @@ impl Context {
         }
         self.shared.metrics.consumed.inc();
         let value = value.unwrap_or_default();
-        let event = parse_event(value);
+        let limit = self.shared.settings.max_event_bytes;
+        // Over the bound, not even parsed: no sane order is that large, and the parser's
+        // work and the stored copy grow with it.
+        let event = if value.len() > limit {
+            Err(Rejected {
+                reason: RejectReason::TooLarge,
+                message: format!(
+                    "value: {} bytes, over [kafka] max_event_bytes = {limit}",
+                    value.len()
+                ),
+            })
+        } else {
+            parse_event(value)
+        };
+        if let Ok(e) = &event {
+            crate::fault::check(crate::fault::Point::Consumer, &e.event_id);
+        }
         let max_age = self.shared.settings.max_event_age;
         let decide = match &event {
             Ok(e) => chrono::Utc::now() - e.occurred_at <= max_age,
@@ -233,7 +249,7 @@ impl Context {
         let items = std::mem::take(&mut part.items);
         part.first_at = None;
         let end = items.last().map(|i| i.offset + 1).unwrap_or(part.position);
-        let batch = Batch {
+        let mut batch = Batch {
             fence: Fence::Partition {
                 topic: TOPIC_ORDERS.to_string(),
                 partition,
@@ -255,10 +271,11 @@ impl Context {
         let mut wait = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            let result = self
-                .shared
-                .runtime
-                .block_on(self.shared.store.apply_batch(&batch, &env));
+            let result = self.shared.runtime.block_on(crate::store::apply_guarded(
+                &*self.shared.store,
+                &mut batch,
+                &env,
+            ));
             let secs = started.elapsed().as_secs_f64();
             match result {
                 Ok(report) => {
@@ -397,12 +414,11 @@ impl Context {
     }
 }
 
-/// The consumer thread's loop: poll, batch, apply, until the service stops.
-pub fn run(consumer: BaseConsumer<Context>, shared: Arc<Shared>) {
+/// The consumer thread's loop: poll, batch, apply, until the service stops. An error is the
+/// end of consuming, which the service reports as a failed worker.
+pub fn run(consumer: BaseConsumer<Context>, shared: Arc<Shared>) -> Result<(), String> {
     if let Err(e) = consumer.subscribe(&[TOPIC_ORDERS]) {
-        tracing::error!(%e, "cannot subscribe to {TOPIC_ORDERS}");
-        shared.stop.cancel();
-        return;
+        return Err(format!("cannot subscribe to {TOPIC_ORDERS}: {e}"));
     }
     let mut paused = false;
     let mut wait = shared.settings.batch_wait;
@@ -430,4 +446,5 @@ pub fn run(consumer: BaseConsumer<Context>, shared: Arc<Shared>) {
     consumer.context().flush_all(&consumer);
     consumer.unsubscribe();
     tracing::info!("consumer stopped");
+    Ok(())
 }

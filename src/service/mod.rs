@@ -37,6 +37,8 @@ pub struct Settings {
     pub batch_wait: Duration,
     pub max_outbox_backlog: i64,
     pub max_event_age: chrono::Duration,
+    /// Events larger than this go to the DLQ unparsed (`too_large`).
+    pub max_event_bytes: usize,
 }
 
 /// What `/readyz` reports about the rules.
@@ -45,6 +47,8 @@ pub struct Readiness {
     pub rules_version: String,
     /// The errors of the last reload that failed (the previous rules keep deciding).
     pub rules_error: Option<String>,
+    /// The worker that died, and why: the service is unready and on its way out.
+    pub failed_worker: Option<String>,
 }
 
 /// State shared by the consumer thread, the relay, the watcher and the HTTP handlers.
@@ -70,6 +74,60 @@ pub struct Shared {
     pub insert_lists: crate::station::InsertListCache,
     /// Effect reports computed lately (`GET /v1/report`).
     pub reports: crate::report::route::ReportCache,
+}
+
+impl Shared {
+    /// A worker died (a panic, or an end nobody asked for): `/readyz` answers 503 naming it,
+    /// and the service stops, to exit non-zero so that its supervisor restarts it. The first
+    /// failure is the one reported.
+    pub fn fail(&self, worker: &str, why: &str) {
+        tracing::error!(worker, why, "a worker failed; the service stops");
+        {
+            let mut r = self.readiness.lock().unwrap_or_else(|e| e.into_inner());
+            if r.failed_worker.is_none() {
+                r.failed_worker = Some(format!("{worker}: {why}"));
+            }
+        }
+        self.stop.cancel();
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.readiness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed_worker
+            .clone()
+    }
+}
+
+/// Runs a task; its panic, or its end before the service stops, fails the service.
+async fn supervised(shared: Arc<Shared>, worker: &'static str, task: impl Future<Output = ()>) {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        Ok(()) if shared.stop.is_cancelled() => {}
+        Ok(()) => shared.fail(worker, "it ended while the service was running"),
+        Err(panic) => shared.fail(
+            worker,
+            &format!("panicked: {}", crate::panic_message(&*panic)),
+        ),
+    }
+}
+
+/// Waits for a task until `deadline`; past it the task is abandoned (aborted) and the log says
+/// so. Returns whether it finished.
+async fn finish_by<T>(
+    deadline: tokio::time::Instant,
+    what: &str,
+    mut task: tokio::task::JoinHandle<T>,
+) -> bool {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(_) => true,
+        Err(_) => {
+            task.abort();
+            tracing::warn!("{what} did not stop within [service] shutdown_timeout; abandoned");
+            false
+        }
+    }
 }
 
 /// The e-mail sender reads the rules, key and shop in force, like the consumer.
@@ -132,6 +190,10 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     let rules_version = rules.version.clone();
     let max_event_age = duration("[decide] max_event_age", &config.decide.max_event_age)?;
+    let shutdown_timeout = config
+        .service
+        .shutdown_timeout()
+        .map_err(|e| e.to_string())?;
     let retention = duration("[store] retention", &config.store.retention)?;
     let tokens = crate::station::Tokens::from_config(&config.http.tokens)?;
     for t in config.http.tokens.iter().filter(|t| t.token.is_some()) {
@@ -160,6 +222,7 @@ pub async fn run(
             batch_wait: Duration::from_millis(config.kafka.batch_wait_ms),
             max_outbox_backlog: config.kafka.max_outbox_backlog,
             max_event_age,
+            max_event_bytes: config.kafka.max_event_bytes,
         },
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
@@ -171,6 +234,7 @@ pub async fn run(
         readiness: Mutex::new(Readiness {
             rules_version: rules_version.clone(),
             rules_error: None,
+            failed_worker: None,
         }),
         tokens,
         reports: Default::default(),
@@ -223,12 +287,28 @@ pub async fn run(
     let consumer_shared = shared.clone();
     let consumer_thread = std::thread::Builder::new()
         .name("packwell-consumer".into())
-        .spawn(move || consumer::run(consumer, consumer_shared))
+        // Deciding evaluates rule expressions and renders notes, which recurse; their depth is
+        // bounded when rules load, and this stack leaves room to spare.
+        .stack_size(WORKER_STACK)
+        .spawn(move || {
+            let run =
+                std::panic::AssertUnwindSafe(|| consumer::run(consumer, consumer_shared.clone()));
+            match std::panic::catch_unwind(run) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => consumer_shared.fail("consumer", &e),
+                Err(panic) => consumer_shared.fail(
+                    "consumer",
+                    &format!("panicked: {}", crate::panic_message(&*panic)),
+                ),
+            }
+        })
         .map_err(|e| format!("cannot start the consumer thread: {e}"))?;
-    let relay = tokio::spawn(relay::run(
-        producer,
+    // The relay drains the outbox within half the bound once consuming has stopped; past the
+    // bound it is abandoned and unsent rows wait in the outbox for the next start.
+    let relay = tokio::spawn(supervised(
         shared.clone(),
-        Duration::from_secs(10),
+        "relay",
+        relay::run(producer, shared.clone(), shutdown_timeout / 2),
     ));
     let retention_task = tokio::spawn(retention_loop(store.clone(), retention, stop.clone()));
     if config.http.public_url.is_none() {
@@ -246,7 +326,11 @@ pub async fn run(
         shared.metrics.email.clone(),
         Arc::new(crate::email::SystemClock),
     ));
-    let sender_task = tokio::spawn(sender.run(stop.clone()));
+    let sender_task = tokio::spawn(supervised(
+        shared.clone(),
+        "e-mail sender",
+        sender.run(stop.clone()),
+    ));
     let app = http::router(
         shared.clone(),
         http::Limits {
@@ -254,12 +338,20 @@ pub async fn run(
             request_timeout: Duration::from_millis(config.http.request_timeout_ms),
         },
     );
-    let server = tokio::spawn(http::serve(
-        listener,
-        app,
-        Duration::from_millis(config.http.request_timeout_ms),
-        stop.clone(),
-    ));
+    // HTTP has a token of its own: it keeps answering (`/readyz` with 503) while the rest
+    // stops, and closes last.
+    let http_stop = CancellationToken::new();
+    let server_stop = http_stop.clone();
+    let server_shared = shared.clone();
+    let header_timeout = Duration::from_millis(config.http.request_timeout_ms);
+    let server = tokio::spawn(async move {
+        let serve = http::serve(listener, app, header_timeout, server_stop.clone());
+        match serve.await {
+            Ok(()) if server_stop.is_cancelled() => {}
+            Ok(()) => server_shared.fail("http", "the server ended while the service was running"),
+            Err(e) => server_shared.fail("http", &e.to_string()),
+        }
+    });
 
     if let Some(tx) = started {
         let _ = tx.send(Started {
@@ -270,33 +362,58 @@ pub async fn run(
     }
 
     stop.cancelled().await;
-    tracing::info!("stopping");
-    // The consumer applies what it read; a store that does not answer within the bound is
-    // given up on (the events are read again at the next start).
+    let began = tokio::time::Instant::now();
+    let deadline = began + shutdown_timeout;
+    tracing::info!(bound_s = shutdown_timeout.as_secs(), "stopping");
+    // The consumer applies what it read; a store that does not answer within half the bound
+    // is given up on (the events are read again at the next start).
     let joined = tokio::task::spawn_blocking(move || consumer_thread.join());
-    let bound = tokio::time::sleep(Duration::from_secs(20));
     tokio::pin!(joined);
     tokio::select! {
         _ = &mut joined => {}
-        _ = bound => {
+        _ = tokio::time::sleep_until(began + shutdown_timeout / 2) => {
             shared.abandon.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = joined.await;
+            // Closing the Kafka consumer may wait on a broker that is gone: not past the bound.
+            if tokio::time::timeout_at(began + shutdown_timeout * 3 / 4, &mut joined).await.is_err() {
+                tracing::warn!("the consumer did not stop within [service] shutdown_timeout; abandoned");
+            }
         }
     }
     shared
         .consumer_done
         .store(true, std::sync::atomic::Ordering::Relaxed);
     shared.relay_wake.notify_one();
-    let _ = relay.await;
+    if !finish_by(deadline, "the relay", relay).await {
+        tracing::warn!("outbox rows not yet sent stay in the store; they go out at the next start");
+    }
     retention_task.abort();
-    // E-mails being handed over finish (bounded by the provider's timeout); none is started.
-    let _ = sender_task.await;
-    let _ = server.await;
+    // E-mails being handed over finish (bounded by the provider's timeout and the bound); none
+    // is started. One cut off mid-send is found in `sending` at the next start.
+    finish_by(deadline, "the e-mail sender", sender_task).await;
+    let failure = shared.failure();
+    if failure.is_some() {
+        // Unready, for a moment, before the port closes: an orchestrator or load balancer
+        // polling `/readyz` sees why the instance goes.
+        tokio::time::sleep_until((tokio::time::Instant::now() + FAILED_GRACE).min(deadline)).await;
+    }
+    http_stop.cancel();
+    finish_by(deadline, "the HTTP server", server).await;
     // Stop watching before the state goes, on this runtime.
     drop(_watcher);
     drop(shared);
-    Ok(())
+    tracing::info!(ms = began.elapsed().as_millis() as u64, "stopped");
+    match failure {
+        Some(f) => Err(format!("a worker failed: {f}")),
+        None => Ok(()),
+    }
 }
+
+/// The stack of the threads that decide (rule expressions and templates recurse; their depth
+/// is bounded when rules load).
+pub const WORKER_STACK: usize = 16 * 1024 * 1024;
+
+/// How long `/readyz` keeps answering 503 after a worker failed, before the process exits.
+const FAILED_GRACE: Duration = Duration::from_secs(1);
 
 /// Removes decisions, processed event ids, e-mail jobs and sent outbox rows older than the
 /// retention, in small batches, every ten minutes.

@@ -7,7 +7,9 @@ mod apply;
 pub mod attribution;
 mod backend;
 pub mod emails;
+pub mod files;
 mod pending;
+mod scrub;
 pub mod types;
 
 pub use attribution::{AttributionData, AttributionQuery};
@@ -135,6 +137,44 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(PgStore::connect(url).await?))
     } else {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    }
+}
+
+/// Applies a batch, setting aside an event that makes the step panic: the batch (rolled back)
+/// is tried again once as it was, and if the same event panics again it goes to the DLQ with
+/// reason `internal_error` and the rest of the batch is applied. The partition moves on; the
+/// service stays ready. Other errors are the caller's to retry.
+pub async fn apply_guarded(
+    store: &dyn Store,
+    batch: &mut Batch,
+    env: &DecideEnv,
+) -> Result<BatchReport, StoreError> {
+    let mut panicked: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    loop {
+        match store.apply_batch(batch, env).await {
+            Err(StoreError::Panicked { offset, message }) => {
+                let source = match &batch.fence {
+                    Fence::Partition {
+                        topic, partition, ..
+                    } => format!("{topic}/{partition}"),
+                    Fence::Import { source, .. } => source.clone(),
+                    Fence::None => String::new(),
+                };
+                if panicked.insert(offset) {
+                    tracing::warn!(source, offset, %message, "the decision path panicked on an event; trying the batch again");
+                    continue;
+                }
+                tracing::error!(source, offset, %message, "the decision path panicked twice on an event: it goes to the DLQ (internal_error)");
+                let Some(item) = batch.items.iter_mut().find(|i| i.offset == offset) else {
+                    return Err(StoreError::Panicked { offset, message });
+                };
+                item.event = Err(crate::event::Rejected {
+                    reason: crate::event::RejectReason::InternalError,
+                    message: format!("the decision path failed on this event twice: {message}"),
+                });
+            }
+            other => return other,
+        }
     }
 }
 

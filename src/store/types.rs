@@ -28,6 +28,9 @@ pub enum StoreError {
     Contended,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The step panicked on the event at `offset`; the batch was rolled back.
+    #[error("the decision path failed on the event at offset {offset}: {message}")]
+    Panicked { offset: i64, message: String },
     #[error("{0}")]
     Other(String),
 }
@@ -195,11 +198,22 @@ pub struct CouponRow {
     pub redeemed_order_id: Option<String>,
 }
 
+/// What `forget` erased, by kind (rows whose personal data went), and what finds the
+/// customer's e-mails outside the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForgetReport {
     pub profiles: u64,
+    pub orders: u64,
     pub decisions: u64,
+    pub email_jobs: u64,
+    /// Outbox messages scrubbed, sent or not.
     pub outbox_rows: u64,
+    /// The keys the customer's e-mails were handed over under (the outbox folder's file names).
+    pub email_keys: Vec<String>,
+    /// Hashes of the addresses their e-mails went to ([`crate::store::emails::address_hash`]).
+    pub address_hashes: Vec<String>,
+    /// What the backend did so that no copy stays readable in the database's own files.
+    pub cleanup: Option<String>,
 }
 
 /// An operator's setting of one stock counter: `remaining` of an insert in a slot (`*` for a

@@ -1,0 +1,41 @@
+//! Faults on purpose, for the tests that prove a failure is handled: `PACKWELL_FAULT` names a
+//! step and the event id it fails on. Read once; unset (as in every real deployment) it costs
+//! one comparison per check.
+//!
+//! - `decide-panic:<event_id>`: the per-event step panics on that event (it is tried again,
+//!   then set aside with reason `internal_error`).
+//! - `consumer-panic:<event_id>`: the consumer thread panics when it reads that event, outside
+//!   the per-event guard (the service turns unready and exits non-zero).
+
+use std::sync::OnceLock;
+
+/// Where a fault can be injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    Decide,
+    Consumer,
+}
+
+fn configured() -> &'static Option<(Point, String)> {
+    static FAULT: OnceLock<Option<(Point, String)>> = OnceLock::new();
+    FAULT.get_or_init(|| {
+        let text = std::env::var("PACKWELL_FAULT").ok()?;
+        let (point, event_id) = text.split_once(':')?;
+        let point = match point {
+            "decide-panic" => Point::Decide,
+            "consumer-panic" => Point::Consumer,
+            _ => return None,
+        };
+        Some((point, event_id.to_string()))
+    })
+}
+
+/// Panics when the fault configured is `point` on `event_id`.
+pub fn check(point: Point, event_id: &str) {
+    if let Some((p, id)) = configured()
+        && *p == point
+        && id == event_id
+    {
+        panic!("fault injected by PACKWELL_FAULT at {point:?} on event {event_id}");
+    }
+}
