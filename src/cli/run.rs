@@ -44,6 +44,7 @@ pub fn run(
     let begun = Instant::now();
     runtime()?.block_on(async {
         let mut signals = StopSignals::install()?;
+        secure_data_folder(&config);
         // One `run` per SQLite file; instances sharing PostgreSQL need no lock of their own.
         let _lock = match crate::store::sqlite_file(&config.store_url()) {
             Some(_) => Some(lock_data_dir(&data_dir(&config))?),
@@ -209,14 +210,41 @@ fn data_dir(config: &Config) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The data folder and everything in it, the outbox folder and the coupon key: the service
+/// user's alone (see `store::files`). Made so when missing; what is open to other users is
+/// narrowed, and each path narrowed (or that cannot be) is named on standard error.
+fn secure_data_folder(config: &Config) {
+    use crate::store::files::{create_private_dir, tighten, tighten_tree};
+    let data = data_dir(config);
+    let outbox = &config.email.outbox_dir;
+    let mut found = Vec::new();
+    if let Err(e) = create_private_dir(&data) {
+        eprintln!(
+            "packwell run: warning: cannot create {}: {e}",
+            data.display()
+        );
+    }
+    found.extend(tighten_tree(&data));
+    if !outbox.starts_with(&data) {
+        found.extend(tighten_tree(outbox));
+    }
+    if !config.coupons.key_file.starts_with(&data) {
+        found.extend(tighten(&config.coupons.key_file));
+    }
+    for f in found {
+        tracing::warn!("{f}");
+        eprintln!("packwell run: warning: {f}");
+    }
+}
+
 /// A lock file that stops a second `run` on the same data folder: two writers on one SQLite
 /// file, or two relays sending the same outbox, would break the promises. The operating
 /// system releases it when the process ends, however it ends.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, Failure> {
-    std::fs::create_dir_all(dir)
+    crate::store::files::create_private_dir(dir)
         .map_err(|e| Failure::usage(format!("error: cannot create {}: {e}", dir.display())))?;
     let path = dir.join("packwell.lock");
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = crate::store::files::private_file()
         .create(true)
         .truncate(false)
         .read(true)

@@ -109,10 +109,18 @@ impl Provider for OutboxDir {
         let dir = self.dir.clone();
         let key = key.to_string();
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
-            std::fs::create_dir_all(&dir)?;
+            use std::io::Write;
+            // The folder 0700 and the file 0600: an e-mail holds a name, an address and
+            // coupon codes (see `store::files`).
+            crate::store::files::create_private_dir(&dir)?;
             let tmp = dir.join(format!(".{key}.eml.tmp"));
             let target = dir.join(format!("{key}.eml"));
-            std::fs::write(&tmp, &bytes)?;
+            crate::store::files::private_file()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?
+                .write_all(&bytes)?;
             std::fs::rename(&tmp, &target)?;
             Ok(target)
         })
@@ -129,6 +137,77 @@ impl Provider for OutboxDir {
             }),
         }
     }
+}
+
+/// Removes a customer's e-mails from an outbox folder (`forget`): the files named by their
+/// keys, and any other whose recipient's address hashes to one of `address_hashes` (e-mails of
+/// jobs that retention has removed since). Returns the files removed. Unlinking takes a file
+/// out of the folder; it does not overwrite the disk blocks it used (see the README).
+pub fn erase_outbox_files(
+    dir: &std::path::Path,
+    keys: &[String],
+    address_hashes: &[String],
+) -> std::io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(key) = name.strip_suffix(".eml").or_else(|| {
+            name.strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".eml.tmp"))
+        }) else {
+            continue;
+        };
+        let path = entry.path();
+        let theirs = keys.iter().any(|k| k == key)
+            || (!address_hashes.is_empty()
+                && recipient(&path).is_some_and(|to| {
+                    address_hashes.contains(&crate::store::emails::address_hash(&to))
+                }));
+        if theirs {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        // The removals themselves on disk, not only in the page cache.
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(removed)
+}
+
+/// The address in an `.eml` file's `To:` header (its last `<…>`, or the whole value).
+fn recipient(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    // The header is at the start: a bounded read, whatever the file's size.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+    // The header ends at the first empty line; a folded line goes on with a space or a tab.
+    let head = text
+        .split("\n\n")
+        .next()?
+        .replace("\n ", " ")
+        .replace("\n\t", " ");
+    let value = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("to")
+            .then(|| value.trim().to_string())
+    })?;
+    let address = match value.rsplit_once('<') {
+        Some((_, rest)) => rest.split('>').next().unwrap_or(rest).to_string(),
+        None => value,
+    };
+    Some(address.trim().to_string())
 }
 
 /// An SMTP server through lettre's pooled transport.

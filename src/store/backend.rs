@@ -13,6 +13,7 @@
 //! just that order on a fresh view.
 
 mod email;
+mod erase;
 
 use super::Store;
 use super::apply::{CounterView, dlq_message, from_units, to_units};
@@ -1310,72 +1311,7 @@ macro_rules! backend {
             }
 
             async fn forget_customer(&self, customer_id: &str) -> Result<ForgetReport, StoreError> {
-                let mut tx = self.begin_write().await?;
-                let mut report = ForgetReport::default();
-                if let Some(r) = sqlx::query("SELECT data FROM profiles WHERE customer_id = $1").bind(customer_id).fetch_optional(&mut *tx).await? {
-                    let mut p: Profile = serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt)?;
-                    p.first_name = None;
-                    p.last_name = None;
-                    p.email = None;
-                    p.locale = None;
-                    p.birthday_month = None;
-                    sqlx::query("UPDATE profiles SET data = $1 WHERE customer_id = $2")
-                        .bind(serde_json::to_string(&p).map_err(corrupt)?)
-                        .bind(customer_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    report.profiles = 1;
-                }
-                // Notes print the customer's name: their text goes, the decision's shape stays.
-                let rows = sqlx::query("SELECT order_id, decision FROM decisions WHERE customer_id = $1").bind(customer_id).fetch_all(&mut *tx).await?;
-                let mut order_ids = Vec::new();
-                for r in rows {
-                    let order_id: String = r.try_get(0)?;
-                    let mut d: Decision = serde_json::from_str(&r.try_get::<String, _>(1)?).map_err(corrupt)?;
-                    for i in &mut d.inserts {
-                        if let Some(n) = &mut i.note {
-                            n.text = "[erased]".into();
-                        }
-                    }
-                    sqlx::query("UPDATE decisions SET decision = $1 WHERE order_id = $2")
-                        .bind(serde_json::to_string(&d).map_err(corrupt)?)
-                        .bind(&order_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    report.decisions += 1;
-                    order_ids.push(order_id);
-                }
-                // Outbox rows about the customer: sent ones are dropped; unsent decisions are
-                // re-written without names; unsent DLQ copies of their events are dropped.
-                for oid in &order_ids {
-                    let r = sqlx::query("DELETE FROM outbox WHERE topic = $1 AND msg_key = $2 AND sent")
-                        .bind(TOPIC_PACKING)
-                        .bind(oid.as_bytes())
-                        .execute(&mut *tx)
-                        .await?;
-                    report.outbox_rows += r.rows_affected();
-                    if let Some(d) = sqlx::query("SELECT decision FROM decisions WHERE order_id = $1").bind(oid).fetch_optional(&mut *tx).await? {
-                        let text: String = d.try_get(0)?;
-                        let r = sqlx::query("UPDATE outbox SET payload = $1 WHERE topic = $2 AND msg_key = $3 AND NOT sent")
-                            .bind(text.as_bytes())
-                            .bind(TOPIC_PACKING)
-                            .bind(oid.as_bytes())
-                            .execute(&mut *tx)
-                            .await?;
-                        report.outbox_rows += r.rows_affected();
-                    }
-                }
-                // Rendered e-mails name the customer and hold the address: they go. A job not
-                // sent yet then finds no address and ends skipped; one cut off mid-send has no
-                // message to send again and ends failed.
-                sqlx::query("UPDATE email_jobs SET message = NULL WHERE customer_id = $1")
-                    .bind(customer_id)
-                    .execute(&mut *tx)
-                    .await?;
-                let r = sqlx::query("DELETE FROM outbox WHERE topic = $1 AND msg_key = $2").bind(TOPIC_DLQ).bind(customer_id.as_bytes()).execute(&mut *tx).await?;
-                report.outbox_rows += r.rows_affected();
-                tx.commit().await?;
-                Ok(report)
+                self.forget_customer_impl(customer_id).await
             }
 
             async fn purge_older_than(&self, cutoff: i64, limit: i64) -> Result<u64, StoreError> {
@@ -1694,6 +1630,7 @@ impl SqliteStore {
         };
         use std::str::FromStr;
         let memory = path == ":memory:" || path == "sqlite::memory:";
+        let mut fresh = memory;
         let opts = if memory {
             // A shared in-memory database, for scratch stores (backtest).
             let name = format!(
@@ -1703,14 +1640,14 @@ impl SqliteStore {
             SqliteConnectOptions::from_str(&format!("sqlite:{name}"))?
         } else {
             let file = super::sqlite_file(path).unwrap_or(path);
-            if let Some(dir) = std::path::Path::new(file)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Other(format!("cannot create {}: {e}", dir.display()))
-                })?;
+            // The folder 0700 and the file 0600 before SQLite opens it: its -wal and -shm
+            // then get the file's mode (see `files.rs`).
+            let (new, narrowed) = super::files::prepare_sqlite_file(std::path::Path::new(file))
+                .map_err(|e| StoreError::Other(format!("cannot create {file}: {e}")))?;
+            for n in narrowed {
+                tracing::warn!("{n}");
             }
+            fresh = new;
             SqliteConnectOptions::new()
                 .filename(file)
                 .create_if_missing(true)
@@ -1721,6 +1658,9 @@ impl SqliteStore {
         // 64 MiB of page cache per connection (the default is 2 MiB): a batch reads hundreds of
         // profiles and orders, and pages read from the OS cache cost a system call each.
         .pragma("cache_size", "-65536")
+        // What is deleted or overwritten is overwritten with zeros in the file, on every
+        // connection, so that erased data does not linger in free space (`forget`).
+        .pragma("secure_delete", "ON")
         .foreign_keys(false);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -1736,11 +1676,13 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(0)
             .connect_lazy_with(read_opts);
-        Ok(SqliteStore {
+        let store = SqliteStore {
             write,
             read,
             report,
-        })
+        };
+        store.vacuum_once(fresh).await?;
+        Ok(store)
     }
 
     /// One instance per SQLite file (the data folder's lock file): its relay is the only one.
