@@ -122,10 +122,14 @@ fn every_reject_reason() -> Vec<RejectReason> {
         InvalidValue,
         KeyMismatch,
         Conflict,
+        OutOfRange,
+        TooLarge,
+        InternalError,
     ];
     for r in all {
         match r {
-            InvalidJson | UnknownType | MissingField | InvalidValue | KeyMismatch | Conflict => {}
+            InvalidJson | UnknownType | MissingField | InvalidValue | KeyMismatch | Conflict
+            | OutOfRange | TooLarge | InternalError => {}
         }
     }
     all.to_vec()

@@ -167,7 +167,53 @@ fn poison_messages_go_to_the_dlq_and_the_good_ones_around_them_are_decided() {
             .to_string()
             .into_bytes(),
         ),
-        ("missing_field", Some("C-1".into()), big.to_string().into_bytes()),
+        // Over `[kafka] max_event_bytes` (1 MiB): set aside unparsed.
+        ("too_large", Some("C-1".into()), big.to_string().into_bytes()),
+        // The largest amount a Decimal holds, as a total and as a price: beyond the bounds.
+        (
+            "out_of_range",
+            customer_key(&base),
+            with(&|v| {
+                v["event_id"] = json!("p-7");
+                v["order"]["id"] = json!("O-P7");
+                v["order"]["total"] = json!("79228162514264337593543950335");
+            })
+            .to_string()
+            .into_bytes(),
+        ),
+        (
+            "out_of_range",
+            customer_key(&base),
+            with(&|v| {
+                v["event_id"] = json!("p-8");
+                v["order"]["id"] = json!("O-P8");
+                v["order"]["items"][0]["unit_price"] = json!("79228162514264337593543950335");
+                v["order"]["items"][0]["quantity"] = json!(2);
+            })
+            .to_string()
+            .into_bytes(),
+        ),
+        // The first good order's event id again, with another event under it.
+        (
+            "conflict",
+            customer_key(&base),
+            with(&|v| {
+                v["order"]["total"] = json!("1.00");
+            })
+            .to_string()
+            .into_bytes(),
+        ),
+        // The first good order again under a new event id, with other items.
+        (
+            "conflict",
+            customer_key(&base),
+            with(&|v| {
+                v["event_id"] = json!("p-9");
+                v["order"]["items"][0]["quantity"] = json!(7);
+            })
+            .to_string()
+            .into_bytes(),
+        ),
         (
             "key_mismatch",
             Some("somebody-else".into()),
