@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod mask;
+pub use mask::{MASK, mask_url_password};
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -375,7 +378,7 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "[email] http_url = {:?}: provider = \"http\" needs the provider's endpoint, \
                  an http:// or https:// URL (PACKWELL_EMAIL_HTTP_URL)",
-                self.email.http_url.as_deref().unwrap_or("")
+                mask_url_password(self.email.http_url.as_deref().unwrap_or(""))
             )));
         }
         if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
@@ -413,7 +416,8 @@ impl Config {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return Err(ConfigError::Invalid(format!(
-                "[http] public_url = {url:?}: expected an http:// or https:// URL, the base of unsubscribe links"
+                "[http] public_url = {:?}: expected an http:// or https:// URL, the base of unsubscribe links",
+                mask_url_password(url)
             )));
         }
         if let Err(e) = crate::station::Tokens::from_config(&self.http.tokens) {
@@ -475,12 +479,23 @@ impl Config {
                 t.token = Some("********".into());
             }
         }
-        if let Some(url) = &masked.store.url {
-            masked.store.url = Some(mask_url_password(url));
+        // Every setting that may be a URL: a password or key can hide in any of them.
+        for url in [
+            &mut masked.store.url,
+            &mut masked.email.http_url,
+            &mut masked.email.smtp_host,
+            &mut masked.http.public_url,
+            &mut masked.kafka.brokers,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *url = mask_url_password(url);
         }
+        masked.shop.url = mask_url_password(&masked.shop.url);
         for secret in [&mut masked.email.smtp_password, &mut masked.email.http_auth] {
             if secret.is_some() {
-                *secret = Some(Secret("********".into()));
+                *secret = Some(Secret(MASK.into()));
             }
         }
         toml::to_string_pretty(&masked).unwrap_or_default()
@@ -519,18 +534,6 @@ fn typed_env_value(
         },
         _ => Ok(toml::Value::String(value)),
     }
-}
-
-/// The URL with its password, if any, masked: for messages and `--check-config`.
-pub fn mask_url_password(url: &str) -> String {
-    // postgres://user:secret@host/db → postgres://user:********@host/db
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((auth, host)) = rest.split_once('@')
-        && let Some((user, _)) = auth.split_once(':')
-    {
-        return format!("{scheme}://{user}:********@{host}");
-    }
-    url.to_string()
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! headers): rendered through the sender's own path from the example rules and templates, for
 //! a customer whose name is hostile (`<script>` in the first name, quotes and an ampersand in
 //! the last). HTML parts escape it; the subject and text parts show it as written, on one line.
+//! A name of control and bidirectional characters (NUL, CR, LF, U+202E, ...) leaves no trace
+//! in the subject or the headers, and the message still parses.
 
 use chrono::{DateTime, Utc};
 use packwell::coupon::CouponKey;
@@ -33,21 +35,25 @@ fn customer_and_order() -> (Profile, OrderSummary) {
     value["order"]["customer"]["last_name"] = HOSTILE_LAST.into();
     let placed = event_from_value(&value).expect("an order.placed event");
     let mut profile = Profile::new("C-2002");
-    let (_, order) = fold(&mut profile, None, &placed);
+    let (_, order) = fold(&mut profile, None, &placed).expect("the order folds");
     let mut order = order.expect("a new order");
     let delivered = event_from_value(&serde_json::json!({
         "event_id": "d", "type": "order.delivered", "occurred_at": "2026-11-26T15:00:00Z",
         "order_id": "O-2101", "customer_id": "C-2002", "delivered_at": "2026-11-26T15:00:00Z"
     }))
     .expect("an order.delivered event");
-    fold(&mut profile, Some(&mut order), &delivered);
+    fold(&mut profile, Some(&mut order), &delivered).expect("the delivery folds");
     (profile, order)
 }
 
 fn render(followup_id: &str) -> OutgoingEmail {
+    let (profile, order) = customer_and_order();
+    render_for(followup_id, profile, order)
+}
+
+fn render_for(followup_id: &str, profile: Profile, order: OrderSummary) -> OutgoingEmail {
     let rules = rules();
     let followup = rules.followup(followup_id).expect("the example follow-up");
-    let (profile, order) = customer_and_order();
     let key = CouponKey::from_bytes(vec![42; 32]);
     let today = DateTime::parse_from_rfc3339("2026-11-26T17:00:00Z")
         .expect("time")
@@ -128,4 +134,60 @@ fn late_delivery_sorry_with_its_coupon() {
         email.text
     );
     assert!(email.html.contains("SORRY-"), "{}", email.html);
+}
+
+/// Every control character a name may bring: NUL, CR LF (a header of its own), tabs, C1
+/// controls, and the bidirectional overrides and isolates that make a subject read backwards.
+const CONTROL_FIRST: &str = "Ana\u{0}\r\nBcc: evil@example.com\t\u{202E}moc.evil\u{202C}";
+const CONTROL_LAST: &str =
+    "\u{2066}Lima\u{2069}\u{85}\u{9B}\u{7F}\u{202A}\u{202B}\u{202D}\u{2067}\u{2068}\u{1B}[31m";
+
+fn is_control_or_bidi(c: char) -> bool {
+    c.is_control()
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+#[test]
+fn control_and_bidi_characters_in_a_name_never_reach_the_headers() {
+    let rules = rules();
+    for followup in &rules.followups {
+        let (mut profile, order) = customer_and_order();
+        profile.first_name = Some(CONTROL_FIRST.into());
+        profile.last_name = Some(CONTROL_LAST.into());
+        let email = render_for(&followup.id, profile, order);
+        let headers = [&email.subject, &email.from, &email.to]
+            .into_iter()
+            .chain(email.headers.values());
+        for value in headers {
+            assert!(
+                !value.chars().any(is_control_or_bidi),
+                "{}: {value:?}",
+                followup.id
+            );
+        }
+        assert!(
+            email.subject.contains("Ana Bcc: evil@example.com moc.evil"),
+            "the name's text is kept, on one line: {:?}",
+            email.subject
+        );
+        // The message as handed over parses, with the same subject and one recipient.
+        let raw = packwell::email::provider::rfc5322("pw-test", &email).expect("a message");
+        let message = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .expect("a parsable e-mail");
+        assert_eq!(message.subject(), Some(email.subject.as_str()));
+        let to: Vec<_> = message
+            .to()
+            .expect("To")
+            .iter()
+            .filter_map(|a| a.address())
+            .collect();
+        assert_eq!(to, ["ethan.miller@example.com"], "{}", email.to);
+        assert!(message.bcc().is_none(), "{}", String::from_utf8_lossy(&raw));
+        if followup.id == "order-confirmation-thanks" {
+            insta::assert_snapshot!("control_name_subject", email.subject);
+            insta::assert_snapshot!("control_name_to", email.to);
+        }
+    }
 }

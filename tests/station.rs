@@ -761,3 +761,74 @@ fn the_openapi_document_matches_the_routes() {
             .starts_with("text/html")
     );
 }
+
+/// Answers that carry order data or coupon codes (insert lists, cards, confirmations, the
+/// report, the unsubscribe pages), and every error under those paths, say `no-store`: no
+/// browser, proxy or CDN keeps a copy of a parcel's coupon codes.
+#[test]
+fn answers_with_order_data_are_never_stored_by_caches() {
+    let station = Station::start(None);
+    let api = &station.api;
+    send(&station.broker, &[example("first-book-order.json")]);
+    wait_decided(api, &["O-1001"]);
+    let cache_control = |response: &Response| {
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let no_store = |what: &str, response: Response, status: u16| -> Response {
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        assert_eq!(
+            cache_control(&response).as_deref(),
+            Some("no-store"),
+            "{what}"
+        );
+        response
+    };
+    let list: Value = no_store(
+        "inserts",
+        api.get("/v1/orders/O-1001/inserts", Some(BER)),
+        200,
+    )
+    .json()
+    .expect("json");
+    let code = list["inserts"]
+        .as_array()
+        .and_then(|a| a.iter().find_map(|i| i["coupon"]["code"].as_str()))
+        .expect("a coupon code")
+        .to_string();
+    let card = no_store("card", api.get("/v1/orders/O-1001/card", Some(BER)), 200);
+    assert!(card.text().expect("card").contains(&code));
+    let body = confirmation(&list, "ber-1", &[]);
+    no_store(
+        "confirmation",
+        api.post("/v1/orders/O-1001/packed", Some(BER), &body),
+        200,
+    );
+    no_store(
+        "the confirmation repeated",
+        api.post("/v1/orders/O-1001/packed", Some(BER), &body),
+        200,
+    );
+    no_store(
+        "another warehouse",
+        api.get("/v1/orders/O-1001/inserts", Some(NYC)),
+        404,
+    );
+    no_store("no token", api.get("/v1/orders/O-1001/card", None), 401);
+    no_store(
+        "a body too large",
+        api.post(
+            "/v1/orders/O-1001/packed",
+            Some(BER),
+            &json!({"station": "x".repeat(5000)}),
+        ),
+        413,
+    );
+    no_store("the report", api.get("/v1/report", Some(ADMIN)), 200);
+    no_store("an unsubscribe page", api.get("/u/not-a-token", None), 404);
+    // What carries none keeps its own caching.
+    assert_eq!(cache_control(&api.get("/openapi.json", None)), None);
+}

@@ -3,7 +3,7 @@
 
 use super::broker::StopSignals;
 use super::{CliResult, Common, Failure, RulesArgs, load_config, runtime};
-use crate::config::Config;
+use crate::config::{Config, mask_url_password};
 use crate::kafka::EmbeddedBroker;
 use crate::service::{self, Options};
 use std::io::Write;
@@ -147,14 +147,16 @@ fn banner(
         None => "packwell send --events examples/history.ndjson --retime".to_string(),
     };
     let e = &config.email;
+    // Settings are shown masked: the banner goes to logs that many people read.
+    let mask = |setting: &Option<String>| mask_url_password(setting.as_deref().unwrap_or(""));
     let emails = match e.provider.as_str() {
         "smtp" => format!(
             "by SMTP to {}:{} ({})",
-            e.smtp_host.as_deref().unwrap_or(""),
+            mask(&e.smtp_host),
             e.smtp_port,
             e.smtp_tls
         ),
-        "http" => format!("to {}", e.http_url.as_deref().unwrap_or("")),
+        "http" => format!("to {}", mask(&e.http_url)),
         _ => format!("written to {}/ as .eml files", e.outbox_dir.display()),
     };
     let text = format!(
@@ -170,7 +172,7 @@ fn banner(
         stations = stations(config),
         http = s.http,
         ms = begun.elapsed().as_millis(),
-        store = s.store,
+        store = mask_url_password(&s.store),
         version = s.rules_version,
     );
     let mut out = std::io::stdout().lock();

@@ -154,16 +154,16 @@ pub fn compose(input: &ComposeInput<'_>) -> Result<OutgoingEmail, RenderError> {
     let mut headers = BTreeMap::new();
     headers.insert(
         "List-Unsubscribe".to_string(),
-        format!("<{}>", input.unsubscribe_url),
+        header_text(&format!("<{}>", input.unsubscribe_url)),
     );
     headers.insert(
         "List-Unsubscribe-Post".to_string(),
         "List-Unsubscribe=One-Click".to_string(),
     );
     Ok(OutgoingEmail {
-        from: input.from.to_string(),
+        from: header_text(input.from),
         to: display_address(input.profile, &to),
-        subject: rendered.subject,
+        subject: header_text(&rendered.subject),
         html: rendered.html,
         text: rendered.text,
         headers,
@@ -178,15 +178,47 @@ fn display_address(profile: &Profile, address: &str) -> String {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-    let clean: String = name
+    let quotable: String = name
         .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '<' | '>'))
+        .filter(|c| !matches!(c, '"' | '\\' | '<' | '>'))
         .collect();
+    let clean = header_text(&quotable);
     if clean.trim().is_empty() || address.is_empty() {
         address.to_string()
     } else {
         format!("\"{}\" <{address}>", clean.trim())
     }
+}
+
+/// Text for one header line, whatever the customer's data or a template put in it: line
+/// breaks, tabs and other spaces become one space, and control characters (C0 and C1, NUL
+/// included) and the bidirectional formatting characters are removed, so a name can neither
+/// add a header nor make the subject read backwards (U+202E) in the customer's mail client.
+pub fn header_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+        } else if !is_hidden_control(c) {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters with no place in a header: C0 and C1 controls, and the bidirectional
+/// embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) and marks.
+pub fn is_hidden_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
 }
 
 /// When the event a job was scheduled from happened: its schedule less the follow-up's delay.
@@ -224,8 +256,40 @@ mod tests {
         p.last_name = Some("Lima".into());
         assert_eq!(
             display_address(&p, "ana@example.com"),
-            "\"Ana evilBcc: x@y Lima\" <ana@example.com>"
+            "\"Ana evil Bcc: x@y Lima\" <ana@example.com>"
         );
         assert_eq!(display_address(&Profile::new("C"), "a@b.c"), "a@b.c");
+    }
+
+    #[test]
+    fn header_text_is_one_line_without_controls_or_bidi_characters() {
+        assert_eq!(
+            header_text("  Hi\tAna\r\nBcc: x@y\u{0}\u{85}Lima\u{2028}!  "),
+            "Hi Ana Bcc: x@y Lima !"
+        );
+        assert_eq!(
+            header_text("\u{202E}gnp.exe\u{202C} \u{2066}a\u{2069}\u{200F}\u{9B}\u{7F}b"),
+            "gnp.exe ab"
+        );
+        // Letters of every script, emoji sequences (joined by U+200D) and accents stay.
+        assert_eq!(
+            header_text("Zoë 李 שלום 👩\u{200D}🔬"),
+            "Zoë 李 שלום 👩\u{200D}🔬"
+        );
+        assert_eq!(header_text("\u{0}\r\n"), "");
+        for c in [
+            '\u{0}', '\u{1F}', '\u{7F}', '\u{80}', '\u{9F}', '\u{202A}', '\u{202E}', '\u{2066}',
+            '\u{2069}',
+        ] {
+            assert!(is_hidden_control(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn display_names_lose_bidi_overrides() {
+        let mut p = Profile::new("C");
+        p.first_name = Some("\u{202E}anA\u{0}".into());
+        p.last_name = Some("\u{2067}Lima\u{2069}".into());
+        assert_eq!(display_address(&p, "a@b.c"), "\"anA Lima\" <a@b.c>");
     }
 }

@@ -74,10 +74,11 @@ pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
             get(move || async move { ([("content-type", "application/json")], document) }),
         )
         .route("/station", get(station::page))
-        // Layers run outside-in from the last: observe sees every answer, errors become
-        // JSON, then the timeouts and the body limit apply. A body that does not come within
-        // the timeout is the client's doing (408); an answer not ready within twice the
-        // timeout is the server's (503, which clients do not take as their own fault).
+        // Layers run outside-in from the last: observe sees every answer, those with order
+        // data are marked not to be cached (errors included), errors become JSON, then the
+        // timeouts and the body limit apply. A body that does not come within the timeout is
+        // the client's doing (408); an answer not ready within twice the timeout is the
+        // server's (503, which clients do not take as their own fault).
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
         .layer(TimeoutLayer::with_status_code(
@@ -85,6 +86,7 @@ pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
             limits.request_timeout * 2,
         ))
         .layer(axum::middleware::from_fn(station::json_errors))
+        .layer(axum::middleware::from_fn(station::no_store))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             observe,

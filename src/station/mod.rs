@@ -15,8 +15,10 @@ pub use error::{ApiError, ErrorBody, json_errors};
 pub use orders::{InsertList, JsonBody, PackedItem, PackedRequest};
 
 use crate::service::Shared;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,6 +29,22 @@ pub fn routes() -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(orders::inserts))
         .routes(routes!(orders::card))
         .routes(routes!(orders::packed))
+}
+
+/// `Cache-Control: no-store` on every answer under `/v1/` and `/u/`: insert lists, cards and
+/// confirmations carry coupon codes and names, the report and the unsubscribe pages the shop's
+/// figures and a customer's link; no browser, proxy or CDN keeps a copy. Errors get it too, so
+/// no answer under those paths depends on which route produced it.
+pub async fn no_store(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let private = path.starts_with("/v1/") || path.starts_with("/u/");
+    let mut response = next.run(req).await;
+    if private {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// `GET /station`: the packer's page, one self-contained file (no build step). Its policy
