@@ -117,8 +117,30 @@ impl ServiceProcess {
         extra_env: &[(&str, &str)],
         args: &[&str],
     ) -> ServiceProcess {
+        ServiceProcess::spawn(Command::new(BIN), workdir, brokers, extra_env, args)
+    }
+
+    /// As `start_with_args`, started by a shell that sets the process's umask first (such as
+    /// `022`, which leaves new files readable by everyone unless a mode says otherwise).
+    pub fn start_with_umask(
+        workdir: &Path,
+        brokers: &str,
+        umask: &str,
+        args: &[&str],
+    ) -> ServiceProcess {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), BIN]);
+        ServiceProcess::spawn(sh, workdir, brokers, &[], args)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        workdir: &Path,
+        brokers: &str,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> ServiceProcess {
         let log = workdir.join(format!("service-{:016x}.log", rand_u64()));
-        let mut cmd = Command::new(BIN);
         cmd.arg("run")
             .args(args)
             .current_dir(workdir)

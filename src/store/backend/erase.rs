@@ -129,7 +129,15 @@ macro_rules! erase_backend {
                     }
                 }
 
-                if let Some(p) = &mut profile {
+                // The profile: its personal fields go; its counts stay.
+                if let Some(p) = profile.as_mut().filter(|p| {
+                    p.first_name.is_some()
+                        || p.last_name.is_some()
+                        || p.email.is_some()
+                        || p.locale.is_some()
+                        || p.time_zone.is_some()
+                        || p.birthday_month.is_some()
+                }) {
                     p.first_name = None;
                     p.last_name = None;
                     p.email = None;
