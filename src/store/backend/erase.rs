@@ -358,7 +358,7 @@ impl PgStore {
         } else {
             format!(
                 "vacuumed ({TABLES_WRITTEN}), but {older} transaction(s) open since before the erasure may keep old row \
-                 versions until they end: run forget again after them (or let autovacuum pass)"
+                 versions until they end: VACUUM those tables after them (autovacuum will, too)"
             )
         })
     }
