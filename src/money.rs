@@ -93,6 +93,26 @@ pub fn amount_from_json(v: &serde_json::Value) -> Result<Decimal, String> {
     }
 }
 
+/// `a + b`, or `None` when the sum cannot be held exactly: rust_decimal rounds decimals away
+/// rather than fail when a sum needs more than its 96 bits, so a sum that kept fewer decimal
+/// places than its terms had was rounded.
+pub fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let r = a.checked_add(b)?;
+    (r.scale() >= a.scale().max(b.scale())).then_some(r)
+}
+
+/// `a - b`, or `None` when the difference cannot be held exactly (see [`exact_add`]).
+pub fn exact_sub(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let r = a.checked_sub(b)?;
+    (r.scale() >= a.scale().max(b.scale())).then_some(r)
+}
+
+/// `a * b`, or `None` when the product cannot be held exactly (see [`exact_add`]).
+pub fn exact_mul(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let r = a.checked_mul(b)?;
+    (r.scale() >= a.scale() + b.scale()).then_some(r)
+}
+
 /// A short name of a JSON value's kind, for error messages.
 pub fn json_kind(v: &serde_json::Value) -> &'static str {
     match v {
@@ -117,6 +137,27 @@ pub fn format_amount(d: Decimal) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_arithmetic_refuses_to_round() {
+        let big = Decimal::MAX;
+        let small: Decimal = "0.0001".parse().unwrap();
+        // rust_decimal keeps the integer part and drops the decimals: not exact.
+        assert!(big.checked_sub(small).is_some());
+        assert_eq!(exact_sub(big, small), None);
+        assert_eq!(exact_add(big - Decimal::ONE, small), None);
+        assert_eq!(exact_add(big, Decimal::ONE), None);
+        assert_eq!(
+            exact_add("10.50".parse().unwrap(), small).map(|d| d.to_string()),
+            Some("10.5001".into())
+        );
+        assert_eq!(
+            exact_mul("27.45".parse().unwrap(), Decimal::from(2)).map(|d| d.to_string()),
+            Some("54.90".into())
+        );
+        assert_eq!(exact_mul(big, Decimal::TWO), None);
+        assert_eq!(exact_mul("0.1".parse().unwrap(), Decimal::new(1, 28)), None);
+    }
 
     #[test]
     fn currency_must_be_iso() {

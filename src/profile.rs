@@ -5,7 +5,7 @@
 //! keep them in memory ([`History`]).
 
 use crate::event::{Event, EventBody, Order, Rejected, ReturnedItem};
-use crate::money::Currency;
+use crate::money::{Currency, exact_add, exact_mul, exact_sub};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -182,7 +182,7 @@ impl Profile {
             .checked_add(1)
             .ok_or_else(|| too_many("order.id", "orders"))?;
         let (net, spend_orders) = match self.spend_in(order.currency) {
-            Some(s) => (s.net.checked_add(order.total), s.orders.checked_add(1)),
+            Some(s) => (exact_add(s.net, order.total), s.orders.checked_add(1)),
             None => (Some(order.total), Some(1)),
         };
         let net = net.ok_or_else(|| {
@@ -242,7 +242,9 @@ impl Profile {
         if order.status == OrderStatus::Cancelled {
             return Ok(false);
         }
-        let value = order.net_value();
+        let value = order.net_value().ok_or_else(|| {
+            Rejected::out_of_range("order_id", "the order's value cannot be held exactly")
+        })?;
         let cancelled = self
             .cancelled_count
             .checked_add(1)
@@ -282,17 +284,18 @@ impl Profile {
 
     /// The net spend in a currency less `value`, or why it cannot be held.
     fn spent_less(&self, currency: Currency, value: Decimal) -> Result<Decimal, Rejected> {
-        self.spend_in(currency)
-            .map_or(Decimal::ZERO, |s| s.net)
-            .checked_sub(value)
-            .ok_or_else(|| {
-                Rejected::out_of_range(
-                    "order_id",
-                    format!(
-                        "the customer's spend in {currency} would go below what can be held exactly"
-                    ),
-                )
-            })
+        exact_sub(
+            self.spend_in(currency).map_or(Decimal::ZERO, |s| s.net),
+            value,
+        )
+        .ok_or_else(|| {
+            Rejected::out_of_range(
+                "order_id",
+                format!(
+                    "the customer's spend in {currency} would go below what can be held exactly"
+                ),
+            )
+        })
     }
 
     /// Folds a delivery; returns the days it was late (0 when on time or nothing was promised).
@@ -445,19 +448,19 @@ impl OrderSummary {
         }
     }
 
-    /// What the order still counts for in the customer's spend.
-    pub fn net_value(&self) -> Decimal {
-        self.total
-            .checked_sub(self.returned_value)
-            .unwrap_or(Decimal::ZERO)
-            .max(Decimal::ZERO)
+    /// What the order still counts for in the customer's spend; `None` when that cannot be
+    /// held exactly (only for amounts far past the bounds events are checked against).
+    pub fn net_value(&self) -> Option<Decimal> {
+        exact_sub(self.total, self.returned_value).map(|v| v.max(Decimal::ZERO))
     }
 
     /// What a return would take off the order: the units kept afterwards per line, and the
     /// value (never more than is left of the order, so a return repeated by mistake cannot make
     /// spend negative). Nothing changes until [`OrderSummary::apply_return`].
     fn plan_return(&self, items: Option<&[ReturnedItem]>) -> Result<ReturnPlan, Rejected> {
-        let left = self.net_value();
+        let left = self.net_value().ok_or_else(|| {
+            Rejected::out_of_range("order_id", "the order's value cannot be held exactly")
+        })?;
         let Some(list) = items else {
             return self.return_plan(vec![0; self.items.len()], left);
         };
@@ -469,10 +472,8 @@ impl OrderSummary {
             };
             let q = r.quantity.min(kept[line]);
             kept[line] -= q;
-            value = self.items[line]
-                .unit_price
-                .checked_mul(Decimal::from(q))
-                .and_then(|v| value.checked_add(v))
+            value = exact_mul(self.items[line].unit_price, Decimal::from(q))
+                .and_then(|v| exact_add(value, v))
                 .ok_or_else(|| {
                     Rejected::out_of_range(
                         &format!("items[{n}].quantity"),
@@ -484,7 +485,7 @@ impl OrderSummary {
     }
 
     fn return_plan(&self, kept: Vec<u32>, value: Decimal) -> Result<ReturnPlan, Rejected> {
-        let returned_value = self.returned_value.checked_add(value).ok_or_else(|| {
+        let returned_value = exact_add(self.returned_value, value).ok_or_else(|| {
             Rejected::out_of_range(
                 "order_id",
                 "the order's returned value cannot be held exactly",

@@ -109,7 +109,11 @@ fn a_consumer_thread_that_dies_turns_readyz_to_503_and_the_process_exits_non_zer
         if let Ok(Some(status)) = service.child.try_wait() {
             break status.code();
         }
-        assert!(Instant::now() < deadline, "still running:\n{}", service.log());
+        assert!(
+            Instant::now() < deadline,
+            "still running:\n{}",
+            service.log()
+        );
         if unready.is_none() {
             let (status, body) = service.get("/readyz");
             if status == 503 {
