@@ -165,7 +165,7 @@ async fn leave_deleted_bytes(db: &Path, needle: &str, forget_rewrite: bool) {
         .pragma("secure_delete", "OFF");
     let raw = sqlx::SqlitePool::connect_with(opts).await.unwrap();
     if forget_rewrite {
-        sqlx::query("DELETE FROM meta WHERE key = 'secure_delete_since'")
+        sqlx::query("DELETE FROM meta WHERE key = 'secure_delete'")
             .execute(&raw)
             .await
             .unwrap();
@@ -191,7 +191,7 @@ async fn marker(db: &Path) -> Option<String> {
     let raw = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
         .await
         .unwrap();
-    let value = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secure_delete_since'")
+    let value = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secure_delete'")
         .fetch_optional(&raw)
         .await
         .unwrap();

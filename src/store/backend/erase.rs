@@ -16,8 +16,9 @@ use std::collections::HashSet;
 
 /// The `meta` key a SQLite store gets once it has been vacuumed with `secure_delete` on: from
 /// then on everything it frees is overwritten as it is freed. A store made before that setting
-/// may hold erased data in its free pages, which one `VACUUM` rewrites away.
-const META_SECURE_DELETE: &str = "secure_delete_since";
+/// may hold erased data in its free pages, which one `VACUUM` rewrites away. Its value is a
+/// constant (not a time), so that two stores with the same content dump alike.
+const META_SECURE_DELETE: &str = "secure_delete";
 
 /// The tables `forget` writes: PostgreSQL vacuums them afterwards.
 const TABLES_WRITTEN: &str = "profiles, orders, decisions, email_jobs, outbox";
@@ -325,7 +326,7 @@ impl SqliteStore {
         }
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(META_SECURE_DELETE)
-            .bind(super::now_secs().to_string())
+            .bind("on")
             .execute(&self.write)
             .await?;
         Ok(())
