@@ -256,6 +256,22 @@ impl Event {
     }
 }
 
+/// Parses an event no larger than `max_bytes` (`[kafka] max_event_bytes`); a larger one is
+/// not parsed at all (`too_large`). The JSON parser's own nesting limit (128) keeps a deep
+/// document from exhausting the stack.
+pub fn parse_event_within(bytes: &[u8], max_bytes: usize) -> Result<Event, Rejected> {
+    if bytes.len() > max_bytes {
+        return Err(Rejected {
+            reason: RejectReason::TooLarge,
+            message: format!(
+                "value: {} bytes, over [kafka] max_event_bytes = {max_bytes}",
+                bytes.len()
+            ),
+        });
+    }
+    parse_event(bytes)
+}
+
 /// Parses and validates one event from its JSON bytes.
 pub fn parse_event(bytes: &[u8]) -> Result<Event, Rejected> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| Rejected {

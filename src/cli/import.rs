@@ -10,7 +10,7 @@
 
 use super::{CliResult, Common, Failure, RulesArgs};
 use crate::coupon::CouponKey;
-use crate::event::parse_event;
+use crate::event::parse_event_within;
 use crate::replay::Applied;
 use crate::store::{self, Batch, BatchItem, DecideEnv, Fence};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -67,6 +67,7 @@ fn read_chunk(
     reader: &mut impl BufRead,
     next_line: &mut i64,
     batch: usize,
+    max_event_bytes: usize,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<Chunk>> {
     let start = *next_line;
@@ -90,7 +91,7 @@ fn read_chunk(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let event = parse_event(line);
+        let event = parse_event_within(line, max_event_bytes);
         let key = match &event {
             Ok(e) => Some(e.customer_id().as_bytes().to_vec()),
             Err(r) => {
@@ -227,7 +228,7 @@ pub fn run(common: &Common, args: &RulesArgs, events: &Path, batch: usize) -> Cl
             resumed_at,
             ..Default::default()
         };
-        let result = import_chunks(reader, resumed_at, batch, &*store, &env, &source, &bar, &mut summary).await;
+        let result = import_chunks(reader, resumed_at, batch, config.kafka.max_event_bytes, &*store, &env, &source, &bar, &mut summary).await;
         bar.finish_and_clear();
         result.map_err(|message| {
             Failure::usage(format!(
@@ -251,6 +252,7 @@ async fn import_chunks(
     mut reader: BufReader<std::fs::File>,
     first_line: i64,
     batch: usize,
+    max_event_bytes: usize,
     store: &dyn store::Store,
     env: &DecideEnv,
     source: &str,
@@ -262,8 +264,14 @@ async fn import_chunks(
         let mut next_line = first_line;
         let mut buf = Vec::new();
         loop {
-            let chunk = read_chunk(&mut reader, &mut next_line, batch, &mut buf)
-                .map_err(|e| format!("error: cannot read line {}: {e}", next_line + 1));
+            let chunk = read_chunk(
+                &mut reader,
+                &mut next_line,
+                batch,
+                max_event_bytes,
+                &mut buf,
+            )
+            .map_err(|e| format!("error: cannot read line {}: {e}", next_line + 1));
             let stop = !matches!(chunk, Ok(Some(_)));
             let sent = match chunk {
                 Ok(Some(c)) => tx.blocking_send(Ok(c)),
@@ -299,20 +307,15 @@ async fn import_chunks(
             .collect();
         let count = chunk.items.len() as u64;
         let (start, end) = (chunk.start, chunk.end);
-        let report = match store
-            .apply_batch(
-                &Batch {
-                    fence: Fence::Import {
-                        source: source.to_string(),
-                        start,
-                        end,
-                    },
-                    items: chunk.items,
-                },
-                env,
-            )
-            .await
-        {
+        let mut batch = Batch {
+            fence: Fence::Import {
+                source: source.to_string(),
+                start,
+                end,
+            },
+            items: chunk.items,
+        };
+        let report = match store::apply_guarded(store, &mut batch, env).await {
             Ok(r) => r,
             Err(e) => {
                 outcome = Err(format!(
@@ -438,11 +441,15 @@ mod tests {
         let mut r = std::io::Cursor::new(text.as_bytes());
         let mut next = 0;
         let mut buf = Vec::new();
-        let c = read_chunk(&mut r, &mut next, 3, &mut buf).unwrap().unwrap();
+        let c = read_chunk(&mut r, &mut next, 3, 1 << 20, &mut buf)
+            .unwrap()
+            .unwrap();
         assert_eq!((c.start, c.end), (0, 3));
         assert_eq!(c.items.len(), 1, "blank lines carry no event");
         assert_eq!(c.bad[0].0, 1);
-        let c = read_chunk(&mut r, &mut next, 3, &mut buf).unwrap().unwrap();
+        let c = read_chunk(&mut r, &mut next, 3, 1 << 20, &mut buf)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (c.start, c.end),
             (3, 5),
@@ -459,7 +466,7 @@ mod tests {
         );
         assert!(c.items.iter().all(|i| !i.decide));
         assert!(
-            read_chunk(&mut r, &mut next, 3, &mut buf)
+            read_chunk(&mut r, &mut next, 3, 1 << 20, &mut buf)
                 .unwrap()
                 .is_none()
         );

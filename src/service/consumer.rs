@@ -9,7 +9,7 @@
 //! for lag tools only.
 
 use super::Shared;
-use crate::event::{Event, EventBody, RejectReason, Rejected, parse_event};
+use crate::event::{Event, EventBody, parse_event_within};
 use crate::kafka::TOPIC_ORDERS;
 use crate::replay::Applied;
 use crate::store::{Batch, BatchItem, BatchReport, Fence, StoreError};
@@ -177,20 +177,8 @@ impl Context {
         }
         self.shared.metrics.consumed.inc();
         let value = value.unwrap_or_default();
-        let limit = self.shared.settings.max_event_bytes;
-        // Over the bound, not even parsed: no sane order is that large, and the parser's
-        // work and the stored copy grow with it.
-        let event = if value.len() > limit {
-            Err(Rejected {
-                reason: RejectReason::TooLarge,
-                message: format!(
-                    "value: {} bytes, over [kafka] max_event_bytes = {limit}",
-                    value.len()
-                ),
-            })
-        } else {
-            parse_event(value)
-        };
+        // Over the bound, not even parsed: no sane order is that large.
+        let event = parse_event_within(value, self.shared.settings.max_event_bytes);
         if let Ok(e) = &event {
             crate::fault::check(crate::fault::Point::Consumer, &e.event_id);
         }
