@@ -27,6 +27,9 @@ use icu_locale_core::Locale;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+pub mod limits;
+pub use limits::{TemplateKind, check_template};
+
 /// Helpers that handlebars 6 registers itself (`Registry::new`, without the optional
 /// `string_helpers` feature); together with [`PACKWELL_HELPERS`] the only names a template may
 /// call.
@@ -437,14 +440,15 @@ impl Loader {
     }
 
     fn read_and_check(&mut self, path: &Path, key: &str, part: Part) -> Option<Template> {
-        let source = match std::fs::read_to_string(path) {
+        let source = match limits::read_template_file(path) {
             Ok(source) => source,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                self.issue(path, "the file is not UTF-8 text".to_owned());
-                return None;
-            }
-            Err(e) => {
-                self.issue(path, format!("cannot read the file: {e}"));
+            Err((line, col, message)) => {
+                self.issues.push(TemplateIssue {
+                    file: path.to_path_buf(),
+                    line,
+                    col,
+                    message,
+                });
                 return None;
             }
         };
@@ -498,6 +502,17 @@ fn check_source(
     key: &str,
     part: Part,
 ) -> (Option<Template>, Vec<TemplateIssue>) {
+    // Before the parser, which recurses once per nesting level (see `limits`).
+    if let Some(v) = limits::check_template_limits(source) {
+        let (line, col) = line_col(source, v.offset);
+        let issue = TemplateIssue {
+            file: file.to_path_buf(),
+            line,
+            col,
+            message: v.message,
+        };
+        return (None, vec![issue]);
+    }
     // The handlebars parser has internal unwraps; a template that trips one must become an
     // issue for the marketer, not a crashed `validate` or service.
     let compiled = std::panic::catch_unwind(|| Template::compile_with_name(source, key.to_owned()));

@@ -174,6 +174,14 @@ pub fn check(
             reads: Vec::new(),
         };
     }
+    // Before the parser and the type checker, which recurse once per nesting level.
+    if let Some(v) = super::limits::check_expression(source) {
+        push_err(&mut findings, (v.offset, v.offset + 1), v.message);
+        return ExprCheck {
+            findings,
+            reads: Vec::new(),
+        };
+    }
     let blank = blank_strings(source);
 
     // Wall-clock and random functions would make a decision depend on more than its inputs.
@@ -477,7 +485,12 @@ fn known_paths(ty: &T) -> Vec<String> {
     out
 }
 
+/// Compiles a condition. Any text is safe to pass: one beyond the limits of
+/// [`super::limits`] is refused before the recursive parser sees it.
 pub fn compile(source: &str) -> Result<Expression<Standard>, String> {
+    if let Some(v) = super::limits::check_expression(source) {
+        return Err(v.message);
+    }
     zen_expression::compile_expression(source).map_err(|e| e.to_string())
 }
 

@@ -166,6 +166,12 @@ const FREQUENCY_KEYS: &[&str] = &["count", "per"];
 const QUIET_KEYS: &[&str] = &["from", "until"];
 
 /// Loads and validates the rules folder and its templates.
+///
+/// Safe on any thread with the 2 MiB stack Rust gives spawned threads: every recursive parser
+/// (TOML, conditions, templates) sees only text within the limits of [`super::limits`] and
+/// [`crate::render::limits`], whose worst case needs about 1.1 MiB in a debug build (see
+/// tests/limits.rs). So `validate`, `test` and `simulate` load on the main thread (8 MiB), and
+/// the service's reload thread has a stack of its own (`service::reload::RELOAD_STACK`).
 pub fn load_rules(rules_dir: &Path, templates_dir: &Path) -> LoadOutcome {
     let mut c = Collector {
         findings: Vec::new(),
@@ -184,13 +190,13 @@ pub fn load_rules(rules_dir: &Path, templates_dir: &Path) -> LoadOutcome {
         }
         Ok(paths) => {
             for path in paths {
-                match std::fs::read_to_string(&path) {
+                match super::limits::read_rule_file(&path) {
                     Ok(text) => files.push(Source { path, text }),
-                    Err(e) => c.findings.push(Finding {
+                    Err(message) => c.findings.push(Finding {
                         file: path,
                         line: 1,
                         col: 1,
-                        message: format!("cannot read: {e}"),
+                        message,
                         warning: false,
                     }),
                 }
@@ -265,7 +271,7 @@ fn version_hash(files: &[Source], templates_dir: &Path) -> String {
         h.update(f.text.as_bytes());
     }
     let mut templates = Vec::new();
-    collect_files(templates_dir, templates_dir, &mut templates);
+    collect_files(templates_dir, &mut templates);
     templates.sort();
     for (rel, bytes) in templates {
         h.update((rel.len() as u64).to_be_bytes());
@@ -276,23 +282,39 @@ fn version_hash(files: &[Source], templates_dir: &Path) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_files(root, &path, out);
-        } else if path.extension().is_some_and(|e| e == "hbs")
-            && let Ok(bytes) = std::fs::read(&path)
-        {
-            let rel = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((rel, bytes));
+/// The `.hbs` files the template loader can read (`notes/*.hbs`, `emails/NAME/*.hbs`), with
+/// their bytes. A walk with its own stack, three folders deep: the loader reads no deeper, and
+/// a symbolic link back up the tree must end the walk, not the process. A file is read up to
+/// one byte past the template size limit: a larger one is an error of the folder anyway.
+fn collect_files(root: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    use std::io::Read;
+    let max = crate::render::limits::MAX_TEMPLATE_BYTES as u64 + 1;
+    let mut dirs = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, level)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if level < 2 {
+                    dirs.push((path, level + 1));
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "hbs") {
+                continue;
+            }
+            let mut bytes = Vec::new();
+            let read = std::fs::File::open(&path).and_then(|f| f.take(max).read_to_end(&mut bytes));
+            if read.is_ok() {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, bytes));
+            }
         }
     }
 }
@@ -1256,6 +1278,10 @@ fn condition(
 ) -> Option<Condition> {
     let text = when.get_ref();
     let base = src.string_content_start(&when.span());
+    if let Some(v) = super::limits::check_expression(text) {
+        c.at(src, base + v.offset, false, format!("when: {}", v.message));
+        return None;
+    }
     let check: ExprCheck = expr::check(text, ty, segments);
     for path in &check.reads {
         c.needs.add(path);

@@ -2,6 +2,7 @@
 //! [`RuleSet`]. Loading reports every problem at once as `file:line:col: message`.
 
 pub mod expr;
+pub mod limits;
 mod load;
 pub mod model;
 pub mod units;

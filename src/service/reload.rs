@@ -12,55 +12,90 @@ use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
-/// Loads the folders again; swaps the rules in when they are valid. Returns the error text
-/// otherwise (and keeps the old rules).
+/// Loads the folders again; swaps the rules in when they are valid and changed. Returns the
+/// error text otherwise (and keeps the old rules). Valid rules always clear the error that
+/// `/readyz` shows, also when they are the ones deciding already (a broken file was removed).
 pub fn reload(
     shared: &Shared,
     rules_dir: &std::path::Path,
     templates_dir: &std::path::Path,
 ) -> Result<String, String> {
-    let outcome = load_rules(rules_dir, templates_dir);
+    // Loading is bounded (see `rules::limits`), but a panic of a parser on some text must not
+    // end hot reloading: it counts as invalid rules, and the old rules keep deciding.
+    let loaded = std::panic::catch_unwind(|| load_rules(rules_dir, templates_dir));
+    let outcome = match loaded {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            return Err(invalid(
+                shared,
+                format!(
+                    "{}: the rules could not be loaded: {why}",
+                    rules_dir.display()
+                ),
+            ));
+        }
+    };
     match outcome.rules {
         Some(rules) => {
             let version = rules.version.clone();
             let old = shared.env.load_full();
-            if old.rules.version == version {
-                return Ok(version);
+            let changed = old.rules.version != version;
+            if changed {
+                shared.env.store(Arc::new(DecideEnv {
+                    rules: Arc::new(rules),
+                    key: old.key.clone(),
+                    shop: old.shop.clone(),
+                }));
+                shared
+                    .metrics
+                    .rules_reloads
+                    .with_label_values(&["ok"])
+                    .inc();
             }
-            shared.env.store(Arc::new(DecideEnv {
-                rules: Arc::new(rules),
-                key: old.key.clone(),
-                shop: old.shop.clone(),
-            }));
-            shared
-                .metrics
-                .rules_reloads
-                .with_label_values(&["ok"])
-                .inc();
             let mut r = shared.readiness.lock().unwrap_or_else(|e| e.into_inner());
-            r.rules_error = None;
+            let had_error = r.rules_error.take().is_some();
             r.rules_version = version.clone();
-            tracing::info!(%version, "rules reloaded");
+            if changed {
+                tracing::info!(%version, "rules reloaded");
+            } else if had_error {
+                tracing::info!(%version, "the rules are valid again; the rules deciding are unchanged");
+            }
             Ok(version)
         }
         None => {
             let errors: Vec<String> = outcome.errors().map(|f| f.to_string()).collect();
-            let text = errors.join("\n");
-            shared
-                .metrics
-                .rules_reloads
-                .with_label_values(&["invalid"])
-                .inc();
-            shared
-                .readiness
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .rules_error = Some(text.clone());
-            tracing::error!(errors = %text, "the changed rules are invalid; the previous rules keep deciding");
-            Err(text)
+            Err(invalid(shared, errors.join("\n")))
         }
     }
 }
+
+/// Records rules that cannot be swapped in: the log, a metric and `/readyz` say why.
+fn invalid(shared: &Shared, text: String) -> String {
+    shared
+        .metrics
+        .rules_reloads
+        .with_label_values(&["invalid"])
+        .inc();
+    shared
+        .readiness
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .rules_error = Some(text.clone());
+    tracing::error!(errors = %text, "the changed rules are invalid; the previous rules keep deciding");
+    text
+}
+
+/// The stack of the thread that reloads the rules. Loading recurses (the expression and
+/// template parsers, our template check); the limits of `rules::limits` and `render::limits`
+/// keep the deepest recursion near 1 MiB in a debug build, and a thread of our own with a
+/// stated size does not depend on the platform's default (2 MiB for Rust's threads, less on
+/// some systems) or on the thread a file-system notification library calls back on.
+pub const RELOAD_STACK: usize = 16 * 1024 * 1024;
 
 /// How long the folders must stay quiet before a change is loaded: an editor's save, or a
 /// `git pull` that touches many files, gives one reload.
@@ -72,6 +107,8 @@ pub fn watch(
     rules_dir: PathBuf,
     templates_dir: PathBuf,
 ) -> Result<RecommendedWatcher, String> {
+    // notify calls back on a thread of its own; the callback only signals, and the reload runs
+    // on the thread started below, with a stack of a stated size.
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let mut watcher =
         notify::recommended_watcher(move |result: notify::Result<Event>| match result {
@@ -97,6 +134,7 @@ pub fn watch(
     let shared = Arc::downgrade(&shared);
     std::thread::Builder::new()
         .name("packwell-rules-watch".into())
+        .stack_size(RELOAD_STACK)
         .spawn(move || {
             // Ends when the watcher, and with it the sender, is dropped.
             while rx.recv().is_ok() {
