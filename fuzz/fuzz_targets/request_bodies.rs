@@ -1,0 +1,8 @@
+//! Fuzz target `request_bodies`: see `harness::request_bodies`.
+
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::request_bodies(data));

@@ -1,0 +1,8 @@
+//! Fuzz target `template`: see `harness::template`.
+
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::template(data));
