@@ -115,6 +115,8 @@ impl Provider for OutboxDir {
             crate::store::files::create_private_dir(&dir)?;
             let tmp = dir.join(format!(".{key}.eml.tmp"));
             let target = dir.join(format!("{key}.eml"));
+            // A file left by a crash keeps its mode when opened again: made anew, it is 0600.
+            let _ = std::fs::remove_file(&tmp);
             crate::store::files::private_file()
                 .write(true)
                 .create(true)
@@ -397,5 +399,45 @@ impl Provider for Http {
         } else {
             Err(SendError::Permanent { detail })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::emails::address_hash;
+
+    #[test]
+    fn forget_removes_the_files_named_by_key_or_addressed_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, to: &str| {
+            let head =
+                format!("From: shop@shop.example\r\nTo: {to}\r\nSubject: Hi\r\n\r\nbody\r\n");
+            std::fs::write(dir.path().join(name), head).unwrap();
+        };
+        write("pw-1.eml", "\"Zoe Quill\" <zoe@mail.example>");
+        write(".pw-2.eml.tmp", "zoe@mail.example");
+        // A job retention removed: found by its recipient, folded onto a second line.
+        write(
+            "pw-3.eml",
+            "\"Zoe Quill with a very long name indeed\"\r\n <Zoe@Mail.example>",
+        );
+        write("pw-4.eml", "\"Kees\" <kees@keep.example>");
+        std::fs::write(dir.path().join("notes.txt"), "zoe@mail.example").unwrap();
+        let keys = vec!["pw-1".to_string(), "pw-2".to_string()];
+        let removed =
+            erase_outbox_files(dir.path(), &keys, &[address_hash("zoe@mail.example")]).unwrap();
+        assert_eq!(removed, 3);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["notes.txt", "pw-4.eml"]);
+        // No folder: nothing to remove.
+        assert_eq!(
+            erase_outbox_files(&dir.path().join("none"), &keys, &[]).unwrap(),
+            0
+        );
     }
 }
