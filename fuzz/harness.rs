@@ -166,6 +166,21 @@ fn copy_folder(from: &Path, to: &Path) {
 /// templates. The folder is loaded as `validate` and the service load it; rules that load
 /// decide the example order.
 pub fn rules_folder(data: &[u8]) {
+    let out = load_rules_folder(data);
+    let Some(rules) = out.rules else {
+        assert!(
+            out.errors().next().is_some(),
+            "no rules and no error to say why"
+        );
+        return;
+    };
+    let shop = Shop::default();
+    let mut replay = Replay::new(&rules, key(), &shop);
+    apply_checked(&mut replay, &example_event(), true);
+}
+
+/// The folder of [`rules_folder`]'s input, loaded.
+pub fn load_rules_folder(data: &[u8]) -> packwell::rules::LoadOutcome {
     let base = scratch().join("rules_folder");
     let (rules_dir, templates_dir) = (base.join("rules"), base.join("templates"));
     if !templates_dir.is_dir() {
@@ -184,17 +199,7 @@ pub fn rules_folder(data: &[u8]) {
             let _ = std::fs::remove_file(&note_path);
         }
     }
-    let out = load_rules(&rules_dir, &templates_dir);
-    let Some(rules) = out.rules else {
-        assert!(
-            out.errors().next().is_some(),
-            "no rules and no error to say why"
-        );
-        return;
-    };
-    let shop = Shop::default();
-    let mut replay = Replay::new(&rules, key(), &shop);
-    apply_checked(&mut replay, &example_event(), true);
+    load_rules(&rules_dir, &templates_dir)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,9 +210,31 @@ pub fn rules_folder(data: &[u8]) {
 /// unusual names); the rest is the template. The folder is loaded (parsed and checked as
 /// `validate` does) and, when it is clean, the template is rendered.
 pub fn template(data: &[u8]) {
-    let Some((&selector, text)) = data.split_first() else {
+    let Some((&selector, _)) = data.split_first() else {
         return;
     };
+    let Some(Ok(templates)) = load_template(data) else {
+        return;
+    };
+    let part = selector % 4;
+    let contexts = template_contexts();
+    let ctx = &contexts[usize::from(selector / 4) % contexts.len()];
+    if part == 0 {
+        let _ = templates.render_note("fuzz", ctx);
+    } else if let Ok(email) = templates.render_email("fuzz", ctx) {
+        assert!(
+            !email.subject.contains(['\r', '\n']),
+            "a subject with a line break: {:?}",
+            email.subject
+        );
+    }
+}
+
+/// The templates folder of [`template`]'s input, loaded; `None` for an empty input.
+pub fn load_template(
+    data: &[u8],
+) -> Option<Result<Templates, Vec<packwell::render::TemplateIssue>>> {
+    let (&selector, text) = data.split_first()?;
     let dir = scratch().join("template");
     let notes = dir.join("notes");
     let email = dir.join("emails/fuzz");
@@ -235,20 +262,7 @@ pub fn template(data: &[u8]) {
             write(email.join("text.hbs"), true, "");
         }
     }
-    let Ok(templates) = Templates::load(&dir) else {
-        return;
-    };
-    let contexts = template_contexts();
-    let ctx = &contexts[usize::from(selector / 4) % contexts.len()];
-    if part == 0 {
-        let _ = templates.render_note("fuzz", ctx);
-    } else if let Ok(email) = templates.render_email("fuzz", ctx) {
-        assert!(
-            !email.subject.contains(['\r', '\n']),
-            "a subject with a line break: {:?}",
-            email.subject
-        );
-    }
+    Some(Templates::load(&dir))
 }
 
 /// Template data of CONTRACT §6: the example order, and an order at the edges of what an event

@@ -229,6 +229,115 @@ fn amounts_at_and_past_the_edge_neither_panic_nor_change_history_by_halves() {
     );
 }
 
+/// A rule file with the segment's `when` given, for `rules_folder` (rule file only).
+fn rule_with_when(when: &str) -> Vec<u8> {
+    format!(
+        "[[segment]]\nid = \"deep\"\nwhen = \"{when}\"\n\n[[insert]]\nid = \"fuzz-note\"\nkind = \"note\"\ntemplate = \"welcome\"\n\n[[rule]]\nid = \"deep\"\nwhen = \"'deep' in segments\"\ngive = [\"fuzz-note\"]\n"
+    )
+    .into_bytes()
+}
+
+/// `rules_folder`'s input: a rule file, a NUL, a note template.
+fn rules_and_note(note: &str) -> Vec<u8> {
+    let mut data = rule_with_when("true");
+    data.push(0);
+    data.extend_from_slice(note.as_bytes());
+    data
+}
+
+fn nested_ifs(depth: usize) -> String {
+    format!(
+        "{}x{}",
+        "{{#if customer.first_name}}".repeat(depth),
+        "{{/if}}".repeat(depth)
+    )
+}
+
+/// Runs `f` on a thread with the stack of a main thread, as the targets run.
+fn on_main_sized_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(f)
+        .expect("a thread")
+        .join()
+        .expect("no panic")
+}
+
+#[test]
+fn deep_nesting_in_rules_and_templates_is_an_error_not_an_abort() {
+    let parens = |n: usize| format!("{}true{}", "(".repeat(n), ")".repeat(n));
+    let and_chain = vec!["order.total > 1"; 50_000].join(" and ");
+    let nested_each = format!(
+        "{}{{{{name}}}}{}",
+        "{{#each order.items}}".repeat(5_000),
+        "{{/each}}".repeat(5_000)
+    );
+    let mut failures = Vec::new();
+    // (what, input, whether the folder loads)
+    for (label, data, loads) in [
+        (
+            "a when of 30 000 parentheses",
+            rule_with_when(&parens(30_000)),
+            false,
+        ),
+        ("a when of 50 000 terms", rule_with_when(&and_chain), false),
+        (
+            "a note of 20 000 nested ifs",
+            rules_and_note(&nested_ifs(20_000)),
+            false,
+        ),
+        (
+            "a when nested within the limits",
+            rule_with_when(&parens(60)),
+            true,
+        ),
+        (
+            "a note nested within the limits",
+            rules_and_note(&nested_ifs(30)),
+            true,
+        ),
+    ] {
+        let input = data.clone();
+        let outcome = on_main_sized_stack(move || harness::load_rules_folder(&input));
+        if outcome.rules.is_some() != loads {
+            let errors: Vec<String> = outcome.errors().map(|f| f.to_string()).collect();
+            failures.push(format!(
+                "rules_folder {label}: loads {}, errors {errors:?}",
+                !loads
+            ));
+        }
+        failures.extend(run("rules_folder", label, data));
+    }
+    for (label, template, loads) in [
+        ("20 000 nested ifs", nested_ifs(20_000), false),
+        ("5 000 nested eaches", nested_each, false),
+        ("30 nested ifs", nested_ifs(30), true),
+        (
+            "a money helper of the largest decimal",
+            format!(
+                "{{{{money \"{DECIMAL_MAX}\" \"JPY\"}}}} {{{{money coupon.amount coupon.currency}}}}"
+            ),
+            true,
+        ),
+    ] {
+        // Every part (note, HTML, subject, text) with both data sets.
+        for selector in 0..8u8 {
+            let mut data = vec![selector];
+            data.extend_from_slice(template.as_bytes());
+            let label = format!("{label} ({selector})");
+            let input = data.clone();
+            let loaded = on_main_sized_stack(move || {
+                harness::load_template(&input).is_some_and(|t| t.is_ok())
+            });
+            if loaded != loads {
+                failures.push(format!("template {label}: loads {loaded}"));
+            }
+            failures.extend(run("template", &label, data));
+        }
+    }
+    assert_all_pass(failures);
+}
+
 #[test]
 fn hostile_request_bodies_are_answered_without_a_server_error() {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
