@@ -254,7 +254,7 @@ fn order_of(event: &Event) -> &Order {
 
 /// The profile of the order's customer with the order folded in (what `decide` expects).
 fn profile_after(history: &mut History, event: &Event) -> Profile {
-    history.fold(event);
+    history.fold(event).expect("the event folds");
     history
         .profile(event.customer_id())
         .expect("profile after folding")
@@ -326,7 +326,7 @@ fn profile_with_history(order_event: &Event, n: usize, categories: &[String]) ->
         order_event.occurred_at,
         categories,
     ) {
-        history.fold(&e);
+        history.fold(&e).expect("the event folds");
     }
     profile_after(&mut history, order_event)
 }
@@ -579,7 +579,7 @@ fn benches(c: &mut Criterion) {
                 History::default,
                 |mut history| {
                     for e in &events {
-                        history.fold(black_box(e));
+                        history.fold(black_box(e)).expect("the event folds");
                     }
                     history
                 },

@@ -29,7 +29,7 @@ fn setup() -> (RuleSet, Profile, Order, DateTime<Utc>) {
     let bytes = std::fs::read(r.join("examples/orders/first-book-order.json")).expect("order");
     let event: Event = parse_event(&bytes).expect("valid event");
     let mut history = History::default();
-    history.fold(&event);
+    history.fold(&event).expect("the event folds");
     let profile = history
         .profile(event.customer_id())
         .expect("profile")

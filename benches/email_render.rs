@@ -78,7 +78,7 @@ fn folded(events: &[Value]) -> (Profile, OrderSummary) {
     let mut profile = Profile::new(events[0].customer_id());
     let mut order = None;
     for event in &events {
-        let (_, new) = fold(&mut profile, order.as_mut(), event);
+        let (_, new) = fold(&mut profile, order.as_mut(), event).expect("the event folds");
         if new.is_some() {
             order = new;
         }

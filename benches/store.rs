@@ -375,7 +375,7 @@ async fn run_stream(
                     f.followups += o.decision.followups.len();
                 }
                 Applied::Folded { followups, .. } => f.followups += followups.len(),
-                Applied::Unchanged | Applied::Conflict => {}
+                Applied::Unchanged | Applied::Conflict | Applied::Rejected(_) => {}
             }
         }
         if !traced {

@@ -12,7 +12,7 @@
 use jsonschema::Validator;
 use packwell::coupon::CouponKey;
 use packwell::engine::Shop;
-use packwell::event::{RejectReason, parse_event};
+use packwell::event::{RejectReason, Rejected, parse_event_within};
 use packwell::store::{
     Batch, BatchItem, DLQ_MAX_VALUE, DecideEnv, Fence, NotPackedReason, OutboxRow, PackedLine,
     PackedOutcome, SqliteStore, Store, TOPIC_COUPONS, TOPIC_DLQ, TOPIC_PACKING,
@@ -190,7 +190,8 @@ fn items(start: i64, msgs: Vec<Msg>, decide: bool) -> Vec<BatchItem> {
         .map(|(i, m)| BatchItem {
             offset: start + i as i64,
             key: Some(m.key.as_bytes().to_vec()),
-            event: parse_event(&m.value),
+            // As the consumer reads them, with the default `[kafka] max_event_bytes`.
+            event: parse_event_within(&m.value, 1024 * 1024),
             value: m.value,
             decide,
         })
@@ -301,7 +302,44 @@ async fn emitted() -> Vec<OutboxRow> {
         "occurred_at": "2026-11-24T15:00:00Z", "order_id": "O-2101", "customer_id": "C-2002",
         "delivered_at": "2026-11-24T14:30:00Z"}),
     ));
+    // Past the bounds: an amount no order has, and an event over 1 MiB.
+    let mut huge = example("examples/orders/first-book-order.json");
+    huge["event_id"] = json!("ev-huge-total");
+    huge["order"]["id"] = json!("O-1004");
+    huge["order"]["total"] = json!("79228162514264337593543950335");
+    second.push(keyed(&huge));
+    let oversized = json!({"event_id": "ev-oversized", "type": "customer.feedback", "occurred_at": "2026-11-20T10:00:00Z",
+        "customer_id": "C-1001", "nps": 9, "comment": "x".repeat(1024 * 1024)});
+    second.push(keyed(&oversized));
     consume(&*store, epoch, &mut next, second, &env).await;
+
+    // An event the decision path failed on twice, set aside as the guard does it.
+    let mut third = items(
+        next,
+        vec![keyed(&example("examples/orders/december-gift-munich.json"))],
+        true,
+    );
+    third[0].event = Err(Rejected {
+        reason: RejectReason::InternalError,
+        message: "the decision path failed on this event twice: test".into(),
+    });
+    let end = next + 1;
+    store
+        .apply_batch(
+            &Batch {
+                fence: Fence::Partition {
+                    topic: "orders".into(),
+                    partition: 0,
+                    epoch,
+                    start: next,
+                    end,
+                },
+                items: third,
+            },
+            &env,
+        )
+        .await
+        .unwrap();
 
     // The New York station packed O-2101 without its coupon: voided.
     let decision = store.decision("O-2101").await.unwrap().unwrap().decision;

@@ -373,7 +373,12 @@ impl Provider for Http {
                     "cannot reach it"
                 };
                 return Err(SendError::Transient {
-                    detail: format!("{}: {what}: {e}", self.url),
+                    // The endpoint without its secrets: details are stored and shown.
+                    detail: format!(
+                        "{}: {what}: {}",
+                        crate::config::mask_url_password(&self.url),
+                        e.without_url()
+                    ),
                     retry_after: None,
                 });
             }
@@ -388,7 +393,11 @@ impl Provider for Http {
             Ok(text) => text.chars().take(300).collect(),
             Err(_) => String::new(),
         };
-        let detail = format!("{} answered {status}: {}", self.url, body.trim());
+        let detail = format!(
+            "{} answered {status}: {}",
+            crate::config::mask_url_password(&self.url),
+            body.trim()
+        );
         if status.is_success() {
             Ok(detail)
         } else if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
