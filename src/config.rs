@@ -18,6 +18,50 @@ pub struct Config {
     pub email: EmailConfig,
     pub coupons: CouponsConfig,
     pub shop: ShopConfig,
+    pub service: ServiceConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// How long stopping may take in any state (broker or store gone, a provider hanging):
+    /// past it, what was not sent stays in the outbox for the next start and the process exits.
+    pub shutdown_timeout: String,
+}
+
+impl ServiceConfig {
+    /// `shutdown_timeout` as a duration: whole seconds (`"20s"`) or a longer unit (`"2m"`),
+    /// from 1 second to 1 hour.
+    pub fn shutdown_timeout(&self) -> Result<std::time::Duration, ConfigError> {
+        let text = &self.shutdown_timeout;
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "[service] shutdown_timeout = {text:?}: expected 1s to 1h, e.g. \"20s\" or \"2m\""
+            ))
+        };
+        let secs = match text.strip_suffix('s') {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse::<u64>().map_err(|_| bad())?
+            }
+            _ => crate::rules::units::parse_duration(text)
+                .map_err(|_| bad())?
+                .num_seconds()
+                .try_into()
+                .map_err(|_| bad())?,
+        };
+        if !(1..=3600).contains(&secs) {
+            return Err(bad());
+        }
+        Ok(std::time::Duration::from_secs(secs))
+    }
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            shutdown_timeout: "20s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +81,9 @@ pub struct KafkaConfig {
     /// The consumer group session: how long a stopped instance keeps its partitions. Kafka
     /// brokers accept 6000 and more by default; the embedded broker uses 2000.
     pub session_timeout_ms: u64,
+    /// An event larger than this is not parsed: it goes to the DLQ (`too_large`). No sane
+    /// order comes near the default of 1 MiB.
+    pub max_event_bytes: usize,
 }
 
 impl Default for KafkaConfig {
@@ -49,6 +96,7 @@ impl Default for KafkaConfig {
             batch_wait_ms: 50,
             max_outbox_backlog: 50_000,
             session_timeout_ms: 6000,
+            max_event_bytes: 1024 * 1024,
         }
     }
 }
@@ -250,7 +298,7 @@ pub enum ConfigError {
 pub const DEFAULT_STORE_PATH: &str = "data/packwell.db";
 
 const SECTIONS: &[&str] = &[
-    "kafka", "store", "decide", "http", "email", "coupons", "shop",
+    "kafka", "store", "decide", "http", "email", "coupons", "shop", "service",
 ];
 
 impl Config {
@@ -314,6 +362,13 @@ impl Config {
         };
         duration("[store] retention", &self.store.retention)?;
         duration("[decide] max_event_age", &self.decide.max_event_age)?;
+        self.service.shutdown_timeout()?;
+        if !(1024..=64 * 1024 * 1024).contains(&self.kafka.max_event_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "[kafka] max_event_bytes = {}: expected 1024 to 67108864",
+                self.kafka.max_event_bytes
+            )));
+        }
         if !["outbox", "smtp", "http"].contains(&self.email.provider.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "[email] provider = {:?}: expected \"outbox\", \"smtp\" or \"http\"",

@@ -42,7 +42,12 @@ pub fn run(
         return Ok(());
     }
     let begun = Instant::now();
-    runtime()?.block_on(async {
+    let shutdown_bound = config
+        .service
+        .shutdown_timeout()
+        .map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         let mut signals = StopSignals::install()?;
         secure_data_folder(&config);
         // One `run` per SQLite file; instances sharing PostgreSQL need no lock of their own.
@@ -111,6 +116,7 @@ pub fn run(
         let stopping = Instant::now();
         eprintln!("packwell run: {reason}, stopping (applying what was read, sending what is stored)");
         stop.cancel();
+        exit_if_stuck(shutdown_bound);
         let result = service.await;
         eprintln!("packwell run: stopped in {} ms", stopping.elapsed().as_millis());
         if let Some(b) = embedded {
@@ -121,7 +127,11 @@ pub fn run(
             Ok(Err(e)) => Err(Failure::usage(format!("error: {e}"))),
             Err(e) => Err(Failure::usage(format!("error: {e}"))),
         }
-    })
+    });
+    // Tasks still blocked somewhere (a Kafka client closing against a broker that is gone)
+    // do not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
 
 /// What a newcomer needs: where everything is and how to feed it. The first line names the
@@ -357,4 +367,20 @@ fn summarize(d: &serde_json::Value) -> String {
             inserts.join(", ")
         }
     )
+}
+
+/// The last guard of a bounded shutdown: every part of the service stops within
+/// `[service] shutdown_timeout` on its own; should anything still hold the process a few
+/// seconds past it, it exits non-zero (what was not sent is in the store for the next start).
+fn exit_if_stuck(bound: std::time::Duration) {
+    let _ = std::thread::Builder::new()
+        .name("packwell-exit-guard".into())
+        .spawn(move || {
+            std::thread::sleep(bound + std::time::Duration::from_secs(5));
+            eprintln!(
+                "packwell run: not stopped within [service] shutdown_timeout ({} s); exiting, unsent messages stay in the store",
+                bound.as_secs()
+            );
+            std::process::exit(1);
+        });
 }

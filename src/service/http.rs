@@ -183,7 +183,8 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the store answers, Kafka was reachable at the last try, and rules are loaded.
+/// Ready when the store answers, Kafka was reachable at the last try, rules are loaded and
+/// no worker has failed.
 /// Rules that failed to reload do not make it unready (the previous ones keep deciding, and
 /// taking the instance out of service over a marketer's typo would stop the packing
 /// stations); the detail says why under `rules.error`.
@@ -198,15 +199,24 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     };
     let kafka_ok = shared.kafka_ok.load(Ordering::Relaxed);
-    let (rules_version, rules_error) = {
+    let (rules_version, rules_error, failed) = {
         let r = shared.readiness.lock().unwrap_or_else(|e| e.into_inner());
-        (r.rules_version.clone(), r.rules_error.clone())
+        (
+            r.rules_version.clone(),
+            r.rules_error.clone(),
+            r.failed_worker.clone(),
+        )
     };
-    let ready = store["ok"] == true && kafka_ok;
+    // A worker that died (consumer, relay, sender, watcher) is never hidden: the process is
+    // on its way out, to be restarted by its supervisor.
+    let stopping = shared.stop.is_cancelled();
+    let ready = store["ok"] == true && kafka_ok && failed.is_none() && !stopping;
     let body = json!({
         "ready": ready,
+        "stopping": stopping,
         "store": store,
         "kafka": {"ok": kafka_ok},
+        "workers": {"ok": failed.is_none(), "failed": failed},
         "rules": {
             "ok": rules_error.is_none(),
             "version": rules_version,

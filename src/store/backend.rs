@@ -27,6 +27,7 @@ use crate::replay::Applied;
 use crate::rules::{InsertBody, Trigger};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use serde_json::json;
 use sqlx::{Connection, Row};
 use std::collections::{HashMap, HashSet};
@@ -54,6 +55,9 @@ struct BatchCache {
     decided: HashSet<String>,
     /// Event ids of this batch not seen before (each is taken by its first occurrence).
     fresh: HashSet<String>,
+    /// The digest each event id of the batch was first processed with (stored before, or its
+    /// first occurrence here): another digest under the same id is a conflict.
+    digests: HashMap<String, [u8; 32]>,
     dirty_profiles: HashSet<String>,
     dirty_orders: HashSet<String>,
     pending: Pending,
@@ -130,7 +134,16 @@ macro_rules! backend {
                 Self::preload(&mut tx, &mut cache, batch).await?;
                 let mut report = BatchReport::default();
                 for item in &batch.items {
-                    Self::apply_item(&mut tx, &mut cache, &batch.fence, item, env, mode, &mut report).await?;
+                    // A panic in the step is caught here so that it cannot take the consumer
+                    // down: the transaction rolls back (dropped) and the caller tries the batch
+                    // again, then sets the event aside (`store::apply_guarded`).
+                    let step = Self::apply_item(&mut tx, &mut cache, &batch.fence, item, env, mode, &mut report);
+                    match std::panic::AssertUnwindSafe(step).catch_unwind().await {
+                        Ok(result) => result?,
+                        Err(panic) => {
+                            return Err(StoreError::Panicked { offset: item.offset, message: crate::panic_message(&*panic) });
+                        }
+                    }
                 }
                 Self::flush_or_contended(&mut tx, &mut cache).await?;
                 Self::write_profiles_and_orders(&mut tx, &cache).await?;
@@ -193,17 +206,41 @@ macro_rules! backend {
                     })
                     .collect();
                 let now = now_secs();
-                let mut ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+                // The first occurrence of an id in the batch gives its digest.
+                let mut firsts: HashMap<&str, &[u8; 32]> = HashMap::new();
+                for e in &events {
+                    firsts.entry(e.event_id.as_str()).or_insert(&e.digest);
+                }
+                let mut ids: Vec<(&str, &[u8; 32])> = firsts.into_iter().collect();
                 ids.sort_unstable();
-                ids.dedup();
                 for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO processed_events (event_id, processed_at) ");
-                    qb.push_values(chunk, |mut b, id| {
-                        b.push_bind(*id).push_bind(now);
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO processed_events (event_id, processed_at, digest) ");
+                    qb.push_values(chunk, |mut b, (id, digest)| {
+                        b.push_bind(*id).push_bind(now).push_bind(digest.as_slice());
                     });
                     qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
                     for r in qb.build().persistent(false).fetch_all(&mut **tx).await? {
                         cache.fresh.insert(r.try_get(0)?);
+                    }
+                }
+                let seen: Vec<&str> = ids.iter().map(|(id, _)| *id).filter(|id| !cache.fresh.contains(*id)).collect();
+                for chunk in seen.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT event_id, digest FROM processed_events WHERE digest IS NOT NULL AND event_id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    for r in qb.build().persistent(false).fetch_all(&mut **tx).await? {
+                        let stored: Vec<u8> = r.try_get(1)?;
+                        if let Ok(digest) = <[u8; 32]>::try_from(stored.as_slice()) {
+                            cache.digests.insert(r.try_get(0)?, digest);
+                        }
+                    }
+                }
+                for (id, digest) in &ids {
+                    if cache.fresh.contains(*id) {
+                        cache.digests.insert(id.to_string(), **digest);
                     }
                 }
                 let fresh: Vec<&Event> = events.into_iter().filter(|e| cache.fresh.contains(&e.event_id)).collect();
@@ -851,7 +888,8 @@ macro_rules! backend {
                         for rule in &outcome.rules_given {
                             p.record_given(rule, event.occurred_at);
                         }
-                        p.coupons_received += outcome.decision.inserts.iter().filter(|i| i.coupon.is_some()).count() as u32;
+                        let coupons = outcome.decision.inserts.iter().filter(|i| i.coupon.is_some()).count();
+                        p.coupons_received = p.coupons_received.saturating_add(u32::try_from(coupons).unwrap_or(u32::MAX));
                     }
                     cache.decided.insert(order.id.clone());
                     return Ok(Applied::Decided(Box::new(outcome)));
@@ -981,12 +1019,20 @@ macro_rules! backend {
                     return Ok(());
                 }
                 // The first occurrence of an event id in the batch takes it; later ones (and
-                // ids processed by an earlier batch) are seen before.
+                // ids processed by an earlier batch) are seen before, unless they carry another
+                // event under the same id.
                 if !cache.fresh.remove(&event.event_id) {
+                    if cache.digests.get(&event.event_id).is_some_and(|d| *d != event.digest) {
+                        let msg = format!("event_id: {:?} was processed before with a different event", event.event_id);
+                        Self::dlq(cache, report, fence, item, RejectReason::Conflict, &msg);
+                        report.applied.push(Applied::Conflict);
+                        return Ok(());
+                    }
                     report.seen_before += 1;
                     report.applied.push(Applied::Unchanged);
                     return Ok(());
                 }
+                crate::fault::check(crate::fault::Point::Decide, &event.event_id);
                 if let Some(oid) = event.order_id()
                     && let Some(o) = cache.orders.get(oid)
                     && o.customer_id != customer
@@ -1000,7 +1046,15 @@ macro_rules! backend {
                 }
                 let profile = cache.profiles.get_mut(&customer).ok_or_else(|| corrupt("profile not loaded"))?;
                 let order = event.order_id().and_then(|id| cache.orders.get_mut(id));
-                let (folded, new_order) = profile::fold(profile, order, event);
+                let (folded, new_order) = match profile::fold(profile, order, event) {
+                    Ok(folded) => folded,
+                    Err(rejected) => {
+                        // Nothing was folded: the history stays as it was.
+                        Self::dlq(cache, report, fence, item, rejected.reason, &rejected.message);
+                        report.applied.push(Applied::Rejected(rejected));
+                        return Ok(());
+                    }
+                };
                 cache.dirty_profiles.insert(customer.clone());
                 if let Some(o) = new_order {
                     cache.dirty_orders.insert(o.id.clone());
@@ -1011,6 +1065,14 @@ macro_rules! backend {
                 let applied = match (folded, &event.body) {
                     (Folded::Conflict, _) => {
                         let msg = format!("order.id: order {:?} is known under another customer", event.order_id().unwrap_or(""));
+                        Self::dlq(cache, report, fence, item, RejectReason::Conflict, &msg);
+                        Applied::Conflict
+                    }
+                    (Folded::ChangedOrder, _) => {
+                        let msg = format!(
+                            "order.id: order {:?} is known with other content (items, amounts, warehouse or shipping differ)",
+                            event.order_id().unwrap_or("")
+                        );
                         Self::dlq(cache, report, fence, item, RejectReason::Conflict, &msg);
                         Applied::Conflict
                     }
