@@ -535,6 +535,9 @@ pub fn load_valid_rules(args: &RulesArgs) -> Result<RuleSet, Failure> {
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // The e-mail sender and the station render templates on these threads, and rendering
+        // recurses: its depth is bounded when templates load; this stack leaves room to spare.
+        .thread_stack_size(crate::service::WORKER_STACK)
         .build()
         .map_err(|e| Failure::usage(format!("error: cannot start the async runtime: {e}")))
 }
