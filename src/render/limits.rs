@@ -233,8 +233,10 @@ impl Scan<'_> {
         Ok(())
     }
 
-    /// `{{{{name}}}} raw text {{{{/name}}}}`: nothing inside is parsed.
-    fn raw_block(&self, p: usize) -> Result<usize, Stop> {
+    /// `{{{{name}}}} raw text {{{{/name}}}}`: nothing inside is parsed; the block is one level
+    /// in the tree.
+    fn raw_block(&mut self, p: usize) -> Result<usize, Stop> {
+        self.reach(self.depth + 1, p)?;
         let start_end = self.find(p + 4, b"}}}}").ok_or(Stop::Rejected)? + 4;
         let mut i = start_end;
         let mut text_start = start_end;
