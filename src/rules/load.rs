@@ -1282,7 +1282,20 @@ fn condition(
         c.at(src, base + v.offset, false, format!("when: {}", v.message));
         return None;
     }
-    let check: ExprCheck = expr::check(text, ty, segments);
+    // zen-expression is third-party code fed the marketer's text: a panic in it must be a
+    // finding, not a crashed `validate` (the reload thread has its own guard as well).
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        expr::check(text, ty, segments)
+    }));
+    let Ok(check): Result<ExprCheck, _> = checked else {
+        c.at(
+            src,
+            base,
+            false,
+            "when: the expression parser failed on this condition",
+        );
+        return None;
+    };
     for path in &check.reads {
         c.needs.add(path);
     }
@@ -1294,7 +1307,9 @@ fn condition(
     if failed {
         return None;
     }
-    match expr::compile(text) {
+    let compiled = std::panic::catch_unwind(|| expr::compile(text))
+        .unwrap_or_else(|_| Err("the expression compiler failed on it".to_string()));
+    match compiled {
         Ok(expr) => Some(Condition {
             source: text.clone(),
             expr,
