@@ -136,25 +136,47 @@ pub fn watch(
         .name("packwell-rules-watch".into())
         .stack_size(RELOAD_STACK)
         .spawn(move || {
-            // Ends when the watcher, and with it the sender, is dropped.
-            while rx.recv().is_ok() {
-                loop {
-                    match rx.recv_timeout(QUIET) {
-                        Ok(()) => continue,
-                        Err(RecvTimeoutError::Timeout) => break,
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                }
-                match shared.upgrade() {
-                    Some(shared) => {
-                        let _ = reload(&shared, &rules_dir, &templates_dir);
-                    }
-                    None => return,
-                }
+            // A panic of the loading itself is an invalid rule folder (see `reload`); one
+            // anywhere else in this loop is a dead watcher, which the service never hides.
+            let watching = std::panic::AssertUnwindSafe(|| {
+                watch_loop(&rx, &shared, &rules_dir, &templates_dir)
+            });
+            if let Err(panic) = std::panic::catch_unwind(watching)
+                && let Some(shared) = shared.upgrade()
+            {
+                shared.fail(
+                    "rules watcher",
+                    &format!("panicked: {}", crate::panic_message(&*panic)),
+                );
             }
         })
         .map_err(|e| format!("cannot start the rules watcher: {e}"))?;
     Ok(watcher)
+}
+
+/// Reloads once the folders were quiet for [`QUIET`] after a change, until the watcher (and
+/// with it the sender) is dropped or the service's state is gone.
+fn watch_loop(
+    rx: &std::sync::mpsc::Receiver<()>,
+    shared: &std::sync::Weak<Shared>,
+    rules_dir: &std::path::Path,
+    templates_dir: &std::path::Path,
+) {
+    while rx.recv().is_ok() {
+        loop {
+            match rx.recv_timeout(QUIET) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        match shared.upgrade() {
+            Some(shared) => {
+                let _ = reload(&shared, rules_dir, templates_dir);
+            }
+            None => return,
+        }
+    }
 }
 
 /// Whether an event may have changed what the folders hold.
