@@ -156,6 +156,33 @@ fn a_template_past_the_limit_is_refused_before_the_parser() {
     assert!(issues[0].message.contains("(limit 32)"));
 }
 
+/// Text the scan cannot follow (a string that does not end; a partial's name quoted in a way
+/// it may read otherwise than handlebars) must not hide the nesting after it: the template is
+/// refused, on a small stack, without the parser seeing it.
+#[test]
+fn nesting_after_a_tag_the_scan_cannot_read_is_refused() {
+    let deep = "{{#if a}}".repeat(25_000);
+    for head in ["{{name \"no end}}", "{{> 'x\\\\'}}{{'}}"] {
+        let text = format!("{head}{deep}");
+        let issues = on_stack(2 * 1024 * 1024, move || {
+            check_template(Path::new("n.hbs"), &text, TemplateKind::Note)
+        });
+        assert_eq!(issues.len(), 1, "{head}: {issues:?}");
+        let m = &issues[0].message;
+        assert!(
+            m.contains("cannot be read") || m.contains("(limit 32)"),
+            "{head}: {m}"
+        );
+    }
+    let text = format!("{{{{name \"no end}}}}{deep}");
+    let issues = check_template(Path::new("n.hbs"), &text, TemplateKind::Note);
+    assert!(issues[0].message.contains("cannot be read"), "{issues:?}");
+    // A short broken tag is still left to handlebars, which says where it fails.
+    let issues = check_template(Path::new("n.hbs"), "Hi {{name", TemplateKind::Note);
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert!(!issues[0].message.contains("cannot be read"), "{issues:?}");
+}
+
 #[test]
 fn the_examples_are_far_within_the_limits() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

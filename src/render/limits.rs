@@ -140,8 +140,8 @@ fn is_symbol(c: u8) -> bool {
 
 /// Why the scan stopped early.
 enum Stop {
-    /// Nothing an accepted template could hold follows: the parser fails at or before this
-    /// point without recursing further, so the scan ends without a finding.
+    /// The scan cannot follow the text from here (handlebars refuses it too, as far as the
+    /// scan knows): reported as an error, never passed as measured.
     Rejected,
     Limit(Violation),
 }
@@ -226,7 +226,26 @@ impl Scan<'_> {
                     i = end;
                     text_start = end;
                 }
-                Err(Stop::Rejected) => return Ok(()),
+                // Where the scan cannot follow, the rest is passed to handlebars (to report its
+                // own error) only when it cannot nest past the limit however it is read: every
+                // level (block, subexpression, literal) opens with a `{`, `(` or `[` of its own,
+                // so their count bounds the depth. Should
+                // handlebars read the rest differently (a quoting rule this scan does not know),
+                // nothing deep slips through unmeasured.
+                Err(Stop::Rejected) => {
+                    let rest = &self.b[p..];
+                    let openers = rest
+                        .iter()
+                        .filter(|c| matches!(**c, b'{' | b'(' | b'['))
+                        .count();
+                    if self.depth.saturating_add(openers) <= MAX_TEMPLATE_DEPTH {
+                        return Ok(());
+                    }
+                    return Err(Violation {
+                        offset: p,
+                        message: "this tag cannot be read (it does not close, or a string or bracket in it does not end)".to_owned(),
+                    });
+                }
                 Err(Stop::Limit(v)) => return Err(v),
             }
         }
