@@ -3,12 +3,12 @@
 //! Events are read from a `serde_json::Value` by hand rather than derived, so every rejection
 //! names the exact field (`order.items[2].quantity: must be >= 1`) and money is read exactly.
 
-use crate::money::{Currency, amount_from_json, json_kind};
+use crate::money::{Currency, json_kind};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 
 /// Why an event was set aside (the `packwell-reason` of the DLQ).
@@ -55,13 +55,13 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    fn missing(path: &str) -> Self {
+    pub(crate) fn missing(path: &str) -> Self {
         Rejected {
             reason: RejectReason::MissingField,
             message: format!("{path}: required field is missing"),
         }
     }
-    fn invalid(path: &str, why: impl fmt::Display) -> Self {
+    pub(crate) fn invalid(path: &str, why: impl fmt::Display) -> Self {
         Rejected {
             reason: RejectReason::InvalidValue,
             message: format!("{path}: {why}"),
@@ -76,30 +76,11 @@ impl Rejected {
     }
 }
 
-/// The domain's sane bounds, checked at the edge so that every sum the history keeps is exact.
-///
-/// With amounts of at most [`MAX_AMOUNT`](bounds::MAX_AMOUNT) to four decimal places and
-/// quantities of at most [`MAX_QUANTITY`](bounds::MAX_QUANTITY), a line's value is below 10^18
-/// and a lifetime of `u32::MAX` such orders below 10^26: far inside `Decimal`'s 96-bit mantissa
-/// at scale 4, so no sum or product of accepted input rounds or overflows. The fold still checks
-/// every operation (a stored history may predate these bounds).
-pub mod bounds {
-    use rust_decimal::Decimal;
+pub mod bounds;
+mod digest;
+mod fields;
 
-    /// The largest order total or unit price: 10^12 in the currency's main unit, room for
-    /// currencies with large numbers (a trillion Vietnamese dong is about 40 million euros).
-    pub const MAX_AMOUNT: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
-    /// At most four decimal places: the finest minor unit of ISO 4217 (CLF, UYW).
-    pub const MAX_AMOUNT_SCALE: u32 = 4;
-    /// The most units of one line of an order.
-    pub const MAX_QUANTITY: u32 = 1_000_000;
-    /// The most lines in one order, and items in one return.
-    pub const MAX_ITEMS: usize = 1_000;
-    /// The most coupon codes redeemed on one order.
-    pub const MAX_COUPON_CODES: usize = 100;
-    /// The longest text field (ids, names, SKUs, comments), in bytes.
-    pub const MAX_TEXT_BYTES: usize = 4_096;
-}
+use fields::Fields;
 
 /// A validated event.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,8 +88,8 @@ pub struct Event {
     pub event_id: String,
     pub occurred_at: DateTime<Utc>,
     pub body: EventBody,
-    /// SHA-256 of the event as parsed ([`digest`]): the same `event_id` with another digest is
-    /// another event under a reused id (a conflict), not a redelivery.
+    /// SHA-256 of the event as parsed (see `event/digest.rs`): the same `event_id` with
+    /// another digest is another event under a reused id (a conflict), not a redelivery.
     pub digest: [u8; 32],
 }
 
@@ -353,51 +334,13 @@ pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
             });
         }
     };
+    let digest = digest::of(&event_id, occurred_at, &body);
     Ok(Event {
         event_id,
         occurred_at,
         body,
-        digest: digest(value),
+        digest,
     })
-}
-
-/// SHA-256 of a JSON value in a canonical form: object keys sorted, no whitespace, every
-/// value tagged with its kind and length. Key order and spacing do not change it; any value does.
-pub fn digest(value: &Value) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    fn feed(v: &Value, h: &mut Sha256) {
-        match v {
-            Value::Null => h.update(b"n"),
-            Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
-            Value::Number(n) => text(b'#', &n.to_string(), h),
-            Value::String(s) => text(b's', s, h),
-            Value::Array(a) => {
-                h.update(b"[");
-                h.update((a.len() as u64).to_le_bytes());
-                for x in a {
-                    feed(x, h);
-                }
-            }
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort_unstable();
-                h.update(b"{");
-                h.update((keys.len() as u64).to_le_bytes());
-                for k in keys {
-                    text(b'k', k, h);
-                    feed(&m[k.as_str()], h);
-                }
-            }
-        }
-    }
-    fn text(tag: u8, s: &str, h: &mut Sha256) {
-        h.update([tag]);
-        h.update((s.len() as u64).to_le_bytes());
-        h.update(s.as_bytes());
-    }
-    let mut h = Sha256::new();
-    feed(value, &mut h);
-    h.finalize().into()
 }
 
 fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
@@ -486,253 +429,6 @@ fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
     })
 }
 
-/// A JSON object being read, with its path for error messages.
-struct Fields<'a> {
-    map: &'a Map<String, Value>,
-    prefix: String,
-}
-
-impl<'a> Fields<'a> {
-    fn root(v: &'a Value, what: &str) -> Result<Self, Rejected> {
-        match v {
-            Value::Object(map) => Ok(Fields {
-                map,
-                prefix: String::new(),
-            }),
-            other => Err(Rejected::invalid(
-                what,
-                format!("expected a JSON object, found {}", json_kind(other)),
-            )),
-        }
-    }
-
-    fn path(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.prefix)
-        }
-    }
-
-    fn child(&self, v: &'a Value, key: &str) -> Result<Fields<'a>, Rejected> {
-        match v {
-            Value::Object(map) => Ok(Fields {
-                map,
-                prefix: self.path(key),
-            }),
-            other => Err(Rejected::invalid(
-                &self.path(key),
-                format!("expected an object, found {}", json_kind(other)),
-            )),
-        }
-    }
-
-    /// A present, non-null value.
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    fn required(&self, key: &str) -> Result<&'a Value, Rejected> {
-        self.get(key)
-            .ok_or_else(|| Rejected::missing(&self.path(key)))
-    }
-
-    fn object(&self, key: &str) -> Result<Fields<'a>, Rejected> {
-        self.child(self.required(key)?, key)
-    }
-
-    fn string(&self, key: &str) -> Result<String, Rejected> {
-        match self.required(key)? {
-            Value::String(s) if s.trim().is_empty() => {
-                Err(Rejected::invalid(&self.path(key), "must not be empty"))
-            }
-            Value::String(s) => self.text(key, s),
-            other => Err(Rejected::invalid(
-                &self.path(key),
-                format!("expected a string, found {}", json_kind(other)),
-            )),
-        }
-    }
-
-    fn opt_string(&self, key: &str) -> Result<Option<String>, Rejected> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => self.text(key, s).map(Some),
-            Some(other) => Err(Rejected::invalid(
-                &self.path(key),
-                format!("expected a string, found {}", json_kind(other)),
-            )),
-        }
-    }
-
-    /// A text field within [`bounds::MAX_TEXT_BYTES`].
-    fn text(&self, key: &str, s: &str) -> Result<String, Rejected> {
-        if s.len() > bounds::MAX_TEXT_BYTES {
-            return Err(Rejected::out_of_range(
-                &self.path(key),
-                format!(
-                    "{} bytes long; at most {} are accepted",
-                    s.len(),
-                    bounds::MAX_TEXT_BYTES
-                ),
-            ));
-        }
-        Ok(s.to_string())
-    }
-
-    /// An identifier or address: text without control characters (a CR or LF in an e-mail
-    /// address would otherwise only fail at send time, or worse, add a header).
-    fn plain_string(&self, key: &str) -> Result<String, Rejected> {
-        let s = self.string(key)?;
-        if let Some(c) = s.chars().find(|c| c.is_control()) {
-            return Err(Rejected::invalid(
-                &self.path(key),
-                format!(
-                    "must not contain control characters, found U+{:04X}",
-                    c as u32
-                ),
-            ));
-        }
-        Ok(s)
-    }
-
-    /// An e-mail address: plain text with one `@` between a local part and a domain.
-    fn email(&self, key: &str) -> Result<String, Rejected> {
-        let s = self.plain_string(key)?;
-        match s.split_once('@') {
-            Some((local, domain))
-                if !local.is_empty()
-                    && !domain.is_empty()
-                    && !domain.contains('@')
-                    && !s.chars().any(char::is_whitespace) =>
-            {
-                Ok(s)
-            }
-            _ => Err(Rejected::invalid(
-                &self.path(key),
-                format!("expected an e-mail address, found {s:?}"),
-            )),
-        }
-    }
-
-    fn array(&self, key: &str) -> Result<&'a Vec<Value>, Rejected> {
-        match self.required(key)? {
-            Value::Array(a) if a.len() > bounds::MAX_ITEMS => Err(Rejected::out_of_range(
-                &self.path(key),
-                format!(
-                    "{} entries; at most {} are accepted",
-                    a.len(),
-                    bounds::MAX_ITEMS
-                ),
-            )),
-            Value::Array(a) => Ok(a),
-            other => Err(Rejected::invalid(
-                &self.path(key),
-                format!("expected an array, found {}", json_kind(other)),
-            )),
-        }
-    }
-
-    fn opt_array(&self, key: &str) -> Result<Option<&'a Vec<Value>>, Rejected> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(_) => self.array(key).map(Some),
-        }
-    }
-
-    fn amount(&self, key: &str) -> Result<Decimal, Rejected> {
-        let d = amount_from_json(self.required(key)?)
-            .map_err(|e| Rejected::invalid(&self.path(key), e))?;
-        if d.is_sign_negative() && !d.is_zero() {
-            return Err(Rejected::invalid(
-                &self.path(key),
-                format!("must not be negative, found {d}"),
-            ));
-        }
-        if d > bounds::MAX_AMOUNT {
-            return Err(Rejected::out_of_range(
-                &self.path(key),
-                format!(
-                    "{d} is over the largest amount accepted, {}",
-                    bounds::MAX_AMOUNT
-                ),
-            ));
-        }
-        // "54.90" keeps its two places; only digits beyond the fourth that are not 0 count.
-        if d.normalize().scale() > bounds::MAX_AMOUNT_SCALE {
-            return Err(Rejected::out_of_range(
-                &self.path(key),
-                format!(
-                    "{d} has more than {} decimal places",
-                    bounds::MAX_AMOUNT_SCALE
-                ),
-            ));
-        }
-        Ok(d)
-    }
-
-    fn integer(&self, key: &str) -> Result<i64, Rejected> {
-        match self.required(key)? {
-            Value::Number(n) => n.as_i64().ok_or_else(|| {
-                Rejected::invalid(
-                    &self.path(key),
-                    format!("expected a whole number, found {n}"),
-                )
-            }),
-            other => Err(Rejected::invalid(
-                &self.path(key),
-                format!("expected a number, found {}", json_kind(other)),
-            )),
-        }
-    }
-
-    fn quantity(&self, key: &str) -> Result<u32, Rejected> {
-        let q = self.integer(key)?;
-        if q < 1 {
-            return Err(Rejected::invalid(
-                &self.path(key),
-                format!("must be >= 1, found {q}"),
-            ));
-        }
-        match u32::try_from(q) {
-            Ok(q) if q <= bounds::MAX_QUANTITY => Ok(q),
-            _ => Err(Rejected::out_of_range(
-                &self.path(key),
-                format!(
-                    "{q} is over the largest quantity accepted, {}",
-                    bounds::MAX_QUANTITY
-                ),
-            )),
-        }
-    }
-
-    fn timestamp(&self, key: &str) -> Result<DateTime<Utc>, Rejected> {
-        let s = self.string(key)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                Rejected::invalid(
-                    &self.path(key),
-                    format!("expected an RFC 3339 timestamp, found {s:?}"),
-                )
-            })
-    }
-
-    fn opt_date(&self, key: &str) -> Result<Option<NaiveDate>, Rejected> {
-        match self.opt_string(key)? {
-            None => Ok(None),
-            Some(s) => NaiveDate::parse_from_str(&s, "%Y-%m-%d")
-                .map(Some)
-                .map_err(|_| {
-                    Rejected::invalid(
-                        &self.path(key),
-                        format!("expected a date YYYY-MM-DD, found {s:?}"),
-                    )
-                }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -803,6 +499,18 @@ mod tests {
         let c = parse_event(br#"{"event_id":"e","type":"customer.feedback","occurred_at":"2026-11-20T10:00:00Z","customer_id":"C","nps":8}"#).unwrap();
         assert_eq!(a.digest, b.digest);
         assert_ne!(a.digest, c.digest);
+        // Compared as parsed: an amount written otherwise, a field not read, an optional
+        // field given as null are the same event; a value read is not.
+        let base = event_from_value(&placed()).unwrap();
+        let mut same = placed();
+        same["order"]["items"][0]["unit_price"] = json!("27.450");
+        same["order"]["total"] = json!(54.9);
+        same["trace_id"] = json!("abc");
+        same["order"]["channel"] = Value::Null;
+        assert_eq!(event_from_value(&same).unwrap().digest, base.digest);
+        let mut other = placed();
+        other["order"]["shipping"]["city"] = json!("Berlin");
+        assert_ne!(event_from_value(&other).unwrap().digest, base.digest);
     }
 
     #[test]
@@ -842,6 +550,17 @@ mod tests {
             json!("x".repeat(5000)),
         );
         assert_eq!(r.reason, RejectReason::OutOfRange);
+        // Trailing zeros past the fourth place are dropped, and nothing else.
+        let mut v = placed();
+        v["order"]["total"] = json!("1.0000000000000000000000000000");
+        let Ok(Event {
+            body: EventBody::OrderPlaced(o),
+            ..
+        }) = event_from_value(&v)
+        else {
+            panic!("parses")
+        };
+        assert_eq!(o.total.to_string(), "1.0000");
         // The largest accepted values still parse, to the last place.
         let mut v = placed();
         v["order"]["total"] = json!("1000000000000.0000");
