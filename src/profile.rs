@@ -616,6 +616,17 @@ pub fn fold(
     })
 }
 
+/// The part of a [`History`] one event may change, kept to undo a failed step.
+#[derive(Debug, Clone)]
+pub struct HistorySnapshot {
+    event_id: String,
+    seen: bool,
+    customer_id: String,
+    profile: Option<Profile>,
+    order_id: Option<String>,
+    order: Option<OrderSummary>,
+}
+
 /// An in-memory history, for `simulate` and `backtest` (the store keeps the same in tables).
 #[derive(Debug, Default)]
 pub struct History {
@@ -648,6 +659,36 @@ impl History {
             self.orders.insert(o.id.clone(), o);
         }
         Ok(Some(folded))
+    }
+
+    /// What folding `event` may change: its id's mark, its customer's profile and its order.
+    /// A step that fails midway is undone with [`History::restore`].
+    pub fn snapshot(&self, event: &Event) -> HistorySnapshot {
+        HistorySnapshot {
+            event_id: event.event_id.clone(),
+            seen: self.seen.contains(&event.event_id),
+            customer_id: event.customer_id().to_string(),
+            profile: self.profiles.get(event.customer_id()).cloned(),
+            order_id: event.order_id().map(str::to_string),
+            order: event.order_id().and_then(|id| self.orders.get(id)).cloned(),
+        }
+    }
+
+    /// Puts back what [`History::snapshot`] saw.
+    pub fn restore(&mut self, s: HistorySnapshot) {
+        if !s.seen {
+            self.seen.remove(&s.event_id);
+        }
+        match s.profile {
+            Some(p) => self.profiles.insert(s.customer_id, p),
+            None => self.profiles.remove(&s.customer_id),
+        };
+        if let Some(id) = s.order_id {
+            match s.order {
+                Some(o) => self.orders.insert(id, o),
+                None => self.orders.remove(&id),
+            };
+        }
     }
 
     pub fn profile(&self, customer_id: &str) -> Option<&Profile> {

@@ -141,16 +141,22 @@ impl<'a> Replay<'a> {
     /// Folds an event and decides it when it is a new order. `decide` false folds only
     /// (history built before the time of interest).
     ///
-    /// Guarded as the service's batch is: a step that panics is tried once more, and an event
+    /// Guarded as the service's batch is: a step that panics is undone (what the fold changed
+    /// is put back, as the service's transaction rolls back) and tried once more, and an event
     /// that makes it panic twice is set aside (`internal_error`) instead of stopping the replay.
+    /// Counters and decisions change only after `decide` has returned.
     pub fn apply(&mut self, event: &Event, decide: bool, explain: bool) -> Applied {
         let mut message = String::new();
         for _ in 0..2 {
+            let before = self.history.snapshot(event);
             let step =
                 std::panic::AssertUnwindSafe(|| self.apply_unguarded(event, decide, explain));
             match std::panic::catch_unwind(step) {
                 Ok(applied) => return applied,
-                Err(panic) => message = crate::panic_message(&*panic),
+                Err(panic) => {
+                    self.history.restore(before);
+                    message = crate::panic_message(&*panic);
+                }
             }
         }
         tracing::error!(event_id = %event.event_id, %message, "the decision path failed twice on an event; it is set aside");

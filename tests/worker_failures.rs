@@ -228,3 +228,37 @@ fn sigterm_with_the_broker_down_exits_within_the_bound_and_keeps_unsent_messages
         "{unsent:?}"
     );
 }
+
+/// `simulate` runs the same guard: the order whose decision panics twice is set aside, and
+/// the history it was folded into is put back between the tries (else the second try would
+/// find the order "already held").
+#[test]
+fn simulate_sets_aside_an_order_whose_decision_panics_twice() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let order = root.join("examples/orders/first-book-order.json");
+    let event_id = example("first-book-order.json")["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_string();
+    let out = std::process::Command::new(BIN)
+        .current_dir(root)
+        .args(["simulate", "--order"])
+        .arg(&order)
+        .env("PACKWELL_FAULT", format!("decide-panic:{event_id}"))
+        .output()
+        .expect("simulate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("set aside (internal_error)") && stderr.contains("twice"),
+        "{stderr}"
+    );
+    // Without the fault the same order is decided.
+    let ok = std::process::Command::new(BIN)
+        .current_dir(root)
+        .args(["simulate", "--order"])
+        .arg(&order)
+        .output()
+        .expect("simulate");
+    assert_eq!(ok.status.code(), Some(0));
+}
