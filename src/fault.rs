@@ -1,6 +1,6 @@
 //! Faults on purpose, for the tests that prove a failure is handled: `PACKWELL_FAULT` names a
-//! step and the event id it fails on. Read once; unset (as in every real deployment) it costs
-//! one comparison per check.
+//! step and the event id it fails on. Only debug builds (what the tests run) read it; in a
+//! release build a check does nothing, so no setting can crash a deployment.
 //!
 //! - `decide-panic:<event_id>`: the per-event step panics on that event (it is tried again,
 //!   then set aside with reason `internal_error`).
@@ -30,9 +30,10 @@ fn configured() -> &'static Option<(Point, String)> {
     })
 }
 
-/// Panics when the fault configured is `point` on `event_id`.
+/// Panics when the fault configured is `point` on `event_id` (debug builds only).
 pub fn check(point: Point, event_id: &str) {
-    if let Some((p, id)) = configured()
+    if cfg!(debug_assertions)
+        && let Some((p, id)) = configured()
         && *p == point
         && id == event_id
     {

@@ -70,6 +70,12 @@ pub fn run(
             }
         };
         let stop = CancellationToken::new();
+        // However the service comes to stop (a signal, a failed worker), the exit is bounded.
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            stopped.cancelled().await;
+            exit_if_stuck(shutdown_bound);
+        });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opts = Options {
             config: config.clone(),
@@ -116,7 +122,6 @@ pub fn run(
         let stopping = Instant::now();
         eprintln!("packwell run: {reason}, stopping (applying what was read, sending what is stored)");
         stop.cancel();
-        exit_if_stuck(shutdown_bound);
         let result = service.await;
         eprintln!("packwell run: stopped in {} ms", stopping.elapsed().as_millis());
         if let Some(b) = embedded {

@@ -25,6 +25,10 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// Failed tries of one batch after which `/readyz` reports the consumer stuck (a few seconds
+/// of back-off: a short store hiccup does not take the instance out of service).
+const FAILURES_UNREADY: u32 = 5;
+
 /// One owned partition: its epoch, the next offset the store expects, and events read but
 /// not yet applied.
 struct Owned {
@@ -257,6 +261,7 @@ impl Context {
         let _entered = span.enter();
         let env = self.shared.env.load_full();
         let mut wait = Duration::from_millis(100);
+        let mut failures = 0u32;
         loop {
             let started = Instant::now();
             let result = self.shared.runtime.block_on(crate::store::apply_guarded(
@@ -272,6 +277,10 @@ impl Context {
                         .batch_seconds
                         .with_label_values(&["ok"])
                         .observe(secs);
+                    if failures >= FAILURES_UNREADY {
+                        tracing::info!(partition, "batches are applied again");
+                    }
+                    self.set_error(None);
                     self.count(&report);
                     self.forget_insert_lists(&batch);
                     part.position = end;
@@ -309,11 +318,30 @@ impl Context {
                         part.fenced = true;
                         return;
                     }
-                    tracing::error!(%e, partition, "applying a batch failed; retrying");
+                    failures = failures.saturating_add(1);
+                    if failures >= FAILURES_UNREADY {
+                        // Still retried: a store back up, or a bug fixed by a restart, moves
+                        // the partition on; meanwhile `/readyz` says deciding is stuck.
+                        self.set_error(Some(format!(
+                            "partition {partition}: applying a batch failed {failures} times: {e}"
+                        )));
+                    }
+                    tracing::error!(%e, partition, failures, "applying a batch failed; retrying");
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        let mut r = self
+            .shared
+            .readiness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if r.consumer_error.is_some() || error.is_some() {
+            r.consumer_error = error;
         }
     }
 

@@ -199,24 +199,30 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     };
     let kafka_ok = shared.kafka_ok.load(Ordering::Relaxed);
-    let (rules_version, rules_error, failed) = {
+    let (rules_version, rules_error, failed, consumer_error) = {
         let r = shared.readiness.lock().unwrap_or_else(|e| e.into_inner());
         (
             r.rules_version.clone(),
             r.rules_error.clone(),
             r.failed_worker.clone(),
+            r.consumer_error.clone(),
         )
     };
     // A worker that died (consumer, relay, sender, watcher) is never hidden: the process is
     // on its way out, to be restarted by its supervisor.
     let stopping = shared.stop.is_cancelled();
-    let ready = store["ok"] == true && kafka_ok && failed.is_none() && !stopping;
+    let ready = store["ok"] == true
+        && kafka_ok
+        && failed.is_none()
+        && consumer_error.is_none()
+        && !stopping;
     let body = json!({
         "ready": ready,
         "stopping": stopping,
         "store": store,
         "kafka": {"ok": kafka_ok},
         "workers": {"ok": failed.is_none(), "failed": failed},
+        "consumer": {"ok": consumer_error.is_none(), "error": consumer_error},
         "rules": {
             "ok": rules_error.is_none(),
             "version": rules_version,

@@ -49,6 +49,9 @@ pub struct Readiness {
     pub rules_error: Option<String>,
     /// The worker that died, and why: the service is unready and on its way out.
     pub failed_worker: Option<String>,
+    /// Why batches keep failing (the store refuses them, say): the service is unready until
+    /// one is applied again, so that deciding stopped is never hidden behind a "ready".
+    pub consumer_error: Option<String>,
 }
 
 /// State shared by the consumer thread, the relay, the watcher and the HTTP handlers.
@@ -235,6 +238,7 @@ pub async fn run(
             rules_version: rules_version.clone(),
             rules_error: None,
             failed_worker: None,
+            consumer_error: None,
         }),
         tokens,
         reports: Default::default(),
@@ -310,7 +314,11 @@ pub async fn run(
         "relay",
         relay::run(producer, shared.clone(), shutdown_timeout / 2),
     ));
-    let retention_task = tokio::spawn(retention_loop(store.clone(), retention, stop.clone()));
+    let retention_task = tokio::spawn(supervised(
+        shared.clone(),
+        "retention",
+        retention_loop(store.clone(), retention, stop.clone()),
+    ));
     if config.http.public_url.is_none() {
         tracing::warn!(
             "[http] public_url is not set: unsubscribe links in e-mails point at {}, which customers cannot reach from outside",
@@ -383,13 +391,17 @@ pub async fn run(
         .consumer_done
         .store(true, std::sync::atomic::Ordering::Relaxed);
     shared.relay_wake.notify_one();
-    if !finish_by(deadline, "the relay", relay).await {
+    // The relay drains and the e-mails being handed over finish side by side, both within
+    // the bound (none is started); one cut off mid-send is found in `sending` at the next
+    // start.
+    retention_task.abort();
+    let (relayed, _) = tokio::join!(
+        finish_by(deadline, "the relay", relay),
+        finish_by(deadline, "the e-mail sender", sender_task),
+    );
+    if !relayed {
         tracing::warn!("outbox rows not yet sent stay in the store; they go out at the next start");
     }
-    retention_task.abort();
-    // E-mails being handed over finish (bounded by the provider's timeout and the bound); none
-    // is started. One cut off mid-send is found in `sending` at the next start.
-    finish_by(deadline, "the e-mail sender", sender_task).await;
     let failure = shared.failure();
     if failure.is_some() {
         // Unready, for a moment, before the port closes: an orchestrator or load balancer

@@ -149,9 +149,21 @@ pub async fn apply_guarded(
     batch: &mut Batch,
     env: &DecideEnv,
 ) -> Result<BatchReport, StoreError> {
+    use futures_util::FutureExt;
     let mut panicked: std::collections::HashSet<i64> = std::collections::HashSet::new();
     loop {
-        match store.apply_batch(batch, env).await {
+        // The step's panics are caught per event inside; one anywhere else (loading or writing
+        // the batch) is an error of the batch, which rolled back, for the caller to retry.
+        let applied = std::panic::AssertUnwindSafe(store.apply_batch(batch, env))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(StoreError::Other(format!(
+                    "applying the batch panicked: {}",
+                    crate::panic_message(&*panic)
+                )))
+            });
+        match applied {
             Err(StoreError::Panicked { offset, message }) => {
                 let source = match &batch.fence {
                     Fence::Partition {
