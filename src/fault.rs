@@ -6,6 +6,8 @@
 //!   then set aside with reason `internal_error`).
 //! - `consumer-panic:<event_id>`: the consumer thread panics when it reads that event, outside
 //!   the per-event guard (the service turns unready and exits non-zero).
+//! - `write-panic:<event_id>`: writing a batch that holds that event panics, every time (the
+//!   batch is retried, and `/readyz` reports the consumer stuck).
 
 use std::sync::OnceLock;
 
@@ -14,6 +16,7 @@ use std::sync::OnceLock;
 pub enum Point {
     Decide,
     Consumer,
+    Write,
 }
 
 fn configured() -> &'static Option<(Point, String)> {
@@ -24,6 +27,7 @@ fn configured() -> &'static Option<(Point, String)> {
         let point = match point {
             "decide-panic" => Point::Decide,
             "consumer-panic" => Point::Consumer,
+            "write-panic" => Point::Write,
             _ => return None,
         };
         Some((point, event_id.to_string()))

@@ -3,7 +3,7 @@
 //! around it are decided and the service stays ready; a consumer thread that dies makes
 //! `/readyz` answer 503 naming it and the process exit non-zero; SIGTERM with the broker gone
 //! and messages unsent exits within `[service] shutdown_timeout`, the messages kept for the
-//! next start. Faults are injected with `PACKWELL_FAULT` (see `packwell::fault`).
+//! next start; batches that keep failing make `/readyz` say so. Faults are injected with `PACKWELL_FAULT` (see `packwell::fault`).
 
 mod service_support;
 
@@ -261,4 +261,35 @@ fn simulate_sets_aside_an_order_whose_decision_panics_twice() {
         .output()
         .expect("simulate");
     assert_eq!(ok.status.code(), Some(0));
+}
+
+/// A batch that keeps failing (here, writing it panics every time) is retried, never skipped,
+/// and `/readyz` says deciding is stuck instead of answering ready.
+#[test]
+fn batches_that_keep_failing_make_the_service_unready() {
+    let broker = TestBroker::start();
+    let work = Workdir::new();
+    let service = ServiceProcess::start(
+        work.path(),
+        &broker.addr,
+        &[("PACKWELL_FAULT", "write-panic:ev-wf-7")],
+    );
+    assert_eq!(service.get("/readyz").0, 200);
+    produce(&broker.addr, &keyed(&[order(7)]));
+    let mut seen = String::new();
+    wait_for(
+        "/readyz to report the stuck consumer",
+        Duration::from_secs(60),
+        || {
+            let (status, body) = service.get("/readyz");
+            seen = body;
+            status == 503
+        },
+    );
+    let body: Value = serde_json::from_str(&seen).expect("json");
+    assert_eq!(body["consumer"]["ok"], false, "{body}");
+    let error = body["consumer"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("panicked"), "{body}");
+    // Not a dead worker: the process keeps running and retrying.
+    assert_eq!(body["workers"]["ok"], true, "{body}");
 }

@@ -145,6 +145,11 @@ macro_rules! backend {
                         }
                     }
                 }
+                for item in &batch.items {
+                    if let Ok(e) = &item.event {
+                        crate::fault::check(crate::fault::Point::Write, &e.event_id);
+                    }
+                }
                 Self::flush_or_contended(&mut tx, &mut cache).await?;
                 Self::write_profiles_and_orders(&mut tx, &cache).await?;
                 tx.commit().await?;
