@@ -147,6 +147,43 @@ fn an_open_data_folder_is_narrowed_and_named() {
     assert_eq!(code, Some(0), "{}", service.log());
 }
 
+/// A store kept in the working folder itself (`[store] url = "packwell.db"`): Packwell's
+/// files there are narrowed, the folder and the user's other files are left as they are.
+#[test]
+fn a_store_in_the_working_folder_narrows_only_packwells_files() {
+    let broker = TestBroker::start();
+    let work = workdir();
+    let dir = work.path();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("notes.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.join("photos"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.join("packwell.toml"),
+        "[store]\nurl = \"packwell.db\"\n[coupons]\nkey_file = \"coupon.key\"\n[email]\npoll_ms = 100\n",
+    )
+    .unwrap();
+    let mut service =
+        ServiceProcess::start_with_umask(dir, &broker.addr, "022", &["--config", "packwell.toml"]);
+    let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("packwell.db"), 0o600);
+    assert_eq!(mode("coupon.key"), 0o600);
+    assert_eq!(
+        mode("notes.txt"),
+        0o644,
+        "the user's own file is left alone"
+    );
+    assert_eq!(mode("photos"), 0o755, "the user's own folder is left alone");
+    assert_eq!(mode(""), 0o755, "the working folder is left alone");
+    let (code, _) = service.terminate();
+    assert_eq!(code, Some(0), "{}", service.log());
+}
+
 /// Whether any file of the store (the database, its WAL, its shared memory) holds `needle`.
 fn store_holds(db: &Path, needle: &[u8]) -> bool {
     ["", "-wal", "-shm"].iter().any(|suffix| {

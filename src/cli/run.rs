@@ -229,7 +229,9 @@ fn data_dir(config: &Config) -> PathBuf {
 
 /// The data folder and everything in it, the outbox folder and the coupon key: the service
 /// user's alone (see `store::files`). Made so when missing; what is open to other users is
-/// narrowed, and each path narrowed (or that cannot be) is named on standard error.
+/// narrowed, and each path narrowed (or that cannot be) is named on standard error. A folder
+/// that is not Packwell's own (the working folder, `/`, the home folder, a shared sticky folder
+/// such as `/tmp`) is left as it is: only Packwell's files in it are narrowed.
 fn secure_data_folder(config: &Config) {
     use crate::store::files::{create_private_dir, tighten, tighten_tree};
     let data = data_dir(config);
@@ -241,17 +243,51 @@ fn secure_data_folder(config: &Config) {
             data.display()
         );
     }
-    found.extend(tighten_tree(&data));
-    if !outbox.starts_with(&data) {
-        found.extend(tighten_tree(outbox));
+    if dedicated(&data) {
+        found.extend(tighten_tree(&data));
+    } else {
+        let url = config.store_url();
+        if let Some(db) = crate::store::sqlite_file(&url) {
+            for suffix in ["", "-wal", "-shm"] {
+                found.extend(tighten(Path::new(&format!("{db}{suffix}"))));
+            }
+        }
+        found.extend(tighten(&data.join("packwell.lock")));
     }
-    if !config.coupons.key_file.starts_with(&data) {
+    if !(outbox.starts_with(&data) && dedicated(&data)) {
+        if dedicated(outbox) {
+            found.extend(tighten_tree(outbox));
+        } else if let Ok(entries) = std::fs::read_dir(outbox) {
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|e| e == "eml") {
+                    found.extend(tighten(&entry.path()));
+                }
+            }
+        }
+    }
+    if !(config.coupons.key_file.starts_with(&data) && dedicated(&data)) {
         found.extend(tighten(&config.coupons.key_file));
     }
     for f in found {
         tracing::warn!("{f}");
         eprintln!("packwell run: warning: {f}");
     }
+}
+
+/// Whether a folder is Packwell's own to narrow as a whole: not the working folder, the root,
+/// the home folder or a sticky folder shared by users (`/tmp`).
+fn dedicated(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(real) = std::fs::canonicalize(dir) else {
+        return true; // not there yet: it is made 0700 when needed
+    };
+    let shared_place = real.parent().is_none()
+        || std::env::current_dir()
+            .is_ok_and(|cwd| std::fs::canonicalize(cwd).is_ok_and(|c| c == real))
+        || std::env::var_os("HOME")
+            .is_some_and(|h| std::fs::canonicalize(h).is_ok_and(|h| h == real));
+    let sticky = std::fs::metadata(&real).is_ok_and(|m| m.permissions().mode() & 0o1000 != 0);
+    !shared_place && !sticky
 }
 
 /// A lock file that stops a second `run` on the same data folder: two writers on one SQLite
