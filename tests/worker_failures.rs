@@ -3,7 +3,8 @@
 //! around it are decided and the service stays ready; a consumer thread that dies makes
 //! `/readyz` answer 503 naming it and the process exit non-zero; SIGTERM with the broker gone
 //! and messages unsent exits within `[service] shutdown_timeout`, the messages kept for the
-//! next start; batches that keep failing make `/readyz` say so. Faults are injected with `PACKWELL_FAULT` (see `packwell::fault`).
+//! next start; batches that keep failing make `/readyz` say so. Faults are injected with
+//! `PACKWELL_FAULT` (see `packwell::fault`).
 
 mod service_support;
 
