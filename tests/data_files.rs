@@ -61,15 +61,7 @@ fn order() -> Vec<(Option<String>, Vec<u8>)> {
 
 /// The example rules without quiet hours, so that the e-mail goes whatever the time of day.
 fn workdir() -> Workdir {
-    let work = Workdir::new();
-    let package = work.path().join("rules/00-package.toml");
-    let text = std::fs::read_to_string(&package).expect("package rules");
-    let text: String = text
-        .lines()
-        .filter(|l| !l.starts_with("quiet_hours"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&package, text).expect("rules");
+    let work = Workdir::without_quiet_hours();
     std::fs::write(
         work.path().join("packwell.toml"),
         "[email]\npoll_ms = 100\n",

@@ -21,16 +21,7 @@ const TOKEN: &str = "email-events-token";
 
 /// The example rules without quiet hours, so that what is due goes whatever the time of day.
 fn workdir() -> Workdir {
-    let work = Workdir::new();
-    let package = work.path().join("rules/00-package.toml");
-    let text = std::fs::read_to_string(&package).expect("package rules");
-    let text: String = text
-        .lines()
-        .filter(|l| !l.starts_with("quiet_hours"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&package, text).expect("rules");
-    work
+    Workdir::without_quiet_hours()
 }
 
 fn config(work: &Workdir, email: &str) -> String {

@@ -25,15 +25,7 @@ const POSTCODE: &str = "QX 98765";
 /// The example rules without quiet hours, so that what is due goes whatever the time of day,
 /// and a configuration with the provider's token for bounces.
 fn workdir() -> (Workdir, String) {
-    let work = Workdir::new();
-    let package = work.path().join("rules/00-package.toml");
-    let text = std::fs::read_to_string(&package).expect("package rules");
-    let text: String = text
-        .lines()
-        .filter(|l| !l.starts_with("quiet_hours"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&package, text).expect("rules");
+    let work = Workdir::without_quiet_hours();
     let config = work.path().join("packwell.toml");
     std::fs::write(
         &config,

@@ -76,6 +76,21 @@ impl Workdir {
         Workdir { dir }
     }
 
+    /// As `new`, with the example rules' quiet hours taken out, so that an e-mail due goes
+    /// whatever the time of day the test runs.
+    pub fn without_quiet_hours() -> Workdir {
+        let work = Workdir::new();
+        let package = work.path().join("rules/00-package.toml");
+        let text = std::fs::read_to_string(&package).expect("package rules");
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("quiet_hours"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&package, text).expect("rules");
+        work
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
