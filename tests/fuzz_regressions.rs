@@ -1,4 +1,4 @@
-//! The fuzz targets' code (`fuzz/harness.rs`) run on every input a fuzzer ever crashed on
+//! The fuzz targets' code (`fuzz/harness/`) run on every input a fuzzer ever crashed on
 //! (`fuzz/regressions/<target>/`), on the seed corpora (`fuzz/corpus/<target>/seed-*`) and on
 //! hostile inputs written by hand: what `scripts/fuzz.sh` once found stays a test here.
 //!
@@ -6,7 +6,7 @@
 //! runs the targets on the main thread), and fails the test if anything panicked on the way,
 //! also a panic that the code under test caught and set aside.
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../fuzz/harness/mod.rs"]
 mod harness;
 
 use serde_json::{Value, json};
@@ -225,6 +225,53 @@ fn amounts_at_and_past_the_edge_neither_panic_nor_change_history_by_halves() {
         cases
             .into_iter()
             .filter_map(|(label, data)| run("event_path", label, data))
+            .collect(),
+    );
+}
+
+/// A described record (`fuzz/harness/events.rs`) as one event's JSON.
+fn described(record: [u8; 8]) -> Result<packwell::event::Event, packwell::event::Rejected> {
+    let lines = harness::described_events(&record);
+    packwell::event::parse_event(&lines[0])
+}
+
+#[test]
+fn described_events_reach_the_edges_of_what_an_event_may_hold() {
+    use packwell::event::RejectReason::OutOfRange;
+    // 1 000 lines of 10^6 units at 10^12, in EUR and JPY; a return of each line; a delivery.
+    for record in [
+        [0, 0, 0, 7, 6, 6, 0, 0],
+        [0, 1, 1, 7, 6, 6, 0, 7],
+        [4, 0, 0, 0, 6, 6, 1, 0],
+        [2, 0, 0, 0, 0, 0, 1, 200],
+        [6, 2, 0, 0, 0, 0, 1, 10],
+    ] {
+        let event = described(record).unwrap_or_else(|r| panic!("{record:?}: {}", r.message));
+        if let packwell::event::EventBody::OrderPlaced(order) = &event.body {
+            assert_eq!(order.items.len(), 1_000);
+            assert_eq!(order.total, packwell::event::bounds::MAX_AMOUNT);
+        }
+    }
+    // Just past them: an amount, a quantity, Decimal::MAX.
+    for record in [
+        [0, 0, 0, 8, 1, 0, 0, 0],
+        [0, 0, 0, 9, 1, 0, 0, 0],
+        [0, 0, 0, 1, 7, 0, 0, 0],
+    ] {
+        let rejected = described(record).expect_err("set aside");
+        assert_eq!(
+            rejected.reason, OutOfRange,
+            "{record:?}: {}",
+            rejected.message
+        );
+    }
+    let mut data = vec![harness::DESCRIBED];
+    data.extend([
+        0, 0, 0, 7, 6, 6, 0, 0, 4, 0, 0, 0, 6, 6, 1, 0, 3, 0, 0, 0, 0, 0, 2, 0,
+    ]);
+    assert_all_pass(
+        run("event_path", "described bounds", data)
+            .into_iter()
             .collect(),
     );
 }

@@ -2,7 +2,7 @@
 
 #![no_main]
 
-#[path = "../harness.rs"]
+#[path = "../harness/mod.rs"]
 mod harness;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::request_bodies(data));

@@ -1,0 +1,238 @@
+//! `request_bodies`: the service's HTTP routes that take what a client sends, through the
+//! real router.
+
+use super::{EXAMPLE_ORDER, example_event, example_rules, key};
+use packwell::coupon::CouponKey;
+use packwell::engine::Shop;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+/// The low three bits of the first byte pick a route of the service's HTTP API; the rest is
+/// its body or a part of its path: the packing confirmation (`POST /v1/orders/O-1001/packed`,
+/// an order the example rules decided), a bounce or complaint (`POST /v1/email-events`), an
+/// unsubscribe link made for the rest as a customer id, an unsubscribe link with the rest as
+/// its token (the page, then the one-click `POST`), a confirmation, the insert list and the
+/// card of the order id in the rest. The real router runs in this process on a SQLite store in
+/// a scratch folder.
+pub fn request_bodies(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let api = http_api();
+    let json = "application/json";
+    let (method, path, body, content_type) = match selector & 7 {
+        0 => (
+            "POST",
+            "/v1/orders/O-1001/packed".to_string(),
+            rest.to_vec(),
+            json,
+        ),
+        1 => ("POST", "/v1/email-events".to_string(), rest.to_vec(), json),
+        2 => {
+            let customer = String::from_utf8_lossy(rest);
+            let token = packwell::email::token::unsubscribe_token(&api.key, &customer);
+            let body = b"List-Unsubscribe=One-Click".to_vec();
+            (
+                "POST",
+                format!("/u/{token}"),
+                body,
+                "application/x-www-form-urlencoded",
+            )
+        }
+        3 => (
+            "GET",
+            format!("/u/{}", percent_encode(rest)),
+            Vec::new(),
+            "text/plain",
+        ),
+        4 => (
+            "POST",
+            format!("/u/{}", percent_encode(rest)),
+            Vec::new(),
+            "text/plain",
+        ),
+        5 => {
+            let path = format!("/v1/orders/{}/packed", percent_encode(rest));
+            (
+                "POST",
+                path,
+                br#"{"station":"fuzz","inserts":[]}"#.to_vec(),
+                json,
+            )
+        }
+        6 => (
+            "GET",
+            format!("/v1/orders/{}/inserts", percent_encode(rest)),
+            Vec::new(),
+            json,
+        ),
+        _ => (
+            "GET",
+            format!("/v1/orders/{}/card", percent_encode(rest)),
+            Vec::new(),
+            json,
+        ),
+    };
+    let (status, is_json, answer) = api.call(method, &path, body, content_type);
+    assert!(
+        status != 500,
+        "{method} {path} answered 500: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    if path.starts_with("/v1/") && status >= 400 {
+        assert!(
+            is_json,
+            "{method} {path} answered {status} without a JSON body"
+        );
+        serde_json::from_slice::<Value>(&answer).unwrap_or_else(|e| {
+            panic!("{method} {path} answered {status} with a body that is not JSON: {e}")
+        });
+    }
+}
+
+/// Every byte outside the unreserved set of RFC 3986 as `%XX`, so any input makes a path.
+fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+const TOKEN: &str = "fuzz-station-token";
+
+/// The service's router on a SQLite store holding the example order, decided.
+struct HttpApi {
+    runtime: tokio::runtime::Runtime,
+    router: axum::Router,
+    key: CouponKey,
+    _dir: tempfile::TempDir,
+}
+
+fn http_api() -> &'static HttpApi {
+    static API: OnceLock<HttpApi> = OnceLock::new();
+    API.get_or_init(HttpApi::start)
+}
+
+impl HttpApi {
+    fn start() -> HttpApi {
+        use packwell::service::{Readiness, Settings, Shared, http, metrics::Metrics};
+        use packwell::store::{Batch, BatchItem, DecideEnv, Fence};
+        use std::sync::atomic::{AtomicBool, AtomicI64};
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+
+        // Several test threads may send requests at once (the fuzzer sends one at a time).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let dir = tempfile::tempdir().expect("a scratch folder");
+        let db = dir.path().join("packwell.db");
+        let store = runtime
+            .block_on(packwell::store::open(&db.to_string_lossy()))
+            .expect("a SQLite store");
+        let env = DecideEnv {
+            rules: Arc::new(example_rules().clone()),
+            key: key().clone(),
+            shop: Shop::default(),
+        };
+        let batch = Batch {
+            fence: Fence::None,
+            items: vec![BatchItem {
+                offset: 0,
+                key: Some(b"C-1001".to_vec()),
+                value: EXAMPLE_ORDER.as_bytes().to_vec(),
+                event: Ok(example_event()),
+                decide: true,
+            }],
+        };
+        runtime
+            .block_on(store.apply_batch(&batch, &env))
+            .expect("the example order is decided");
+        let tokens = packwell::station::Tokens::from_config(&[packwell::config::TokenConfig {
+            name: "fuzz".into(),
+            token: Some(TOKEN.into()),
+            token_sha256: None,
+            warehouses: None,
+        }])
+        .expect("a token");
+        let shared = Arc::new(Shared {
+            store,
+            env: arc_swap::ArcSwap::from_pointee(env),
+            metrics: Metrics::new(),
+            settings: Settings {
+                batch_max: 100,
+                batch_wait: Duration::from_millis(10),
+                max_outbox_backlog: 10_000,
+                max_event_age: chrono::Duration::days(7),
+                max_event_bytes: 1 << 20,
+            },
+            runtime: runtime.handle().clone(),
+            stop: tokio_util::sync::CancellationToken::new(),
+            kafka_ok: AtomicBool::new(true),
+            backlog: AtomicI64::new(0),
+            relay_wake: tokio::sync::Notify::new(),
+            consumer_done: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
+            readiness: Mutex::new(Readiness::default()),
+            tokens,
+            insert_lists: packwell::station::InsertListCache::new(Duration::from_secs(1), 100),
+            reports: Default::default(),
+        });
+        let router = http::router(
+            shared,
+            http::Limits {
+                max_body_bytes: 64 * 1024,
+                request_timeout: Duration::from_secs(5),
+            },
+        );
+        HttpApi {
+            runtime,
+            router,
+            key: key().clone(),
+            _dir: dir,
+        }
+    }
+
+    /// One request through the router: the status, whether the answer says it is JSON, and
+    /// its body.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> (u16, bool, Vec<u8>) {
+        use hyper::service::Service;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", content_type)
+            .body(axum::body::Body::from(body))
+            .expect("a request");
+        let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
+        self.runtime.block_on(async {
+            let response = match service.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            let status = response.status().as_u16();
+            let is_json = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .expect("the answer's body");
+            (status, is_json, body.to_vec())
+        })
+    }
+}
