@@ -132,7 +132,7 @@ async fn conflicts(b: Backend) {
     let env = env_from(RULES, &[]);
     let first = placed("c1", "o1", "20.00");
     b.store
-        .apply_batch(&batch(&[first.clone()]), &env)
+        .apply_batch(&batch(std::slice::from_ref(&first)), &env)
         .await
         .unwrap();
     // Again, with its amount written otherwise: a redelivery, seen before.
