@@ -7,7 +7,8 @@
 //! no history, a replayed event changes nothing, no request is answered with 500, every error
 //! of the HTTP API is a JSON body.
 
-#![allow(dead_code)]
+// Each fuzz target uses a part of this, the regression test all of it.
+#![allow(dead_code, unused_imports)]
 
 mod events;
 mod folders;
