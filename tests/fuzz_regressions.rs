@@ -386,6 +386,30 @@ fn deep_nesting_in_rules_and_templates_is_an_error_not_an_abort() {
 }
 
 #[test]
+fn the_request_seeds_reach_the_routes_behind_the_store() {
+    let seed = |name: &str| {
+        let path = harness::repo_root()
+            .join("fuzz/corpus/request_bodies")
+            .join(name);
+        std::fs::read(path).expect("a seed")
+    };
+    let status = |name: &str| {
+        let data = seed(name);
+        on_main_sized_stack(move || harness::request_status(&data)).expect("a request")
+    };
+    // The example order, decided when the store started: its list, its card, a confirmation
+    // (recorded, or the same again when another test sent it first).
+    assert_eq!(status("seed-inserts"), 200);
+    assert_eq!(status("seed-card"), 200);
+    assert!(matches!(status("seed-packed"), 200 | 409));
+    assert_eq!(status("seed-email-event"), 200);
+    assert_eq!(status("seed-unsubscribe-customer"), 200);
+    // A token not made with the key, and an order of no one.
+    assert_eq!(status("seed-unsubscribe-token"), 404);
+    assert_eq!(harness::request_status(b"\x06O-NONE"), Some(404));
+}
+
+#[test]
 fn hostile_request_bodies_are_answered_without_a_server_error() {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
     let many_inserts = json!({"station": "s", "inserts":

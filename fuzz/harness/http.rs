@@ -5,20 +5,26 @@ use super::{EXAMPLE_ORDER, example_event, example_rules, key};
 use packwell::coupon::CouponKey;
 use packwell::engine::Shop;
 use serde_json::Value;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// The low three bits of the first byte pick a route of the service's HTTP API; the rest is
 /// its body or a part of its path: the packing confirmation (`POST /v1/orders/O-1001/packed`,
 /// an order the example rules decided), a bounce or complaint (`POST /v1/email-events`), an
 /// unsubscribe link made for the rest as a customer id, an unsubscribe link with the rest as
 /// its token (the page, then the one-click `POST`), a confirmation, the insert list and the
-/// card of the order id in the rest. The real router runs in this process on a SQLite store in
-/// a scratch folder.
+/// card of the order id in the rest. The real router runs in this process on an in-memory
+/// SQLite store.
 pub fn request_bodies(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else {
-        return;
-    };
-    let api = http_api();
+    request_status(data);
+}
+
+/// [`request_bodies`], with the status the request was answered with (`None` for no input).
+pub fn request_status(data: &[u8]) -> Option<u16> {
+    let (&selector, rest) = data.split_first()?;
+    Some(with_api(|api| request(api, selector, rest)))
+}
+
+fn request(api: &HttpApi, selector: u8, rest: &[u8]) -> u16 {
     let json = "application/json";
     let (method, path, body, content_type) = match selector & 7 {
         0 => (
@@ -88,6 +94,7 @@ pub fn request_bodies(data: &[u8]) {
             panic!("{method} {path} answered {status} with a body that is not JSON: {e}")
         });
     }
+    status
 }
 
 /// Every byte outside the unreserved set of RFC 3986 as `%XX`, so any input makes a path.
@@ -105,17 +112,32 @@ fn percent_encode(bytes: &[u8]) -> String {
 
 const TOKEN: &str = "fuzz-station-token";
 
-/// The service's router on a SQLite store holding the example order, decided.
+/// Requests one store serves before a fresh one replaces it: the bounces and unsubscribes of
+/// millions of inputs would otherwise grow it without end.
+const REQUESTS_PER_STORE: u32 = 100_000;
+
+/// The service's router on an in-memory SQLite store holding the example order, decided.
+/// (Fields drop in this order: the router and its store before their runtime.)
 struct HttpApi {
-    runtime: tokio::runtime::Runtime,
     router: axum::Router,
     key: CouponKey,
-    _dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
 }
 
-fn http_api() -> &'static HttpApi {
-    static API: OnceLock<HttpApi> = OnceLock::new();
-    API.get_or_init(HttpApi::start)
+/// Runs `f` with the router, started on first use and renewed every [`REQUESTS_PER_STORE`].
+fn with_api<T>(f: impl FnOnce(&HttpApi) -> T) -> T {
+    static API: Mutex<Option<(HttpApi, u32)>> = Mutex::new(None);
+    let mut slot = API.lock().unwrap_or_else(|e| e.into_inner());
+    if slot
+        .as_ref()
+        .is_none_or(|(_, served)| *served >= REQUESTS_PER_STORE)
+    {
+        *slot = None;
+        *slot = Some((HttpApi::start(), 0));
+    }
+    let (api, served) = slot.as_mut().expect("started above");
+    *served += 1;
+    f(api)
 }
 
 impl HttpApi {
@@ -132,11 +154,9 @@ impl HttpApi {
             .enable_all()
             .build()
             .expect("a runtime");
-        let dir = tempfile::tempdir().expect("a scratch folder");
-        let db = dir.path().join("packwell.db");
         let store = runtime
-            .block_on(packwell::store::open(&db.to_string_lossy()))
-            .expect("a SQLite store");
+            .block_on(packwell::store::open(":memory:"))
+            .expect("an in-memory SQLite store");
         let env = DecideEnv {
             rules: Arc::new(example_rules().clone()),
             key: key().clone(),
@@ -193,10 +213,9 @@ impl HttpApi {
             },
         );
         HttpApi {
-            runtime,
             router,
             key: key().clone(),
-            _dir: dir,
+            runtime,
         }
     }
 

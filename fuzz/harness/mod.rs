@@ -16,7 +16,7 @@ mod http;
 
 pub use events::{DESCRIBED, described_events, event_path};
 pub use folders::{load_rules_folder, load_template, rules_folder, template};
-pub use http::request_bodies;
+pub use http::{request_bodies, request_status};
 
 use packwell::coupon::CouponKey;
 use packwell::event::{Event, EventBody, RejectReason, parse_event};
