@@ -142,33 +142,15 @@ struct Database(String);
 impl Database {
     fn create(name: &str) -> Database {
         let db = Database(name.to_string());
-        db.psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        db.psql(&format!("CREATE DATABASE {name}"));
+        service_support::psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        service_support::psql(&format!("CREATE DATABASE {name}"));
         db
-    }
-
-    fn psql(&self, sql: &str) {
-        let status = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-q",
-                "-c",
-                sql,
-            ])
-            .status()
-            .expect("psql");
-        assert!(status.success(), "{sql}");
     }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
-        self.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+        service_support::psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
     }
 }
 

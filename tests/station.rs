@@ -573,23 +573,6 @@ fn a_packed_confirmation_voids_unpacked_coupons_and_empties_the_shelf_sqlite() {
 fn a_packed_confirmation_voids_unpacked_coupons_and_empties_the_shelf_postgres() {
     let db = format!("pw_station_{}", std::process::id());
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    let psql = |sql: &str| {
-        let status = std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-q",
-                "-c",
-                sql,
-            ])
-            .status()
-            .expect("psql");
-        assert!(status.success(), "{sql}");
-    };
     psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     psql(&format!("CREATE DATABASE {db}"));
     let outcome = std::panic::catch_unwind(|| packed_confirmation_effects(Some(&url)));

@@ -396,3 +396,23 @@ pub fn history() -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect()
 }
+
+/// Runs one SQL statement with `psql` on the local PostgreSQL's `test` database (for creating
+/// and dropping a database of a test's own, which no pool connected to it can do).
+pub fn psql(sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .status()
+        .expect("psql");
+    assert!(status.success(), "{sql}");
+}
