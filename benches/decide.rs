@@ -503,8 +503,9 @@ fn benches(c: &mut Criterion) {
         }
         replay.apply(&event, true, false);
         let p = replay
-            .history
-            .profile(event.customer_id())
+            .state
+            .profiles
+            .get(event.customer_id())
             .expect("replayed profile");
         eprintln!(
             "profile size (JSON): {} bytes (1000 orders replayed with decisions over {} categories; {} rule cooldowns recorded)",

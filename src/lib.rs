@@ -43,6 +43,7 @@ pub mod report;
 pub mod rules;
 pub mod service;
 pub mod station;
+pub mod step;
 pub mod store;
 
 /// The text of a caught panic's payload (a `&str` or `String` for `panic!` with a message).

@@ -134,9 +134,35 @@ pub fn format_amount(d: Decimal) -> String {
     d.to_string()
 }
 
+/// Money counters are integers of 1/10000 so that a conditional `UPDATE` compares exactly in
+/// both databases. Amounts finer than that round up: a budget is never overspent.
+pub const UNITS_PER_ONE: i64 = 10_000;
+
+pub fn to_units(d: Decimal) -> i64 {
+    match d.checked_mul(Decimal::from(UNITS_PER_ONE)) {
+        Some(scaled) => {
+            let scaled = scaled.ceil();
+            i64::try_from(scaled.mantissa() / 10i128.pow(scaled.scale())).unwrap_or(i64::MAX)
+        }
+        None => i64::MAX,
+    }
+}
+
+pub fn from_units(u: i64) -> Decimal {
+    Decimal::from(u) / Decimal::from(UNITS_PER_ONE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_are_exact_and_round_up() {
+        assert_eq!(to_units("10.00".parse().unwrap()), 100_000);
+        assert_eq!(to_units("0.40".parse().unwrap()), 4_000);
+        assert_eq!(to_units("0.00001".parse().unwrap()), 1);
+        assert_eq!(from_units(4_000).normalize().to_string(), "0.4");
+    }
 
     #[test]
     fn exact_arithmetic_refuses_to_round() {

@@ -114,10 +114,10 @@ type Snapshot = (Option<Profile>, Option<packwell::profile::OrderSummary>);
 
 fn snapshot(replay: &Replay<'_>, event: &Event, customer: &str) -> Snapshot {
     (
-        replay.history.profile(customer).cloned(),
+        replay.state.profiles.get(customer).cloned(),
         event
             .order_id()
-            .and_then(|id| replay.history.orders.get(id))
+            .and_then(|id| replay.state.orders.get(id))
             .cloned(),
     )
 }

@@ -6,7 +6,7 @@ use super::{CliResult, Common, Failure, Format, RulesArgs};
 use crate::engine::SkipReason;
 use crate::event::{Event, parse_event};
 use crate::money::format_amount;
-use crate::replay::Applied;
+use crate::step::Applied;
 use crate::store::{Batch, BatchItem, DecideEnv, Fence, SqliteStore, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use rust_decimal::Decimal;

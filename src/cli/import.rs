@@ -11,7 +11,7 @@
 use super::{CliResult, Common, Failure, RulesArgs};
 use crate::coupon::CouponKey;
 use crate::event::parse_event_within;
-use crate::replay::Applied;
+use crate::step::Applied;
 use crate::store::{self, Batch, BatchItem, DecideEnv, Fence};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;

@@ -41,8 +41,9 @@ pub fn run(
     }
     replay.apply(&event, false, false);
     let profile = replay
-        .history
-        .profile(&order.customer.id)
+        .state
+        .profiles
+        .get(&order.customer.id)
         .cloned()
         .unwrap_or_else(|| crate::profile::Profile::new(&order.customer.id));
 

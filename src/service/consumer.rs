@@ -11,7 +11,7 @@
 use super::Shared;
 use crate::event::{Event, EventBody, parse_event_within};
 use crate::kafka::TOPIC_ORDERS;
-use crate::replay::Applied;
+use crate::step::Applied;
 use crate::store::{Batch, BatchItem, BatchReport, Fence, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;

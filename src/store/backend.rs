@@ -20,44 +20,13 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use super::apply::CounterView;
-use super::pending::Pending;
 use super::types::*;
 use crate::engine;
-use crate::profile::{OrderSummary, Profile};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// The `meta` key holding the newest `created_at` of DLQ rows that retention removed.
 const META_DLQ_PURGED: &str = "dlq_purged_through";
-
-/// How a batch writes its decisions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// All rows at the batch's end; a lost claim rolls the whole batch back.
-    Batched,
-    /// Each decision under a savepoint as it is made; a lost claim re-decides that order.
-    Careful,
-}
-
-/// What this batch has read and will write.
-#[derive(Default)]
-struct BatchCache {
-    /// Stock and budget counters as this batch sees them (None: read them again).
-    view: Option<CounterView>,
-    profiles: HashMap<String, Profile>,
-    orders: HashMap<String, OrderSummary>,
-    /// Orders that have a decision (stored before, or made in this batch).
-    decided: HashSet<String>,
-    /// Event ids of this batch not seen before (each is taken by its first occurrence).
-    fresh: HashSet<String>,
-    /// The digest each event id of the batch was first processed with (stored before, or its
-    /// first occurrence here): another digest under the same id is a conflict.
-    digests: HashMap<String, [u8; 32]>,
-    dirty_profiles: HashSet<String>,
-    dirty_orders: HashSet<String>,
-    pending: Pending,
-}
 
 /// Errors after which the same transaction may well succeed: PostgreSQL deadlock (40P01) and
 /// serialization failure (40001), SQLite busy or locked.
@@ -105,12 +74,15 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-/// Why writing staged rows must be tried again on a fresh view.
+/// Why a batch's effects could not be written as they are.
 enum Retry {
-    /// A counter claim failed: another instance took what the view still showed.
+    /// A counter claim failed: another instance took what the batch's view still showed.
     Claim,
     /// A coupon code collided with one already issued.
     Code(String),
+    /// A coupon or an insert changed since the batch read it (another instance, or an
+    /// operator, moved it on): the batch must read again.
+    Stale,
 }
 
 /// The ids a batch reads in one statement each, in a fixed order (locks are taken in it).

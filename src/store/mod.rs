@@ -8,7 +8,6 @@ pub mod attribution;
 mod backend;
 pub mod emails;
 pub mod files;
-mod pending;
 mod scrub;
 pub mod types;
 

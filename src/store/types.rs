@@ -3,8 +3,12 @@
 use crate::coupon::CouponKey;
 use crate::engine::{Decision, Shop};
 use crate::event::{Event, Rejected};
-use crate::replay::Applied;
 use crate::rules::RuleSet;
+use crate::step::Applied;
+
+/// Most rows in one statement: 1 000 rows of at most 11 columns stay well inside both
+/// databases' limits on parameters (SQLite 32 766, PostgreSQL 65 535).
+pub const ROWS_PER_STATEMENT: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

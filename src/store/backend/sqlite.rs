@@ -15,14 +15,8 @@ type This = SqliteStore;
 #[path = "sql/batch.rs"]
 mod batch;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
-#[path = "sql/batch_cancel.rs"]
-mod batch_cancel;
-#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/batch_load.rs"]
 mod batch_load;
-#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
-#[path = "sql/batch_stage.rs"]
-mod batch_stage;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/batch_write.rs"]
 mod batch_write;

@@ -1,39 +1,119 @@
-//! Writing what a batch staged: counter claims as conditional upserts, then one multi-row
-//! insert per table; at the batch's end, the profiles and orders it changed.
+//! Writing a batch's effects, in this order: counter claims (sorted keys, each a conditional
+//! upsert), coupons, given inserts, decisions, coupon and insert state changes (each a
+//! compare-and-set on the state the batch read), stock returned, outbox messages (in event
+//! order, so the relay sends them in it), e-mail cancellations then new e-mail jobs, exposures,
+//! feedback, and the profiles and orders the batch changed. New rows go in multi-row statements
+//! of up to [`ROWS_PER_STATEMENT`] rows.
 
 use super::{Db, This};
-use crate::profile::{self, OrderSummary};
-use crate::store::apply::to_units;
-use crate::store::backend::{BatchCache, Retry, corrupt, now_secs, sorted};
-use crate::store::pending::*;
+use crate::step::{Effects, EmailStart, Message, State};
+use crate::store::StoreError;
+use crate::store::backend::{Retry, corrupt, now_secs};
 use crate::store::types::*;
 use sqlx::Row;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// An outbox row as written.
+struct OutboxRow<'a> {
+    topic: &'static str,
+    key: Option<&'a [u8]>,
+    payload: Vec<u8>,
+    headers: Option<String>,
+}
 
 impl This {
-    /// Writes what is staged before a statement that reads or changes rows the batch
-    /// may have staged; a lost claim here rolls the batch back ([`StoreError::Contended`]).
-    pub(super) async fn flush_or_contended(
+    /// Writes `effects`. `Ok(Err(_))` when a claim, a code or a row the batch read was taken
+    /// or changed by another instance: the transaction must not commit.
+    pub(super) async fn write_effects(
         tx: &mut sqlx::Transaction<'_, Db>,
-        cache: &mut BatchCache,
-    ) -> Result<(), StoreError> {
-        if cache.pending.is_empty() {
-            return Ok(());
+        state: &State,
+        effects: &Effects,
+        fence: &Fence,
+    ) -> Result<Result<(), Retry>, StoreError> {
+        if let Err(retry) = Self::write_claims(tx, effects).await? {
+            return Ok(Err(retry));
         }
-        match Self::write_pending(tx, std::mem::take(&mut cache.pending)).await? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(StoreError::Contended),
+        if let Err(retry) = Self::write_coupons(tx, effects).await? {
+            return Ok(Err(retry));
         }
+        for chunk in effects.given.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO given_inserts (order_id, seq, insert_id, rule_id, kind, stock_slot, state) ",
+            );
+            qb.push_values(chunk, |mut b, g| {
+                b.push_bind(&g.order_id)
+                    .push_bind(g.seq)
+                    .push_bind(&g.insert_id)
+                    .push_bind(&g.rule_id)
+                    .push_bind(&g.kind)
+                    .push_bind(g.stock_slot.as_deref())
+                    .push_bind("given");
+            });
+            qb.build().persistent(false).execute(&mut **tx).await?;
+        }
+        // Each packing instruction is its decision's JSON, made once for both.
+        let mut decisions: HashMap<&str, String> = HashMap::with_capacity(effects.decisions.len());
+        for m in &effects.messages {
+            if let Message::Packing(d) = m {
+                decisions.insert(&d.order_id, serde_json::to_string(d).map_err(corrupt)?);
+            }
+        }
+        for chunk in effects.decisions.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO decisions (order_id, customer_id, warehouse, rules_version, decided_at, decision) ",
+            );
+            qb.push_values(chunk, |mut b, d| {
+                b.push_bind(&d.order_id)
+                    .push_bind(&d.customer_id)
+                    .push_bind(&d.warehouse)
+                    .push_bind(&d.rules_version)
+                    .push_bind(d.decided_at)
+                    .push_bind(
+                        decisions
+                            .get(d.order_id.as_str())
+                            .map(String::as_str)
+                            .unwrap_or("{}"),
+                    );
+            });
+            qb.build().persistent(false).execute(&mut **tx).await?;
+        }
+        if let Err(retry) = Self::write_state_changes(tx, effects).await? {
+            return Ok(Err(retry));
+        }
+        Self::write_outbox(tx, effects, &decisions, fence).await?;
+        let mut cancelled: HashSet<&str> = HashSet::new();
+        for order_id in &effects.email_cancellations {
+            if cancelled.insert(order_id) {
+                Self::cancel_emails(tx, order_id).await?;
+            }
+        }
+        Self::write_emails(tx, effects).await?;
+        Self::write_exposures(tx, effects).await?;
+        for chunk in effects.feedback.chunks(ROWS_PER_STATEMENT) {
+            let mut qb =
+                sqlx::QueryBuilder::<Db>::new("INSERT INTO feedback (customer_id, at, nps) ");
+            qb.push_values(chunk, |mut b, f| {
+                b.push_bind(&f.customer_id).push_bind(f.at).push_bind(f.nps);
+            });
+            qb.build().persistent(false).execute(&mut **tx).await?;
+        }
+        for (customer_id, at) in &effects.resubscribed {
+            sqlx::query("DELETE FROM unsubscribes WHERE customer_id = $1 AND at <= $2")
+                .bind(customer_id)
+                .bind(*at)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Self::write_profiles_and_orders(tx, state, effects).await?;
+        Ok(Ok(()))
     }
 
-    /// Writes what is staged, in this order: counter claims (sorted keys), coupons,
-    /// given inserts, decisions, outbox rows (in event order, so the relay
-    /// sends them in it), e-mail jobs. `Err(Retry)` when a claim or a code was lost.
-    pub(super) async fn write_pending(
+    /// Counter claims, totals per key in sorted order, each within its allocation or limit.
+    async fn write_claims(
         tx: &mut sqlx::Transaction<'_, Db>,
-        pending: Pending,
+        effects: &Effects,
     ) -> Result<Result<(), Retry>, StoreError> {
-        for ((insert_id, slot), (quantity, allocation)) in &pending.stock {
+        for ((insert_id, slot), (quantity, allocation)) in &effects.stock {
             if quantity > allocation {
                 return Ok(Err(Retry::Claim));
             }
@@ -51,7 +131,7 @@ impl This {
                 return Ok(Err(Retry::Claim));
             }
         }
-        for ((rule_id, period, currency), (amount, limit)) in &pending.budget {
+        for ((rule_id, period, currency), (amount, limit)) in &effects.budget {
             if amount > limit {
                 return Ok(Err(Retry::Claim));
             }
@@ -70,7 +150,15 @@ impl This {
                 return Ok(Err(Retry::Claim));
             }
         }
-        for chunk in pending.coupons.chunks(ROWS_PER_STATEMENT) {
+        Ok(Ok(()))
+    }
+
+    /// New coupons; a code already taken (a collision) makes the batch take it again.
+    async fn write_coupons(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        effects: &Effects,
+    ) -> Result<Result<(), Retry>, StoreError> {
+        for chunk in effects.coupons.chunks(ROWS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO coupons (code, order_id, source_id, insert_id, customer_id, amount, currency, expires_on, state, version, issued_at) ",
             );
@@ -102,43 +190,114 @@ impl This {
                 return Ok(Err(Retry::Code(lost)));
             }
         }
-        for chunk in pending.given.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO given_inserts (order_id, seq, insert_id, rule_id, kind, stock_slot, state) ",
-            );
-            qb.push_values(chunk, |mut b, g| {
-                b.push_bind(&g.order_id)
-                    .push_bind(g.seq)
-                    .push_bind(&g.insert_id)
-                    .push_bind(&g.rule_id)
-                    .push_bind(&g.kind)
-                    .push_bind(g.stock_slot.as_deref())
-                    .push_bind("given");
-            });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+        Ok(Ok(()))
+    }
+
+    /// Coupons redeemed or voided and inserts voided or returned, each from the state the batch
+    /// read; then the units returned to stock, per key in sorted order.
+    async fn write_state_changes(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        effects: &Effects,
+    ) -> Result<Result<(), Retry>, StoreError> {
+        for c in &effects.coupon_changes {
+            let r = sqlx::query(
+                "UPDATE coupons SET state = $1, version = $2, redeemed_order_id = COALESCE($3, redeemed_order_id) \
+                 WHERE code = $4 AND state = $5",
+            )
+            .bind(c.to.as_str())
+            .bind(c.version)
+            .bind(c.redeemed_order_id.as_deref())
+            .bind(&c.code)
+            .bind(c.from.as_str())
+            .execute(&mut **tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Ok(Err(Retry::Stale));
+            }
         }
-        for chunk in pending.decisions.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO decisions (order_id, customer_id, warehouse, rules_version, decided_at, decision) ",
-            );
-            qb.push_values(chunk, |mut b, d| {
-                b.push_bind(&d.order_id)
-                    .push_bind(&d.customer_id)
-                    .push_bind(&d.warehouse)
-                    .push_bind(&d.rules_version)
-                    .push_bind(d.decided_at)
-                    .push_bind(&d.json);
+        for g in &effects.given_changes {
+            let r = sqlx::query(
+                "UPDATE given_inserts SET state = $1 WHERE order_id = $2 AND seq = $3 AND state = $4",
+            )
+            .bind(g.to.as_str())
+            .bind(&g.order_id)
+            .bind(g.seq)
+            .bind(g.from.as_str())
+            .execute(&mut **tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Ok(Err(Retry::Stale));
+            }
+        }
+        let mut returned: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for (insert_id, slot) in &effects.stock_returns {
+            *returned.entry((insert_id, slot)).or_default() += 1;
+        }
+        for ((insert_id, slot), n) in returned {
+            sqlx::query(
+                "UPDATE stock SET used = CASE WHEN used > $3 THEN used - $3 ELSE 0 END WHERE insert_id = $1 AND slot = $2",
+            )
+            .bind(insert_id)
+            .bind(slot)
+            .bind(n)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// The batch's outbox messages, in event order.
+    async fn write_outbox(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        effects: &Effects,
+        decisions: &HashMap<&str, String>,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        let mut rows: Vec<OutboxRow> = Vec::with_capacity(effects.messages.len());
+        for m in &effects.messages {
+            rows.push(match m {
+                Message::Packing(d) => OutboxRow {
+                    topic: TOPIC_PACKING,
+                    key: Some(d.order_id.as_bytes()),
+                    payload: match decisions.get(d.order_id.as_str()) {
+                        Some(json) => json.as_bytes().to_vec(),
+                        None => serde_json::to_vec(d).map_err(corrupt)?,
+                    },
+                    headers: None,
+                },
+                Message::CouponIssued(c) => OutboxRow {
+                    topic: TOPIC_COUPONS,
+                    key: Some(c.code.as_bytes()),
+                    payload: coupon_issued(c),
+                    headers: None,
+                },
+                Message::CouponVoided(c) => OutboxRow {
+                    topic: TOPIC_COUPONS,
+                    key: Some(c.code.as_bytes()),
+                    payload: coupon_voided(c),
+                    headers: None,
+                },
+                Message::Dlq(d) => {
+                    let (payload, headers) = crate::store::apply::dlq_message(
+                        fence, d.offset, &d.value, d.reason, &d.error,
+                    );
+                    OutboxRow {
+                        topic: TOPIC_DLQ,
+                        key: d.key.as_deref(),
+                        payload,
+                        headers: Some(headers),
+                    }
+                }
             });
-            qb.build().persistent(false).execute(&mut **tx).await?;
         }
         let now = now_secs();
-        for chunk in pending.outbox.chunks(ROWS_PER_STATEMENT) {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO outbox (topic, msg_key, payload, headers, sent, created_at) ",
             );
             qb.push_values(chunk, |mut b, o| {
                 b.push_bind(o.topic)
-                    .push_bind(o.key.as_deref())
+                    .push_bind(o.key)
                     .push_bind(o.payload.as_slice())
                     .push_bind(o.headers.as_deref())
                     .push_bind(false)
@@ -146,25 +305,55 @@ impl This {
             });
             qb.build().persistent(false).execute(&mut **tx).await?;
         }
-        for chunk in pending.emails.chunks(ROWS_PER_STATEMENT) {
+        Ok(())
+    }
+
+    /// New e-mail jobs: pending, held out (`skipped`, `holdout`), or cancelled already by a
+    /// later event of the batch (`skipped`, `cancelled`).
+    async fn write_emails(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
+        let now = now_secs();
+        for chunk in effects.emails.chunks(ROWS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, scheduled_for, first_due_at, state, reason, created_at) ",
+                "INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, scheduled_for, first_due_at, state, reason, detail, finished_at, created_at) ",
             );
             qb.push_values(chunk, |mut b, e| {
+                let (state, reason, detail, finished) = match e.state {
+                    EmailStart::Pending => ("pending", None, None, None),
+                    EmailStart::HeldOut => ("skipped", Some("holdout"), None, None),
+                    EmailStart::Cancelled => (
+                        "skipped",
+                        Some("cancelled"),
+                        Some(CANCELLED_DETAIL),
+                        Some(now),
+                    ),
+                };
                 b.push_bind(&e.order_id)
                     .push_bind(&e.followup_id)
                     .push_bind(&e.customer_id)
                     .push_bind(e.due_at)
                     .push_bind(e.due_at)
                     .push_bind(e.due_at)
-                    .push_bind(if e.held_out { "skipped" } else { "pending" })
-                    .push_bind(e.held_out.then_some("holdout"))
+                    .push_bind(state)
+                    .push_bind(reason)
+                    .push_bind(detail)
+                    .push_bind(finished)
                     .push_bind(now);
             });
             qb.push(" ON CONFLICT (order_id, followup_id) DO NOTHING");
             qb.build().persistent(false).execute(&mut **tx).await?;
         }
-        for chunk in pending.exposures.chunks(ROWS_PER_STATEMENT) {
+        Ok(())
+    }
+
+    /// Exposures, their costs, and customers' first exposures.
+    async fn write_exposures(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
+        for chunk in effects.exposures.chunks(ROWS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO exposures (source_id, order_id, customer_id, arm, at) ",
             );
@@ -177,25 +366,28 @@ impl This {
             });
             qb.build().persistent(false).execute(&mut **tx).await?;
         }
-        let costs: Vec<(&ExposureInsert, &(String, i64))> = pending
+        let costs: Vec<(&str, &str, &str, i64)> = effects
             .exposures
             .iter()
-            .flat_map(|e| e.costs.iter().map(move |c| (e, c)))
+            .flat_map(|e| {
+                e.costs
+                    .iter()
+                    .map(move |(c, u)| (e.source_id.as_str(), e.order_id.as_str(), c.as_str(), *u))
+            })
             .collect();
         for chunk in costs.chunks(ROWS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO exposure_costs (source_id, order_id, currency, units) ",
             );
-            qb.push_values(chunk, |mut b, (e, (currency, units))| {
-                b.push_bind(&e.source_id)
-                    .push_bind(&e.order_id)
-                    .push_bind(currency)
+            qb.push_values(chunk, |mut b, (source, order, currency, units)| {
+                b.push_bind(*source)
+                    .push_bind(*order)
+                    .push_bind(*currency)
                     .push_bind(*units);
             });
             qb.build().persistent(false).execute(&mut **tx).await?;
         }
-        let firsts: Vec<(&FirstExposureKey, &FirstExposure)> =
-            pending.first_exposures.iter().collect();
+        let firsts: Vec<_> = effects.first_exposures.iter().collect();
         for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO first_exposures (kind, source_id, customer_id, shadow, at, arm, customer_since) ",
@@ -219,27 +411,43 @@ impl This {
             );
             qb.build().persistent(false).execute(&mut **tx).await?;
         }
-        for chunk in pending.feedback.chunks(ROWS_PER_STATEMENT) {
-            let mut qb =
-                sqlx::QueryBuilder::<Db>::new("INSERT INTO feedback (customer_id, at, nps) ");
-            qb.push_values(chunk, |mut b, f| {
-                b.push_bind(&f.customer_id).push_bind(f.at).push_bind(f.nps);
-            });
-            qb.build().persistent(false).execute(&mut **tx).await?;
-        }
-        Ok(Ok(()))
+        Ok(())
     }
 
-    /// Profiles and orders changed by the batch, one multi-row upsert each.
-    pub(super) async fn write_profiles_and_orders(
+    /// The e-mails of a cancelled or returned order that are still to be sent are cancelled:
+    /// pending ones, and ones waiting to be tried again (whose coupons, issued at the first
+    /// hand-over, were never delivered, so they are voided).
+    async fn cancel_emails(
         tx: &mut sqlx::Transaction<'_, Db>,
-        cache: &BatchCache,
+        order_id: &str,
+    ) -> Result<(), StoreError> {
+        let cancelled = sqlx::query(
+            "UPDATE email_jobs SET state = 'skipped', reason = 'cancelled', detail = $3, \
+             claimed_until = NULL, finished_at = $2 WHERE order_id = $1 AND state IN ('pending', 'retry') RETURNING followup_id, tries, resends",
+        )
+        .bind(order_id)
+        .bind(now_secs())
+        .bind(CANCELLED_DETAIL)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in cancelled {
+            if r.try_get::<i64, _>(1)? > 0 && r.try_get::<i64, _>(2)? == 0 {
+                Self::void_email_coupons(tx, order_id, &r.try_get::<String, _>(0)?).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Profiles and orders the batch changed, one multi-row upsert each, in id order.
+    async fn write_profiles_and_orders(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        state: &State,
+        effects: &Effects,
     ) -> Result<(), StoreError> {
         let now = now_secs();
-        let ids = sorted(cache.dirty_profiles.iter().map(String::as_str).collect());
-        let mut rows: Vec<(&str, String)> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(p) = cache.profiles.get(id) {
+        let mut rows: Vec<(&str, String)> = Vec::with_capacity(effects.profiles.len());
+        for id in &effects.profiles {
+            if let Some(p) = state.profiles.get(id) {
                 rows.push((id, serde_json::to_string(p).map_err(corrupt)?));
             }
         }
@@ -253,11 +461,10 @@ impl This {
             qb.push(" ON CONFLICT (customer_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at");
             qb.build().persistent(false).execute(&mut **tx).await?;
         }
-        let ids = sorted(cache.dirty_orders.iter().map(String::as_str).collect());
-        let mut rows: Vec<(&str, &OrderSummary, String)> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(o) = cache.orders.get(id) {
-                rows.push((id, o, serde_json::to_string(o).map_err(corrupt)?));
+        let mut rows = Vec::with_capacity(effects.orders.len());
+        for id in &effects.orders {
+            if let Some(o) = state.orders.get(id) {
+                rows.push((id.as_str(), o, serde_json::to_string(o).map_err(corrupt)?));
             }
         }
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -265,17 +472,18 @@ impl This {
                 "INSERT INTO orders (order_id, customer_id, data, placed_at, currency, net_units, cancelled) ",
             );
             qb.push_values(chunk, |mut b, (id, o, data)| {
-                let cancelled = o.status == profile::OrderStatus::Cancelled;
+                let cancelled = o.status == crate::profile::OrderStatus::Cancelled;
+                let net = if cancelled {
+                    0
+                } else {
+                    o.net_value().map_or(i64::MAX, crate::money::to_units)
+                };
                 b.push_bind(*id)
                     .push_bind(o.customer_id.as_str())
                     .push_bind(data.as_str())
                     .push_bind(o.placed_at.timestamp())
                     .push_bind(o.currency.to_string())
-                    .push_bind(if cancelled {
-                        0
-                    } else {
-                        to_units(o.total - o.returned_value)
-                    })
+                    .push_bind(net)
                     .push_bind(cancelled);
             });
             qb.push(
@@ -286,4 +494,23 @@ impl This {
         }
         Ok(())
     }
+}
+
+/// Why an e-mail job of a cancelled or returned order was not sent.
+const CANCELLED_DETAIL: &str = "the order was cancelled or returned";
+
+fn coupon_issued(c: &crate::step::CouponIssued) -> Vec<u8> {
+    serde_json::json!({"schema_version": 1, "type": "coupon.issued", "code": c.code, "version": 1,
+        "order_id": c.order_id, "customer_id": c.customer_id, "rule_id": c.rule_id, "insert_id": c.insert_id,
+        "amount": c.amount, "currency": c.currency, "min_order": c.min_order, "expires_on": c.expires_on,
+        "occurred_at": c.occurred_at})
+    .to_string()
+    .into_bytes()
+}
+
+fn coupon_voided(c: &crate::step::CouponVoided) -> Vec<u8> {
+    serde_json::json!({"schema_version": 1, "type": "coupon.voided", "code": c.code, "version": c.version,
+        "order_id": c.order_id, "customer_id": c.customer_id, "reason": c.reason, "occurred_at": c.occurred_at})
+    .to_string()
+    .into_bytes()
 }

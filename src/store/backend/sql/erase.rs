@@ -7,7 +7,6 @@ use crate::email::compose::idempotency_key;
 use crate::profile::Profile;
 use crate::store::backend::corrupt;
 use crate::store::backend::erase::{JobRow, add_recipient, names_customer};
-use crate::store::pending::*;
 use crate::store::scrub::{Needles, scrub_headers, scrub_payload};
 use crate::store::types::*;
 use serde_json::Value;

@@ -3,7 +3,6 @@
 
 use super::{Db, This};
 use crate::store::backend::now_secs;
-use crate::store::pending::*;
 use crate::store::types::*;
 use sqlx::Row;
 

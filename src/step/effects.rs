@@ -1,18 +1,17 @@
-//! The rows a batch will write, gathered in event order while the batch is applied in memory
-//! and written at its end in a handful of multi-row statements: a batch of 500 events costs
-//! about fifteen statements instead of several per event.
+//! What a step produced, as data: the rows the store writes and the messages it sends.
+//! Effects of many events gather in one value, in event order, so that the store writes a
+//! batch's in a handful of multi-row statements (about fifteen for 500 events) instead of
+//! several per event; the replay keeps them to show or compare.
 
-use crate::engine::Claim;
-use std::collections::BTreeMap;
+use crate::engine::{Claim, Decision};
+use crate::event::RejectReason;
+use crate::money::to_units;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::apply::to_units;
-
-/// Most rows in one statement: 1 000 rows of at most 11 columns stay well inside both
-/// databases' limits on parameters (SQLite 32 766, PostgreSQL 65 535).
-pub const ROWS_PER_STATEMENT: usize = 1000;
+use super::state::{CouponStatus, GivenStatus};
 
 #[derive(Debug, Default)]
-pub struct Pending {
+pub struct Effects {
     /// Stock claims per (insert, slot): quantity taken and the allocation it must stay within.
     /// A BTreeMap, so keys are always taken in the same order and two instances never wait on
     /// each other in a cycle.
@@ -20,15 +19,95 @@ pub struct Pending {
     /// Budget claims per (rule, period, currency) in 1/10000 units: amount and limit.
     pub budget: BTreeMap<(String, String, String), (i64, i64)>,
     pub coupons: Vec<CouponInsert>,
+    /// Coupons that changed state (redeemed, voided), in event order, after `coupons`.
+    pub coupon_changes: Vec<CouponChange>,
     pub given: Vec<GivenInsert>,
+    /// Given inserts that moved on (voided, returned), after `given`.
+    pub given_changes: Vec<GivenChange>,
+    /// Units that go back to stock, (insert, slot), one per unit, after the claims.
+    pub stock_returns: Vec<(String, String)>,
     pub decisions: Vec<DecisionInsert>,
-    pub outbox: Vec<OutboxInsert>,
+    /// Outbox messages in event order, so the relay sends them in it.
+    pub messages: Vec<Message>,
+    /// Orders whose e-mails are cancelled (cancelled or returned orders): the e-mail jobs
+    /// written before this batch. Jobs of this batch are written cancelled already.
+    pub email_cancellations: Vec<String>,
     pub emails: Vec<EmailInsert>,
     pub exposures: Vec<ExposureInsert>,
     /// Customers' first exposures, one per key, merged within the batch (a multi-row upsert
     /// may touch a row only once), in key order.
     pub first_exposures: BTreeMap<FirstExposureKey, FirstExposure>,
     pub feedback: Vec<FeedbackInsert>,
+    /// Customers subscribed again through the shop, with the time: an unsubscribe by link
+    /// from before then no longer holds.
+    pub resubscribed: Vec<(String, i64)>,
+    /// Profiles and orders the step changed, to be written back.
+    pub profiles: BTreeSet<String>,
+    pub orders: BTreeSet<String>,
+}
+
+/// An outbox message, typed: the store gives each its topic, key and bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// The decision of an order, for the packing stations.
+    Packing(Box<Decision>),
+    CouponIssued(CouponIssued),
+    CouponVoided(CouponVoided),
+    /// An event set aside.
+    Dlq(DlqEntry),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponIssued {
+    pub code: String,
+    pub order_id: String,
+    pub customer_id: String,
+    pub rule_id: String,
+    pub insert_id: String,
+    pub amount: String,
+    pub currency: String,
+    pub min_order: Option<String>,
+    pub expires_on: String,
+    pub occurred_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponVoided {
+    pub code: String,
+    pub version: i64,
+    pub order_id: String,
+    pub customer_id: String,
+    pub reason: &'static str,
+    pub occurred_at: String,
+}
+
+/// An event set aside, with where it came from (the store adds its topic and partition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqEntry {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub reason: RejectReason,
+    pub error: String,
+}
+
+/// A coupon's move from the state it was read in (the store writes it as a compare-and-set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponChange {
+    pub code: String,
+    pub from: CouponStatus,
+    pub to: CouponStatus,
+    pub version: i64,
+    pub redeemed_order_id: Option<String>,
+}
+
+/// A given insert's move from the state it was read in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GivenChange {
+    pub order_id: String,
+    pub seq: i64,
+    pub from: GivenStatus,
+    pub to: GivenStatus,
 }
 
 /// (kind, source id, customer id, shadow).
@@ -44,7 +123,7 @@ pub struct FirstExposure {
 
 /// How a rule met a customer in a decision, and what it gave or would have given (the
 /// effect report's attribution data).
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExposureInsert {
     pub source_id: String,
     pub order_id: String,
@@ -56,14 +135,14 @@ pub struct ExposureInsert {
 }
 
 /// An NPS answer, with its time.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedbackInsert {
     pub customer_id: String,
     pub at: i64,
     pub nps: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CouponInsert {
     pub code: String,
     pub order_id: String,
@@ -76,7 +155,7 @@ pub struct CouponInsert {
     pub issued_at: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GivenInsert {
     pub order_id: String,
     pub seq: i64,
@@ -86,46 +165,92 @@ pub struct GivenInsert {
     pub stock_slot: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionInsert {
     pub order_id: String,
     pub customer_id: String,
     pub warehouse: String,
     pub rules_version: String,
     pub decided_at: i64,
-    pub json: String,
 }
 
-#[derive(Debug)]
-pub struct OutboxInsert {
-    pub topic: &'static str,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: Option<String>,
-}
-
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailInsert {
     pub order_id: String,
     pub followup_id: String,
     pub customer_id: String,
     pub due_at: i64,
-    /// In the follow-up's holdout: recorded as skipped (`holdout`), never sent.
-    pub held_out: bool,
+    pub state: EmailStart,
 }
 
-impl Pending {
+/// How an e-mail job starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailStart {
+    Pending,
+    /// In the follow-up's holdout: recorded as skipped (`holdout`), never sent.
+    HeldOut,
+    /// Its order was cancelled or returned later in the same batch.
+    Cancelled,
+}
+
+impl Effects {
+    /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.stock.is_empty()
             && self.budget.is_empty()
             && self.coupons.is_empty()
+            && self.coupon_changes.is_empty()
             && self.given.is_empty()
+            && self.given_changes.is_empty()
+            && self.stock_returns.is_empty()
             && self.decisions.is_empty()
-            && self.outbox.is_empty()
+            && self.messages.is_empty()
+            && self.email_cancellations.is_empty()
             && self.emails.is_empty()
             && self.exposures.is_empty()
             && self.first_exposures.is_empty()
             && self.feedback.is_empty()
+            && self.resubscribed.is_empty()
+            && self.profiles.is_empty()
+            && self.orders.is_empty()
+    }
+
+    /// Adds `later`'s effects after these, as if one step had made both.
+    pub fn append(&mut self, later: Effects) {
+        for (key, (quantity, allocation)) in later.stock {
+            let e = self.stock.entry(key).or_insert((0, allocation));
+            e.0 = e.0.saturating_add(quantity);
+            e.1 = e.1.min(allocation);
+        }
+        for (key, (amount, limit)) in later.budget {
+            let e = self.budget.entry(key).or_insert((0, limit));
+            e.0 = e.0.saturating_add(amount);
+            e.1 = e.1.min(limit);
+        }
+        self.coupons.extend(later.coupons);
+        self.coupon_changes.extend(later.coupon_changes);
+        self.given.extend(later.given);
+        self.given_changes.extend(later.given_changes);
+        self.stock_returns.extend(later.stock_returns);
+        self.decisions.extend(later.decisions);
+        self.messages.extend(later.messages);
+        for order_id in &later.email_cancellations {
+            for e in self.emails.iter_mut().filter(|e| &e.order_id == order_id) {
+                if e.state == EmailStart::Pending {
+                    e.state = EmailStart::Cancelled;
+                }
+            }
+        }
+        self.email_cancellations.extend(later.email_cancellations);
+        self.emails.extend(later.emails);
+        self.exposures.extend(later.exposures);
+        for (key, first) in later.first_exposures {
+            self.expose(key, first);
+        }
+        self.feedback.extend(later.feedback);
+        self.resubscribed.extend(later.resubscribed);
+        self.profiles.extend(later.profiles);
+        self.orders.extend(later.orders);
     }
 
     /// Records an exposure for the first-exposure table: the earliest time, `mixed` when the
@@ -159,7 +284,7 @@ impl Pending {
                         .stock
                         .entry((insert_id.clone(), slot.as_str().to_string()))
                         .or_insert((0, i64::from(*allocation)));
-                    e.0 += i64::from(*quantity);
+                    e.0 = e.0.saturating_add(i64::from(*quantity));
                     e.1 = e.1.min(i64::from(*allocation));
                 }
                 Claim::Budget {
@@ -173,23 +298,11 @@ impl Pending {
                         .budget
                         .entry((rule_id.clone(), period.clone(), currency.to_string()))
                         .or_insert((0, to_units(*limit)));
-                    e.0 += to_units(*amount);
+                    e.0 = e.0.saturating_add(to_units(*amount));
                     e.1 = e.1.min(to_units(*limit));
                 }
             }
         }
-    }
-
-    /// Whether a coupon staged here is one of `codes`: a statement that reads or changes
-    /// them must wait for the staged rows to be written.
-    pub fn touches_coupons(&self, codes: &[String]) -> bool {
-        self.coupons.iter().any(|c| codes.contains(&c.code))
-    }
-
-    /// Whether rows of `order_id` (its decision, coupons, inserts, e-mail jobs) are staged here.
-    pub fn touches_order(&self, order_id: &str) -> bool {
-        self.decisions.iter().any(|d| d.order_id == order_id)
-            || self.emails.iter().any(|e| e.order_id == order_id)
     }
 }
 
@@ -201,7 +314,7 @@ mod tests {
 
     #[test]
     fn claims_add_up_per_key_in_sorted_order() {
-        let mut p = Pending::default();
+        let mut p = Effects::default();
         let stock = |id: &str, q| Claim::Stock {
             insert_id: id.into(),
             slot: StockSlot::Pool,
@@ -225,16 +338,16 @@ mod tests {
     }
 
     #[test]
-    fn staged_rows_are_found_by_order_and_code() {
-        let mut p = Pending::default();
+    fn first_exposures_keep_the_earliest_and_mix_arms() {
+        let mut p = Effects::default();
         p.emails.push(EmailInsert {
             order_id: "o1".into(),
             followup_id: "f".into(),
             customer_id: "c".into(),
             due_at: 0,
-            held_out: false,
+            state: EmailStart::Pending,
         });
-        assert!(p.touches_order("o1"));
+        assert!(!p.is_empty());
         let key = ("rule", "r".to_string(), "c".to_string(), false);
         let at = |at, arm| FirstExposure {
             at,
@@ -246,7 +359,5 @@ mod tests {
         assert_eq!(p.first_exposures[&key], at(10, "treated"));
         p.expose(key.clone(), at(30, "held_out"));
         assert_eq!(p.first_exposures[&key], at(10, "mixed"));
-        assert!(!p.touches_order("o2"));
-        assert!(!p.touches_coupons(&["C1".to_string()]));
     }
 }
