@@ -1,15 +1,15 @@
 //! The parts of applying a batch that do not touch the database: the counter view the engine
-//! decides on, outbox payloads, DLQ headers and money as integer units.
+//! decides on, the DLQ message's parts and money as integer units.
 
 use crate::engine::{Counters, IssuedCodes};
 use crate::event::RejectReason;
 use crate::money::Currency;
 use crate::rules::StockSlot;
 use rust_decimal::Decimal;
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 
-use super::types::{DLQ_MAX_VALUE, Fence};
+use super::types::Fence;
+use crate::message::DeadLetter;
 
 /// Counters as read in the batch's transaction, plus codes found taken while writing.
 #[derive(Debug, Default)]
@@ -95,7 +95,7 @@ pub fn from_units(u: i64) -> Decimal {
     Decimal::from(u) / Decimal::from(UNITS_PER_ONE)
 }
 
-/// The DLQ headers of CONTRACT §5 as a JSON object, and the value cut to the size limit.
+/// The DLQ value (cut to the size limit) and headers of CONTRACT §5 ([`DeadLetter`]).
 pub fn dlq_message(
     fence: &Fence,
     offset: i64,
@@ -103,26 +103,8 @@ pub fn dlq_message(
     reason: RejectReason,
     error: &str,
 ) -> (Vec<u8>, String) {
-    let (topic, partition, offset) = match fence {
-        Fence::Partition {
-            topic, partition, ..
-        } => (topic.clone(), partition.to_string(), offset.to_string()),
-        Fence::Import { source, .. } => (source.clone(), "".to_string(), offset.to_string()),
-        Fence::None => ("".to_string(), "".to_string(), offset.to_string()),
-    };
-    let mut headers = serde_json::Map::new();
-    headers.insert("packwell-reason".into(), json!(reason.as_str()));
-    headers.insert("packwell-error".into(), json!(error));
-    headers.insert("packwell-source-topic".into(), json!(topic));
-    headers.insert("packwell-source-partition".into(), json!(partition));
-    headers.insert("packwell-source-offset".into(), json!(offset));
-    let body = if value.len() > DLQ_MAX_VALUE {
-        headers.insert("packwell-truncated".into(), json!(value.len().to_string()));
-        value[..DLQ_MAX_VALUE].to_vec()
-    } else {
-        value.to_vec()
-    };
-    (body, serde_json::Value::Object(headers).to_string())
+    let letter = DeadLetter::new(fence, offset, None, value, reason, error);
+    (letter.value, letter.headers.to_json())
 }
 
 #[cfg(test)]
@@ -135,21 +117,5 @@ mod tests {
         assert_eq!(to_units("0.40".parse().unwrap()), 4_000);
         assert_eq!(to_units("0.00001".parse().unwrap()), 1);
         assert_eq!(from_units(4_000).normalize().to_string(), "0.4");
-    }
-
-    #[test]
-    fn big_dlq_values_are_cut_with_a_header() {
-        let value = vec![b'x'; DLQ_MAX_VALUE + 10];
-        let (body, headers) = dlq_message(
-            &Fence::None,
-            7,
-            &value,
-            RejectReason::InvalidJson,
-            "not valid JSON",
-        );
-        assert_eq!(body.len(), DLQ_MAX_VALUE);
-        let h: serde_json::Value = serde_json::from_str(&headers).unwrap();
-        assert_eq!(h["packwell-truncated"], (DLQ_MAX_VALUE + 10).to_string());
-        assert_eq!(h["packwell-reason"], "invalid_json");
     }
 }

@@ -96,13 +96,7 @@ pub struct DecisionInsert {
     pub json: String,
 }
 
-#[derive(Debug)]
-pub struct OutboxInsert {
-    pub topic: &'static str,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: Option<String>,
-}
+pub use crate::message::OutboxMessage as OutboxInsert;
 
 #[derive(Debug)]
 pub struct EmailInsert {

@@ -289,5 +289,4 @@ pub use crate::kafka::{
     TOPIC_COUPONS, TOPIC_ORDERS, TOPIC_ORDERS_DLQ as TOPIC_DLQ,
     TOPIC_PACKING_INSTRUCTIONS as TOPIC_PACKING,
 };
-/// A DLQ value is cut at this size, with header `packwell-truncated` giving the original size.
-pub const DLQ_MAX_VALUE: usize = 512 * 1024;
+pub use crate::message::DLQ_MAX_VALUE;
