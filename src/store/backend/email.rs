@@ -3,7 +3,10 @@
 //! whose lease ran out (and whose job another worker took) changes nothing.
 
 use super::{PgStore, SqliteStore, corrupt, now_secs};
-use crate::kafka::TOPIC_CUSTOMER_PREFERENCES;
+use crate::message::{
+    CouponIssued, CouponVoidReason, CouponVoided, CustomerSuppressed, CustomerUnsubscribed,
+    OutboxMessage, SuppressionReason,
+};
 use crate::profile::{OrderSummary, Profile};
 use crate::store::emails::*;
 use crate::store::{Store, StoreError};
@@ -44,6 +47,11 @@ macro_rules! email_backend {
                 Ok(lease == Some(job.lease) && states.contains(&state.as_str()))
             }
 
+            /// Writes a message to the outbox, in the transaction of the change it tells of.
+            pub(super) async fn outbox_message(tx: &mut sqlx::Transaction<'_, $db>, message: OutboxMessage) -> Result<(), StoreError> {
+                Self::outbox(tx, message.topic, message.key.as_deref(), &message.payload, message.headers.as_deref()).await
+            }
+
             /// The customer's lock for the frequency cap: PostgreSQL takes an advisory lock
             /// until the transaction ends; SQLite's write transactions are serial already.
             async fn lock_customer(tx: &mut sqlx::Transaction<'_, $db>, customer_id: &str) -> Result<(), StoreError> {
@@ -71,9 +79,8 @@ macro_rules! email_backend {
                     let code: String = r.try_get(0)?;
                     let version: i64 = r.try_get(1)?;
                     let customer: String = r.try_get(2)?;
-                    let msg = json!({"schema_version": 1, "type": "coupon.voided", "code": code, "version": version,
-                        "order_id": order_id, "customer_id": customer, "reason": "email_not_sent", "occurred_at": at});
-                    Self::outbox(tx, crate::store::TOPIC_COUPONS, Some(code.as_bytes()), msg.to_string().as_bytes(), None).await?;
+                    let msg = CouponVoided::new(&code, version, order_id, &customer, CouponVoidReason::EmailNotSent, &at);
+                    Self::outbox_message(tx, msg.into_outbox()).await?;
                 }
                 Ok(())
             }
@@ -216,11 +223,7 @@ macro_rules! email_backend {
                     if written.is_none() {
                         return Ok(BeginSend::Collision { insert_id: c.insert_id.clone() });
                     }
-                    let msg = json!({"schema_version": 1, "type": "coupon.issued", "code": c.code, "version": 1,
-                        "order_id": job.order_id, "customer_id": job.customer_id, "rule_id": job.followup_id, "insert_id": c.insert_id,
-                        "amount": c.amount, "currency": c.currency, "min_order": c.min_order, "expires_on": c.expires_on,
-                        "occurred_at": at});
-                    Self::outbox(&mut tx, crate::store::TOPIC_COUPONS, Some(c.code.as_bytes()), msg.to_string().as_bytes(), None).await?;
+                    Self::outbox_message(&mut tx, CouponIssued::in_email(job, c, &at).into_outbox()).await?;
                     issued += 1;
                 }
                 if issued > 0 && let Some(data) = profile_row {
@@ -318,13 +321,9 @@ macro_rules! email_backend {
                     .await?
                     .is_some();
                 if new {
-                    let email = profile.and_then(|p| p.email).filter(|e| !e.trim().is_empty());
-                    let mut msg = json!({"schema_version": 1, "type": "customer.unsubscribed", "customer_id": customer_id,
-                        "occurred_at": crate::engine::format_time(at)});
-                    if let Some(e) = email {
-                        msg["email"] = json!(e);
-                    }
-                    Self::outbox(&mut tx, TOPIC_CUSTOMER_PREFERENCES, Some(customer_id.as_bytes()), msg.to_string().as_bytes(), None).await?;
+                    let email = profile.and_then(|p| p.email);
+                    let msg = CustomerUnsubscribed::new(customer_id, email.as_deref(), &crate::engine::format_time(at));
+                    Self::outbox_message(&mut tx, msg.into_outbox()).await?;
                 }
                 tx.commit().await?;
                 Ok(new)
@@ -338,11 +337,12 @@ macro_rules! email_backend {
             }
 
             async fn suppress(&self, email: &str, reason: &str, occurred_at: DateTime<Utc>) -> Result<Suppression, StoreError> {
+                let reason: SuppressionReason = reason.parse().map_err(StoreError::Other)?;
                 let hash = address_hash(email);
                 let mut tx = self.begin_write().await?;
                 let new = sqlx::query("INSERT INTO email_suppressions (email_hash, reason, occurred_at, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT (email_hash) DO NOTHING RETURNING email_hash")
                     .bind(&hash)
-                    .bind(reason)
+                    .bind(reason.as_str())
                     .bind(occurred_at.timestamp())
                     .bind(now_secs())
                     .fetch_optional(&mut *tx)
@@ -357,9 +357,8 @@ macro_rules! email_backend {
                     .collect::<Result<_, _>>()?;
                 if new {
                     for c in &customers {
-                        let msg = json!({"schema_version": 1, "type": "customer.suppressed", "customer_id": c, "email": email.trim(),
-                            "reason": reason, "occurred_at": crate::engine::format_time(occurred_at)});
-                        Self::outbox(&mut tx, TOPIC_CUSTOMER_PREFERENCES, Some(c.as_bytes()), msg.to_string().as_bytes(), None).await?;
+                        let msg = CustomerSuppressed::new(c, email, reason, &crate::engine::format_time(occurred_at));
+                        Self::outbox_message(&mut tx, msg.into_outbox()).await?;
                     }
                 }
                 tx.commit().await?;
