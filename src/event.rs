@@ -31,6 +31,20 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason: the `packwell-reason` values the DLQ headers' schema lists (a test holds
+    /// this list against an exhaustive `match`).
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::InvalidJson,
+        RejectReason::UnknownType,
+        RejectReason::MissingField,
+        RejectReason::InvalidValue,
+        RejectReason::KeyMismatch,
+        RejectReason::Conflict,
+        RejectReason::OutOfRange,
+        RejectReason::TooLarge,
+        RejectReason::InternalError,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             RejectReason::InvalidJson => "invalid_json",

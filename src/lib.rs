@@ -11,6 +11,8 @@
 //! - [`render`]: Handlebars notes and e-mails, and the template checks of `validate`.
 //! - [`replay`]: events replayed in memory through the fold and the engine.
 //! - [`store`]: the source of truth (SQLite or PostgreSQL), written once per batch.
+//! - [`message`]: the messages the outbox sends (coupons, customer preferences, the DLQ) as
+//!   types, and the JSON Schemas of every message, generated from them.
 //! - [`report`]: the effect report: treated against held-out customers, per rule.
 //! - [`service`]: `packwell run`: consumer, relay, HTTP, reloads.
 //! - [`station`]: the packing stations' HTTP API and page.
@@ -35,6 +37,7 @@ pub mod engine;
 pub mod event;
 pub mod fault;
 pub mod kafka;
+pub mod message;
 pub mod money;
 pub mod profile;
 pub mod render;

@@ -18,6 +18,7 @@ pub use state::{
 use crate::coupon::CouponKey;
 use crate::engine::{self, DecideInput, Outcome, ScheduledFollowup, Shop, Skip};
 use crate::event::{Event, EventBody, RejectReason, Rejected};
+use crate::message;
 use crate::money::to_units;
 use crate::profile::{self, Folded, Profile};
 use crate::rules::{RuleSet, Trigger};
@@ -412,18 +413,11 @@ fn record_decision(
                 expires_on: c.expires_on.to_string(),
                 issued_at: at.timestamp(),
             });
-            effects.messages.push(Message::CouponIssued(CouponIssued {
-                code: c.code.clone(),
-                order_id: d.order_id.clone(),
-                customer_id: d.customer_id.clone(),
-                rule_id: g.rule_id.clone(),
-                insert_id: g.insert_id.clone(),
-                amount: c.amount.clone(),
-                currency: c.currency.clone(),
-                min_order: c.min_order.clone(),
-                expires_on: c.expires_on.clone(),
-                occurred_at: d.decided_at.clone(),
-            }));
+            effects
+                .messages
+                .push(Message::CouponIssued(message::CouponIssued::in_parcel(
+                    d, g, c,
+                )));
             state.add_coupon(
                 &c.code,
                 CouponState {
@@ -606,14 +600,16 @@ fn cancel(state: &mut State, effects: &mut Effects, order_id: &str, at: &str) {
                 version: c.version,
                 redeemed_order_id: None,
             });
-            effects.messages.push(Message::CouponVoided(CouponVoided {
-                code: code.clone(),
-                version: c.version,
-                order_id: order_id.to_string(),
-                customer_id: c.customer_id.clone(),
-                reason: "order_cancelled",
-                occurred_at: at.to_string(),
-            }));
+            effects
+                .messages
+                .push(Message::CouponVoided(message::CouponVoided::new(
+                    code,
+                    c.version,
+                    order_id,
+                    &c.customer_id,
+                    message::CouponVoidReason::OrderCancelled,
+                    at,
+                )));
         }
         for g in given.into_iter().flatten() {
             if g.status != GivenStatus::Given {

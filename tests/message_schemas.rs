@@ -1,25 +1,28 @@
-//! Every message Packwell emits validates against its JSON Schema in `schemas/` (CONTRACT §5).
+//! Every message Packwell emits validates against its JSON Schema in `schemas/` (CONTRACT §5),
+//! and those schemas are the ones the message types generate (`packwell::message`).
 //!
 //! A realistic stream (first orders that get coupons, a customer's history and repeat order, a
 //! cancellation that voids a coupon, malformed events, a key mismatch, conflicts, an oversized
 //! value, an import with a bad line) goes through `Store::apply_batch` on a scratch SQLite store
 //! with the example rules and templates; every outbox row is then checked against the schema of
-//! its topic (the DLQ's headers against the DLQ headers schema). The hand-written schemas of
-//! messages built with `json!` are kept honest this way; the decision's schema is generated from
-//! its types (tests/schema.rs). The e-mail sender then sends one e-mail (issuing its coupons),
-//! its address bounces and another customer unsubscribes, for `customer-preferences`.
+//! its topic (the DLQ's headers against the DLQ headers schema). The e-mail sender then sends
+//! one e-mail (issuing its coupons), its address bounces and another customer unsubscribes, for
+//! `customer-preferences`.
+//!
+//! Regenerate the files with `PACKWELL_UPDATE_SCHEMAS=1 cargo test --test message_schemas`.
 
 use jsonschema::Validator;
 use packwell::coupon::CouponKey;
 use packwell::engine::Shop;
 use packwell::event::{RejectReason, Rejected, parse_event_within};
+use packwell::message::message_schemas;
 use packwell::store::{
     Batch, BatchItem, DLQ_MAX_VALUE, DecideEnv, Fence, NotPackedReason, OutboxRow, PackedLine,
     PackedOutcome, SqliteStore, Store, TOPIC_COUPONS, TOPIC_DLQ, TOPIC_PACKING,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const TOPIC_PREFERENCES: &str = packwell::kafka::TOPIC_CUSTOMER_PREFERENCES;
@@ -28,22 +31,59 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The schema that each output topic's messages follow (for the DLQ: its headers).
-const TOPIC_SCHEMAS: &[(&str, &str)] = &[
-    (TOPIC_PACKING, "packing-instruction.schema.json"),
-    (TOPIC_COUPONS, "coupon-event.schema.json"),
-    (TOPIC_DLQ, "dlq-headers.schema.json"),
-    (
-        packwell::kafka::TOPIC_CUSTOMER_PREFERENCES,
-        "customer-preference.schema.json",
-    ),
-];
-
+/// The schema file that a topic's messages follow (for the DLQ: its headers).
 fn schema_for_topic(topic: &str) -> Option<&'static str> {
-    TOPIC_SCHEMAS
+    message_schemas()
+        .into_iter()
+        .find(|s| s.topic == topic)
+        .map(|s| s.file)
+}
+
+/// The message schema files in `dir` that differ from what the message types generate, or are
+/// missing.
+fn stale_schemas(dir: &Path) -> Vec<&'static str> {
+    message_schemas()
+        .into_iter()
+        .filter(|s| std::fs::read_to_string(dir.join(s.file)).ok().as_deref() != Some(&s.json))
+        .map(|s| s.file)
+        .collect()
+}
+
+/// Compares (or, with `PACKWELL_UPDATE_SCHEMAS` set, writes) each message schema in `schemas/`.
+#[test]
+fn message_schemas_are_generated_from_the_types() {
+    let dir = root().join("schemas");
+    if std::env::var_os("PACKWELL_UPDATE_SCHEMAS").is_some() {
+        for schema in message_schemas() {
+            std::fs::write(dir.join(schema.file), &schema.json).unwrap();
+        }
+    }
+    let stale: Vec<String> = stale_schemas(&dir)
         .iter()
-        .find(|(t, _)| *t == topic)
-        .map(|(_, s)| *s)
+        .map(|f| format!("schemas/{f}"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "{} stale: the message types generate something else; run PACKWELL_UPDATE_SCHEMAS=1 cargo test --test message_schemas",
+        stale.join(", ")
+    );
+}
+
+#[test]
+fn a_schema_file_edited_by_hand_or_missing_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    for schema in message_schemas() {
+        std::fs::write(dir.path().join(schema.file), &schema.json).unwrap();
+    }
+    assert_eq!(stale_schemas(dir.path()), Vec::<&str>::new());
+    let coupons = dir.path().join("coupon-event.schema.json");
+    let text = std::fs::read_to_string(&coupons).unwrap();
+    std::fs::write(&coupons, text.replace("\"minimum\": 1", "\"minimum\": 0")).unwrap();
+    std::fs::remove_file(dir.path().join("dlq-headers.schema.json")).unwrap();
+    assert_eq!(
+        stale_schemas(dir.path()),
+        ["coupon-event.schema.json", "dlq-headers.schema.json"]
+    );
 }
 
 fn read_schema(name: &str) -> Value {
@@ -112,7 +152,8 @@ fn assert_invalid(v: &Validator, what: &str, instance: &Value) {
 }
 
 /// Every reason an event is rejected for. A new variant stops the `match` from compiling: add
-/// it here and to the `packwell-reason` enum of schemas/dlq-headers.schema.json.
+/// it here and to `RejectReason::ALL`, which the `packwell-reason` enum of
+/// schemas/dlq-headers.schema.json is generated from.
 fn every_reject_reason() -> Vec<RejectReason> {
     use RejectReason::*;
     let all = [
@@ -453,9 +494,9 @@ async fn emitted() -> Vec<OutboxRow> {
 #[tokio::test]
 async fn every_emitted_message_matches_its_schema() {
     let rows = emitted().await;
-    let validators: BTreeMap<&str, Validator> = TOPIC_SCHEMAS
+    let validators: BTreeMap<&str, Validator> = message_schemas()
         .iter()
-        .map(|(topic, name)| (*topic, validator(name)))
+        .map(|s| (s.topic, validator(s.file)))
         .collect();
 
     let mut topics: BTreeSet<String> = BTreeSet::new();
@@ -602,7 +643,7 @@ fn the_dlq_reason_enum_lists_every_reject_reason() {
 }
 
 #[test]
-fn hand_written_schemas_use_the_published_patterns() {
+fn message_schemas_use_the_published_patterns() {
     let coupons = read_schema("coupon-event.schema.json");
     assert_eq!(
         coupons["$defs"]["Code"]["pattern"],
@@ -633,7 +674,7 @@ fn every_shipped_schema_is_checked_here_or_generated() {
             continue;
         }
         assert!(
-            TOPIC_SCHEMAS.iter().any(|(_, s)| *s == name),
+            message_schemas().iter().any(|s| s.file == name),
             "schemas/{name} belongs to no topic"
         );
         validator(&name);

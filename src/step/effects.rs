@@ -51,34 +51,10 @@ pub struct Effects {
 pub enum Message {
     /// The decision of an order, for the packing stations.
     Packing(Box<Decision>),
-    CouponIssued(CouponIssued),
-    CouponVoided(CouponVoided),
+    CouponIssued(crate::message::CouponIssued),
+    CouponVoided(crate::message::CouponVoided),
     /// An event set aside.
     Dlq(DlqEntry),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CouponIssued {
-    pub code: String,
-    pub order_id: String,
-    pub customer_id: String,
-    pub rule_id: String,
-    pub insert_id: String,
-    pub amount: String,
-    pub currency: String,
-    pub min_order: Option<String>,
-    pub expires_on: String,
-    pub occurred_at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CouponVoided {
-    pub code: String,
-    pub version: i64,
-    pub order_id: String,
-    pub customer_id: String,
-    pub reason: &'static str,
-    pub occurred_at: String,
 }
 
 /// An event set aside, with where it came from (the store adds its topic and partition).

@@ -3,7 +3,6 @@
 //! transaction per batch. SQLite (embedded default, one instance) and PostgreSQL (several
 //! instances) share one schema shape, one batch procedure and one test suite.
 
-mod apply;
 pub mod attribution;
 mod backend;
 pub mod emails;

@@ -71,6 +71,25 @@ pub enum Fence {
     },
 }
 
+impl Fence {
+    /// Where a message of this batch came from, as its DLQ headers name it.
+    pub fn dlq_source(&self) -> crate::message::DlqSource<'_> {
+        match self {
+            Fence::Partition {
+                topic, partition, ..
+            } => crate::message::DlqSource {
+                topic,
+                partition: Some(*partition),
+            },
+            Fence::Import { source, .. } => crate::message::DlqSource {
+                topic: source,
+                partition: None,
+            },
+            Fence::None => crate::message::DlqSource::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub fence: Fence,
@@ -293,5 +312,4 @@ pub use crate::kafka::{
     TOPIC_COUPONS, TOPIC_ORDERS, TOPIC_ORDERS_DLQ as TOPIC_DLQ,
     TOPIC_PACKING_INSTRUCTIONS as TOPIC_PACKING,
 };
-/// A DLQ value is cut at this size, with header `packwell-truncated` giving the original size.
-pub const DLQ_MAX_VALUE: usize = 512 * 1024;
+pub use crate::message::DLQ_MAX_VALUE;

@@ -6,6 +6,7 @@
 //! of up to [`ROWS_PER_STATEMENT`] rows.
 
 use super::{Db, This};
+use crate::message::{DeadLetter, OutboxMessage};
 use crate::step::{Effects, EmailStart, Message, State};
 use crate::store::StoreError;
 use crate::store::backend::{Retry, corrupt, now_secs};
@@ -13,12 +14,23 @@ use crate::store::types::*;
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// An outbox row as written.
+/// An outbox row as written: the packing instruction borrows its key from the decision.
 struct OutboxRow<'a> {
     topic: &'static str,
-    key: Option<&'a [u8]>,
+    key: Option<std::borrow::Cow<'a, [u8]>>,
     payload: Vec<u8>,
     headers: Option<String>,
+}
+
+impl From<OutboxMessage> for OutboxRow<'_> {
+    fn from(m: OutboxMessage) -> Self {
+        OutboxRow {
+            topic: m.topic,
+            key: m.key.map(std::borrow::Cow::Owned),
+            payload: m.payload,
+            headers: m.headers,
+        }
+    }
 }
 
 impl This {
@@ -258,36 +270,26 @@ impl This {
             rows.push(match m {
                 Message::Packing(d) => OutboxRow {
                     topic: TOPIC_PACKING,
-                    key: Some(d.order_id.as_bytes()),
+                    key: Some(std::borrow::Cow::Borrowed(d.order_id.as_bytes())),
                     payload: match decisions.get(d.order_id.as_str()) {
                         Some(json) => json.as_bytes().to_vec(),
                         None => serde_json::to_vec(d).map_err(corrupt)?,
                     },
                     headers: None,
                 },
-                Message::CouponIssued(c) => OutboxRow {
-                    topic: TOPIC_COUPONS,
-                    key: Some(c.code.as_bytes()),
-                    payload: coupon_issued(c),
-                    headers: None,
-                },
-                Message::CouponVoided(c) => OutboxRow {
-                    topic: TOPIC_COUPONS,
-                    key: Some(c.code.as_bytes()),
-                    payload: coupon_voided(c),
-                    headers: None,
-                },
-                Message::Dlq(d) => {
-                    let (payload, headers) = crate::store::apply::dlq_message(
-                        fence, d.offset, &d.value, d.reason, &d.error,
-                    );
-                    OutboxRow {
-                        topic: TOPIC_DLQ,
-                        key: d.key.as_deref(),
-                        payload,
-                        headers: Some(headers),
-                    }
-                }
+                Message::CouponIssued(c) => OutboxRow::from(c.clone().into_outbox()),
+                Message::CouponVoided(c) => OutboxRow::from(c.clone().into_outbox()),
+                Message::Dlq(d) => OutboxRow::from(
+                    DeadLetter::new(
+                        fence.dlq_source(),
+                        d.offset,
+                        d.key.clone(),
+                        &d.value,
+                        d.reason,
+                        &d.error,
+                    )
+                    .into_outbox(),
+                ),
             });
         }
         let now = now_secs();
@@ -297,7 +299,7 @@ impl This {
             );
             qb.push_values(chunk, |mut b, o| {
                 b.push_bind(o.topic)
-                    .push_bind(o.key)
+                    .push_bind(o.key.as_deref())
                     .push_bind(o.payload.as_slice())
                     .push_bind(o.headers.as_deref())
                     .push_bind(false)
@@ -498,19 +500,3 @@ impl This {
 
 /// Why an e-mail job of a cancelled or returned order was not sent.
 const CANCELLED_DETAIL: &str = "the order was cancelled or returned";
-
-fn coupon_issued(c: &crate::step::CouponIssued) -> Vec<u8> {
-    serde_json::json!({"schema_version": 1, "type": "coupon.issued", "code": c.code, "version": 1,
-        "order_id": c.order_id, "customer_id": c.customer_id, "rule_id": c.rule_id, "insert_id": c.insert_id,
-        "amount": c.amount, "currency": c.currency, "min_order": c.min_order, "expires_on": c.expires_on,
-        "occurred_at": c.occurred_at})
-    .to_string()
-    .into_bytes()
-}
-
-fn coupon_voided(c: &crate::step::CouponVoided) -> Vec<u8> {
-    serde_json::json!({"schema_version": 1, "type": "coupon.voided", "code": c.code, "version": c.version,
-        "order_id": c.order_id, "customer_id": c.customer_id, "reason": c.reason, "occurred_at": c.occurred_at})
-    .to_string()
-    .into_bytes()
-}

@@ -9,7 +9,6 @@ use crate::store::backend::corrupt;
 use crate::store::emails::*;
 use crate::store::types::*;
 use chrono::Utc;
-use serde_json::json;
 use sqlx::Row;
 
 impl This {
@@ -185,18 +184,22 @@ impl This {
                     insert_id: c.insert_id.clone(),
                 });
             }
-            let msg = json!({"schema_version": 1, "type": "coupon.issued", "code": c.code, "version": 1,
-                "order_id": job.order_id, "customer_id": job.customer_id, "rule_id": job.followup_id, "insert_id": c.insert_id,
-                "amount": c.amount, "currency": c.currency, "min_order": c.min_order, "expires_on": c.expires_on,
-                "occurred_at": at});
-            Self::outbox(
-                &mut tx,
-                crate::store::TOPIC_COUPONS,
-                Some(c.code.as_bytes()),
-                msg.to_string().as_bytes(),
-                None,
-            )
-            .await?;
+            // A coupon given in a follow-up e-mail: issued when the e-mail is handed over.
+            let given = crate::message::IssuedFor {
+                order_id: &job.order_id,
+                customer_id: &job.customer_id,
+                rule_id: &job.followup_id,
+                insert_id: &c.insert_id,
+            };
+            let terms = crate::engine::CouponGiven {
+                code: c.code.clone(),
+                amount: c.amount.clone(),
+                currency: c.currency.clone(),
+                min_order: c.min_order.clone(),
+                expires_on: c.expires_on.clone(),
+            };
+            let msg = crate::message::CouponIssued::new(given, &terms, &at);
+            Self::outbox_message(&mut tx, msg.into_outbox()).await?;
             issued += 1;
         }
         if issued > 0
@@ -384,16 +387,15 @@ impl This {
             let code: String = r.try_get(0)?;
             let version: i64 = r.try_get(1)?;
             let customer: String = r.try_get(2)?;
-            let msg = json!({"schema_version": 1, "type": "coupon.voided", "code": code, "version": version,
-                "order_id": order_id, "customer_id": customer, "reason": "email_not_sent", "occurred_at": at});
-            Self::outbox(
-                tx,
-                crate::store::TOPIC_COUPONS,
-                Some(code.as_bytes()),
-                msg.to_string().as_bytes(),
-                None,
-            )
-            .await?;
+            let msg = crate::message::CouponVoided::new(
+                &code,
+                version,
+                order_id,
+                &customer,
+                crate::message::CouponVoidReason::EmailNotSent,
+                &at,
+            );
+            Self::outbox_message(tx, msg.into_outbox()).await?;
         }
         Ok(())
     }

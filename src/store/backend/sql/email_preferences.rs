@@ -2,14 +2,12 @@
 //! outbox message on the customer preferences topic.
 
 use super::This;
-use crate::kafka::TOPIC_CUSTOMER_PREFERENCES;
 use crate::profile::Profile;
 use crate::store::Store;
 use crate::store::backend::now_secs;
 use crate::store::emails::*;
 use crate::store::types::*;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::Row;
 
 impl This {
@@ -39,22 +37,13 @@ impl This {
             .await?
             .is_some();
         if new {
-            let email = profile
-                .and_then(|p| p.email)
-                .filter(|e| !e.trim().is_empty());
-            let mut msg = json!({"schema_version": 1, "type": "customer.unsubscribed", "customer_id": customer_id,
-                "occurred_at": crate::engine::format_time(at)});
-            if let Some(e) = email {
-                msg["email"] = json!(e);
-            }
-            Self::outbox(
-                &mut tx,
-                TOPIC_CUSTOMER_PREFERENCES,
-                Some(customer_id.as_bytes()),
-                msg.to_string().as_bytes(),
-                None,
-            )
-            .await?;
+            let email = profile.and_then(|p| p.email);
+            let msg = crate::message::CustomerUnsubscribed::new(
+                customer_id,
+                email.as_deref(),
+                &crate::engine::format_time(at),
+            );
+            Self::outbox_message(&mut tx, msg.into_outbox()).await?;
         }
         tx.commit().await?;
         Ok(new)
@@ -82,11 +71,13 @@ impl This {
         reason: &str,
         occurred_at: DateTime<Utc>,
     ) -> Result<Suppression, StoreError> {
+        let reason: crate::message::SuppressionReason =
+            reason.parse().map_err(StoreError::Other)?;
         let hash = address_hash(email);
         let mut tx = self.begin_write().await?;
         let new = sqlx::query("INSERT INTO email_suppressions (email_hash, reason, occurred_at, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT (email_hash) DO NOTHING RETURNING email_hash")
             .bind(&hash)
-            .bind(reason)
+            .bind(reason.as_str())
             .bind(occurred_at.timestamp())
             .bind(now_secs())
             .fetch_optional(&mut *tx)
@@ -103,16 +94,13 @@ impl This {
         .collect::<Result<_, _>>()?;
         if new {
             for c in &customers {
-                let msg = json!({"schema_version": 1, "type": "customer.suppressed", "customer_id": c, "email": email.trim(),
-                    "reason": reason, "occurred_at": crate::engine::format_time(occurred_at)});
-                Self::outbox(
-                    &mut tx,
-                    TOPIC_CUSTOMER_PREFERENCES,
-                    Some(c.as_bytes()),
-                    msg.to_string().as_bytes(),
-                    None,
-                )
-                .await?;
+                let msg = crate::message::CustomerSuppressed::new(
+                    c,
+                    email,
+                    reason,
+                    &crate::engine::format_time(occurred_at),
+                );
+                Self::outbox_message(&mut tx, msg.into_outbox()).await?;
             }
         }
         tx.commit().await?;

@@ -153,17 +153,15 @@ impl This {
         .bind(&source_id)
         .execute(&mut *tx)
         .await?;
-        let msg = json!({"schema_version": 1, "type": "coupon.voided", "code": code, "version": version,
-            "order_id": order_id, "customer_id": customer_id, "reason": "operator",
-            "occurred_at": engine::format_time(Utc::now())});
-        Self::outbox(
-            &mut tx,
-            TOPIC_COUPONS,
-            Some(code.as_bytes()),
-            msg.to_string().as_bytes(),
-            None,
-        )
-        .await?;
+        let msg = crate::message::CouponVoided::new(
+            code,
+            version,
+            &order_id,
+            &customer_id,
+            crate::message::CouponVoidReason::Operator,
+            &engine::format_time(Utc::now()),
+        );
+        Self::outbox_message(&mut tx, msg.into_outbox()).await?;
         let detail = json!({"order_id": order_id, "customer_id": customer_id, "insert_id": insert_id,
             "source_id": source_id, "state_before": "issued", "version": version});
         Self::operator_row(&mut tx, actor, "coupon.void", code, &detail).await?;

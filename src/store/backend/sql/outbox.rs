@@ -7,6 +7,21 @@ use crate::store::types::*;
 use sqlx::Row;
 
 impl This {
+    /// Writes a message to the outbox, in the transaction of the change it tells of.
+    pub(super) async fn outbox_message(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        message: crate::message::OutboxMessage,
+    ) -> Result<(), StoreError> {
+        Self::outbox(
+            tx,
+            message.topic,
+            message.key.as_deref(),
+            &message.payload,
+            message.headers.as_deref(),
+        )
+        .await
+    }
+
     /// One outbox row written at once, for writes outside a batch (packed confirmations).
     pub(super) async fn outbox(
         tx: &mut sqlx::Transaction<'_, Db>,

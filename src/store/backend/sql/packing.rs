@@ -9,7 +9,6 @@ use crate::rules::InsertBody;
 use crate::store::backend::{corrupt, is_transient, packed_from_columns};
 use crate::store::types::*;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::Row;
 
 impl This {
@@ -213,17 +212,15 @@ impl This {
             let code: String = v.try_get(0)?;
             let version: i64 = v.try_get(1)?;
             let customer: String = v.try_get(2)?;
-            let msg = json!({"schema_version": 1, "type": "coupon.voided", "code": code, "version": version,
-                "order_id": order_id, "customer_id": customer, "reason": "not_packed",
-                "occurred_at": engine::format_time(*now)});
-            Self::outbox(
-                tx,
-                TOPIC_COUPONS,
-                Some(code.as_bytes()),
-                msg.to_string().as_bytes(),
-                None,
-            )
-            .await?;
+            let msg = crate::message::CouponVoided::new(
+                &code,
+                version,
+                order_id,
+                &customer,
+                crate::message::CouponVoidReason::NotPacked,
+                &engine::format_time(*now),
+            );
+            Self::outbox_message(tx, msg.into_outbox()).await?;
         }
         Ok(())
     }
