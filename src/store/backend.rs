@@ -14,6 +14,7 @@
 
 mod email;
 mod erase;
+mod events;
 
 use super::Store;
 use super::apply::{CounterView, dlq_message, from_units, to_units};
@@ -814,6 +815,14 @@ macro_rules! backend {
                     });
                     qb.build().persistent(false).execute(&mut **tx).await?;
                 }
+                for chunk in pending.events.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO events (event_id, customer_id, occurred_at, stored_at, body) ");
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(&e.event_id).push_bind(&e.customer_id).push_bind(e.occurred_at).push_bind(now).push_bind(e.body.as_slice());
+                    });
+                    qb.push(" ON CONFLICT (event_id) DO NOTHING");
+                    qb.build().persistent(false).execute(&mut **tx).await?;
+                }
                 Ok(Ok(()))
             }
 
@@ -1060,6 +1069,9 @@ macro_rules! backend {
                         return Ok(());
                     }
                 };
+                if !matches!(folded, Folded::Conflict | Folded::ChangedOrder) {
+                    cache.pending.events.push(super::events::EventRow::of(event));
+                }
                 cache.dirty_profiles.insert(customer.clone());
                 if let Some(o) = new_order {
                     cache.dirty_orders.insert(o.id.clone());
@@ -1389,6 +1401,7 @@ macro_rules! backend {
                     "DELETE FROM packed_confirmations WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM decisions WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
                     "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE stored_at < $1 ORDER BY seq LIMIT $2)",
                     "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state NOT IN ('pending', 'retry', 'sending') AND created_at < $1 LIMIT $2)",
                 ] {
                     removed += sqlx::query(sql).bind(cutoff).bind(limit).execute(&mut *tx).await?.rows_affected();

@@ -29,6 +29,8 @@ pub struct Pending {
     /// may touch a row only once), in key order.
     pub first_exposures: BTreeMap<FirstExposureKey, FirstExposure>,
     pub feedback: Vec<FeedbackInsert>,
+    /// The events applied, kept in application order (`store/events.rs`).
+    pub events: Vec<super::events::EventRow>,
 }
 
 /// (kind, source id, customer id, shadow).
@@ -126,6 +128,7 @@ impl Pending {
             && self.exposures.is_empty()
             && self.first_exposures.is_empty()
             && self.feedback.is_empty()
+            && self.events.is_empty()
     }
 
     /// Records an exposure for the first-exposure table: the earliest time, `mixed` when the

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 const META_SECURE_DELETE: &str = "secure_delete";
 
 /// The tables `forget` writes: PostgreSQL vacuums them afterwards.
-const TABLES_WRITTEN: &str = "profiles, orders, decisions, email_jobs, outbox";
+const TABLES_WRITTEN: &str = "profiles, orders, decisions, email_jobs, outbox, events";
 
 /// One of the customer's e-mail jobs, as `forget` finds it.
 struct JobRow {
@@ -74,7 +74,7 @@ macro_rules! erase_backend {
             /// then the backend's clean-up of the copies the database itself keeps.
             pub(super) async fn forget_customer_impl(&self, customer_id: &str) -> Result<ForgetReport, StoreError> {
                 let mut report = self.erase_rows(customer_id).await?;
-                if report.profiles + report.orders + report.decisions + report.email_jobs + report.outbox_rows > 0 {
+                if report.profiles + report.orders + report.decisions + report.email_jobs + report.outbox_rows + report.events > 0 {
                     report.cleanup = Some(self.after_forget().await?);
                 }
                 Ok(report)
@@ -129,6 +129,7 @@ macro_rules! erase_backend {
                         needles.add_from_event(&v);
                     }
                 }
+                Self::kept_event_needles(&mut tx, customer_id, &mut needles).await?;
 
                 // The profile: its personal fields go; its counts stay.
                 if let Some(p) = profile.as_mut().filter(|p| {
@@ -215,6 +216,8 @@ macro_rules! erase_backend {
                         .await?;
                     report.outbox_rows += 1;
                 }
+                // Their kept events go whole: a replayed history without them is still a history.
+                report.events = Self::erase_kept_events(&mut tx, customer_id).await?;
                 tx.commit().await?;
                 Ok(report)
             }
