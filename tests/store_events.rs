@@ -7,7 +7,7 @@
 
 use chrono::Utc;
 use packwell::event::{Event, EventBody, event_from_value};
-use packwell::store::events::all_kept_events;
+use packwell::store::events::{all_kept_events, open_read_only};
 use packwell::store::{Batch, BatchItem, Fence, KeptEvent};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -315,4 +315,49 @@ async fn only_their_events(b: Backend) {
 on_both!(
     forget_erases_a_customer_known_by_events_only,
     only_their_events
+);
+
+async fn read_only(b: Backend) {
+    let env = env_from(RULES, &[]);
+    b.store
+        .apply_batch(
+            &batch(&[placed("c1", "o1", ANA), shipped("c1", "o1")]),
+            &env,
+        )
+        .await
+        .unwrap();
+    let url = match &b.reopen {
+        Reopen::Sqlite(path) => path.clone(),
+        Reopen::Pg(schema) => format!("{PG_URL}?options[search_path]={schema}"),
+    };
+    let reader = open_read_only(&url).await.unwrap();
+    let read = all_kept_events(&*reader, None, 10, |_| {}).await.unwrap();
+    assert_eq!(read, kept(&b).await, "{}", b.name);
+    // Nothing written through it takes.
+    let more = batch(&[feedback("c1", "f-9")]);
+    assert!(reader.apply_batch(&more, &env).await.is_err(), "{}", b.name);
+    assert!(reader.forget_customer("c1").await.is_err(), "{}", b.name);
+    assert_eq!(ids(&kept(&b).await), ["p-o1", "s-o1"], "{}", b.name);
+    assert!(
+        b.store
+            .profile("c1")
+            .await
+            .unwrap()
+            .unwrap()
+            .email
+            .is_some()
+    );
+    // A store whose schema is older than this Packwell's is not updated by a reader: refused.
+    b.exec("DELETE FROM _sqlx_migrations WHERE version = 8")
+        .await;
+    let refused = open_read_only(&url).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("migration 8 is not applied"),
+        "{}: {refused}",
+        b.name
+    );
+}
+on_both!(
+    a_read_only_opening_reads_the_kept_events_and_writes_nothing,
+    read_only
 );
