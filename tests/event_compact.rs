@@ -67,6 +67,25 @@ fn decode_changed(f: impl FnOnce(&mut Order)) -> String {
 }
 
 #[test]
+fn bytes_that_are_not_an_event_are_an_error() {
+    let bytes = encode(&placed_order());
+    assert_eq!(decode(&[]).unwrap_err().field, "version");
+    assert!(decode(&[2]).unwrap_err().why.contains("version 2"));
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(decode(&longer).unwrap_err().why, "1 bytes after its end");
+    let cut = decode(&bytes[..bytes.len() - 1]).unwrap_err();
+    assert_eq!(cut.field, "order.promised_delivery");
+    // A length that promises more than there is, and one past the text bound.
+    assert!(decode(&[VERSION, 0x05, b'e']).is_err());
+    let long = decode(&[VERSION, 0xff, 0xff, 0xff, 0x0f]).unwrap_err();
+    assert!(long.why.contains("bytes long"), "{long}");
+    // Not the shortest form of 1.
+    let padded = decode(&[VERSION, 0x81, 0x00, b'e']).unwrap_err();
+    assert!(padded.why.contains("shortest form"), "{padded}");
+}
+
+#[test]
 fn what_the_parser_rejects_is_rejected_when_read_back() {
     let long = "x".repeat(bounds::MAX_TEXT_BYTES + 1);
     let cases: Vec<(String, &str)> = vec![
