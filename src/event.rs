@@ -91,6 +91,7 @@ impl Rejected {
 }
 
 pub mod bounds;
+pub mod compact;
 mod digest;
 mod fields;
 

@@ -200,6 +200,9 @@ pub fn apply(state: &mut State, effects: &mut Effects, input: &Input, env: &Env)
             );
         }
     };
+    if !matches!(folded, Folded::Conflict | Folded::ChangedOrder) {
+        effects.events.push(EventRow::of(event));
+    }
     let oid = event.order_id().unwrap_or("");
     match (folded, &event.body) {
         (Folded::Conflict, _) => {

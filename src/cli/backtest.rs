@@ -1,9 +1,13 @@
-//! `packwell backtest`: an NDJSON history replayed in time order through the fold and the
-//! engine (stock and budgets applied): per rule, insert and segment, what was given, held
-//! out, skipped and what it cost.
+//! `packwell backtest`: a history replayed in time order through the fold and the engine
+//! (stock and budgets applied): per rule, insert and segment, what was given, held out,
+//! skipped and what it cost. The history is an NDJSON file (`--events`) or the events the
+//! configured store keeps (`--from-store`, read only); both are replayed alike. With `--days N`
+//! only the last N days, counted back from the newest event, are decided; the events before
+//! them are folded into the history first, deciding nothing, as `import` folds a history.
 
 use super::{CliResult, Common, Failure, Format, RulesArgs};
-use crate::engine::SkipReason;
+use crate::config::Config;
+use crate::engine::{SkipReason, format_time};
 use crate::event::{Event, parse_event};
 use crate::money::format_amount;
 use crate::step::Applied;
@@ -45,11 +49,24 @@ pub struct EmailStats {
     pub scheduled: u64,
 }
 
+/// What was decided with `--days`: the events from `from` to `to` (the newest event's time).
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct WindowStats {
+    pub days: u32,
+    pub from: String,
+    pub to: String,
+    /// Events before `from`, folded into the history without deciding.
+    pub history: u64,
+}
+
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct BacktestReport {
+    /// Every event replayed, the history before the window included.
     pub events: u64,
     pub orders: u64,
     pub rejected: u64,
+    /// Null when the whole history was decided (no `--days`).
+    pub window: Option<WindowStats>,
     pub rules: Vec<RuleStats>,
     pub inserts: Vec<InsertStats>,
     pub segments: Vec<SegmentStats>,
@@ -82,11 +99,14 @@ fn add_cost(
     Ok(())
 }
 
-/// Replays `events` (in time order; ties keep file order) through a scratch store, the
-/// service's own code path (fold, decide, counters, coupons, e-mail jobs), and counts.
+/// Replays `events` (in time order; ties keep the order given) through a scratch store, the
+/// service's own code path (fold, decide, counters, coupons, e-mail jobs), and counts. With
+/// `days`, only the events of the last `days` days before the newest one (at or after its
+/// `occurred_at` less `days`) are decided; those before are folded without deciding.
 pub async fn backtest(
     env: &DecideEnv,
     events: Vec<Event>,
+    days: Option<u32>,
     progress: &ProgressBar,
 ) -> Result<BacktestReport, StoreError> {
     let mut events = events;
@@ -96,6 +116,14 @@ pub async fn backtest(
     {
         events.sort_by_key(|e| e.occurred_at);
     }
+    let window = days.zip(events.last()).map(|(days, newest)| {
+        let to = newest.occurred_at;
+        let from = to
+            .checked_sub_signed(chrono::Duration::days(i64::from(days)))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        (days, from, to)
+    });
+    let mut history = 0u64;
     let rules = &env.rules;
     let store = SqliteStore::open(":memory:").await?;
     let mut by_rule: BTreeMap<String, Tally> = BTreeMap::new();
@@ -108,12 +136,14 @@ pub async fn backtest(
             .iter()
             .map(|e| {
                 offset += 1;
+                let decide = window.is_none_or(|(_, from, _)| e.occurred_at >= from);
+                history += u64::from(!decide);
                 BatchItem {
                     offset,
                     key: None,
                     value: Vec::new(),
                     event: Ok(e.clone()),
-                    decide: true,
+                    decide,
                 }
             })
             .collect();
@@ -211,6 +241,12 @@ pub async fn backtest(
             orders: by_segment.remove(&seg.id).unwrap_or(0),
         });
     }
+    report.window = window.map(|(days, from, to)| WindowStats {
+        days,
+        from: format_time(from),
+        to: format_time(to),
+        history,
+    });
     Ok(report)
 }
 
@@ -221,6 +257,13 @@ pub fn text_report(r: &BacktestReport) -> String {
         "{} events, {} orders decided, {} lines rejected",
         r.events, r.orders, r.rejected
     );
+    if let Some(w) = &r.window {
+        let _ = writeln!(
+            out,
+            "decided: the last {} days, {} to {}; the {} events before them were folded as history",
+            w.days, w.from, w.to, w.history
+        );
+    }
     let cost = |m: &BTreeMap<String, String>| {
         if m.is_empty() {
             "-".to_string()
@@ -260,10 +303,73 @@ pub fn text_report(r: &BacktestReport) -> String {
     out
 }
 
-pub fn run(common: &Common, args: &RulesArgs, events: &Path, format: Format) -> CliResult {
+/// Where the history comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    File(&'a Path),
+    Store,
+}
+
+/// Decided with `--from-store` when `--days` is not given.
+pub const STORE_DAYS: u32 = 30;
+
+pub fn run(
+    common: &Common,
+    args: &RulesArgs,
+    source: Source<'_>,
+    days: Option<u32>,
+    format: Format,
+) -> CliResult {
     let config = super::load_config(common)?;
     let rules = super::load_valid_rules(args)?;
     let key = super::read_only_key(&config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("error: cannot start: {e}")))?;
+    let (parsed, rejected, days) = match source {
+        Source::File(path) => {
+            let (parsed, rejected) = read_file(path)?;
+            (parsed, rejected, days)
+        }
+        Source::Store => {
+            let (parsed, rejected) = runtime.block_on(read_store(&config))?;
+            (parsed, rejected, Some(days.unwrap_or(STORE_DAYS)))
+        }
+    };
+    let bar = ProgressBar::new(parsed.len() as u64).with_style(
+        ProgressStyle::with_template("replaying {pos}/{len} events {wide_bar} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let env = DecideEnv {
+        rules: std::sync::Arc::new(rules),
+        key,
+        shop: config.shop(),
+    };
+    let mut report = runtime
+        .block_on(backtest(&env, parsed, days, &bar))
+        .map_err(|e| Failure::usage(format!("error: the scratch store failed: {e}")))?;
+    bar.finish_and_clear();
+    report.rejected = rejected.len() as u64;
+    for r in rejected.iter().take(20) {
+        eprintln!("rejected: {r}");
+    }
+    if rejected.len() > 20 {
+        eprintln!("rejected: ... and {} more", rejected.len() - 20);
+    }
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| Failure::usage(format!("error: {e}")))?;
+            println!("{text}");
+        }
+        Format::Text => print!("{}", text_report(&report)),
+    }
+    Ok(())
+}
+
+/// The events of an NDJSON file, and its lines that are not events.
+fn read_file(events: &Path) -> Result<(Vec<Event>, Vec<String>), Failure> {
     let file = std::fs::File::open(events)
         .map_err(|e| Failure::usage(format!("error: cannot read {}: {e}", events.display())))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -292,37 +398,43 @@ pub fn run(common: &Common, args: &RulesArgs, events: &Path, format: Format) -> 
         }
     }
     bar.finish_and_clear();
-    let bar = ProgressBar::new(parsed.len() as u64).with_style(
-        ProgressStyle::with_template("replaying {pos}/{len} events {wide_bar} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    Ok((parsed, rejected))
+}
+
+/// The events the configured store keeps, in the order it applied them, read through a
+/// read-only opening of the store; kept bytes that are not an event are told, not replayed.
+async fn read_store(config: &Config) -> Result<(Vec<Event>, Vec<String>), Failure> {
+    let url = config.store_url();
+    let shown = crate::config::mask_url_password(&url);
+    if super::sqlite_file_missing(&url) {
+        return Err(Failure::usage(format!(
+            "error: there is no store at {shown}: run this where the service runs, or set [store] url (PACKWELL_STORE_URL)"
+        )));
+    }
+    let failed = |e: StoreError| Failure::usage(format!("error: the store {shown}: {e}"));
+    let store = crate::store::events::open_read_only(&url)
+        .await
+        .map_err(failed)?;
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("reading {pos} kept events {spinner}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let env = DecideEnv {
-        rules: std::sync::Arc::new(rules),
-        key,
-        shop: config.shop(),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::usage(format!("error: cannot start: {e}")))?;
-    let mut report = runtime
-        .block_on(backtest(&env, parsed, &bar))
-        .map_err(|e| Failure::usage(format!("error: the scratch store failed: {e}")))?;
+    let kept = crate::store::events::all_kept_events(&*store, None, 1000, |n| bar.inc(n as u64))
+        .await
+        .map_err(failed)?;
     bar.finish_and_clear();
-    report.rejected = rejected.len() as u64;
-    for r in rejected.iter().take(20) {
-        eprintln!("rejected: {r}");
+    if kept.is_empty() {
+        eprintln!(
+            "note: the store {shown} keeps no events: events are kept as they are applied, for [store] retention"
+        );
     }
-    if rejected.len() > 20 {
-        eprintln!("rejected: ... and {} more lines", rejected.len() - 20);
-    }
-    match format {
-        Format::Json => {
-            let text = serde_json::to_string_pretty(&report)
-                .map_err(|e| Failure::usage(format!("error: {e}")))?;
-            println!("{text}");
+    let mut parsed = Vec::with_capacity(kept.len());
+    let mut rejected = Vec::new();
+    for k in kept {
+        match k.event {
+            Ok(e) => parsed.push(e),
+            Err(e) => rejected.push(format!("{shown}: kept event {}: {e} (not readable)", k.seq)),
         }
-        Format::Text => print!("{}", text_report(&report)),
     }
-    Ok(())
+    Ok((parsed, rejected))
 }

@@ -1,9 +1,9 @@
 //! `packwell forget --customer ID`: erases a customer's personal data, keeping the anonymous
 //! counts: in the store (the profile's names, e-mail address, locale, birthday and time zone;
 //! names in notes and order lines; rendered e-mails and the provider's answers; every outbox
-//! message about them, sent or not, DLQ copies of their events included), with no readable
-//! copy left in the database's own files (SQLite's free space and WAL, PostgreSQL's old row
-//! versions); and their e-mails in the outbox folder.
+//! message about them, sent or not, DLQ copies of their events included; their kept events),
+//! with no readable copy left in the database's own files (SQLite's free space and WAL,
+//! PostgreSQL's old row versions); and their e-mails in the outbox folder.
 
 use super::{CliResult, Common, Failure};
 use crate::store::{self, ForgetReport};
@@ -57,6 +57,7 @@ pub fn text_report(customer: &str, r: &ForgetReport, files: u64) -> String {
         (r.email_jobs, "e-mail job", "e-mail jobs"),
         (files, "e-mail file", "e-mail files"),
         (r.outbox_rows, "outbox message", "outbox messages"),
+        (r.events, "kept event", "kept events"),
     ];
     if kinds.iter().all(|(n, _, _)| *n == 0) {
         return format!("nothing stored for customer {customer}\n");

@@ -118,14 +118,27 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
     },
-    /// Replay an NDJSON history through the rules: what each rule would have given and cost.
+    /// Replay a history through the rules: what each rule would have given and cost. The
+    /// history is an NDJSON file (--events) or the events the store keeps (--from-store).
+    #[command(group(clap::ArgGroup::new("history").required(true).args(["events", "from_store"])))]
     Backtest {
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
         rules: RulesArgs,
+        /// The history (NDJSON, one event a line).
         #[arg(long, value_name = "FILE")]
-        events: PathBuf,
+        events: Option<PathBuf>,
+        /// Replay the events the configured store keeps (for [store] retention) instead of a
+        /// file, in the order the store applied them. The store is only read.
+        #[arg(long)]
+        from_store: bool,
+        /// Decide only the last N days, counted back from the newest event replayed (its
+        /// occurred_at); the events before them are folded into the history first, deciding
+        /// nothing, as import does. Default with --from-store: 30; with --events the whole
+        /// file is decided.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        days: Option<u32>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -404,8 +417,16 @@ pub fn run(cli: Cli) -> ExitCode {
             common,
             rules,
             events,
+            from_store: _,
+            days,
             format,
-        } => backtest::run(&common, &rules, &events, format),
+        } => {
+            let source = match &events {
+                Some(path) => backtest::Source::File(path),
+                None => backtest::Source::Store,
+            };
+            backtest::run(&common, &rules, source, days, format)
+        }
         Command::Preview {
             common,
             rules,

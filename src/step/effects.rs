@@ -44,6 +44,30 @@ pub struct Effects {
     /// Profiles and orders the step changed, to be written back.
     pub profiles: BTreeSet<String>,
     pub orders: BTreeSet<String>,
+    /// The events applied, kept in application order so the shop's history can be replayed.
+    pub events: Vec<EventRow>,
+}
+
+/// An applied event as it is kept: its ids, its own time and its compact encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub event_id: String,
+    pub customer_id: String,
+    /// The event's own time, Unix seconds.
+    pub occurred_at: i64,
+    /// [`crate::event::compact::encode`] of the event.
+    pub body: Vec<u8>,
+}
+
+impl EventRow {
+    pub fn of(event: &crate::event::Event) -> Self {
+        EventRow {
+            event_id: event.event_id.clone(),
+            customer_id: event.customer_id().to_string(),
+            occurred_at: event.occurred_at.timestamp(),
+            body: crate::event::compact::encode(event),
+        }
+    }
 }
 
 /// An outbox message, typed: the store gives each its topic, key and bytes.
@@ -189,6 +213,7 @@ impl Effects {
             && self.resubscribed.is_empty()
             && self.profiles.is_empty()
             && self.orders.is_empty()
+            && self.events.is_empty()
     }
 
     /// Adds `later`'s effects after these, as if one step had made both.
@@ -227,6 +252,7 @@ impl Effects {
         self.resubscribed.extend(later.resubscribed);
         self.profiles.extend(later.profiles);
         self.orders.extend(later.orders);
+        self.events.extend(later.events);
     }
 
     /// Records an exposure for the first-exposure table: the earliest time, `mixed` when the

@@ -118,3 +118,23 @@ where
         Err(e) => Err(e.into()),
     }
 }
+
+/// The store's applied migrations against those this Packwell knows: one it does not know is
+/// a newer schema; one it lacks an older schema, which only a writer updates.
+pub(super) fn check_schema(
+    applied: &[i64],
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<(), StoreError> {
+    let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    if let Some(v) = applied.iter().find(|v| !known.contains(v)) {
+        return Err(StoreError::SchemaTooNew(*v));
+    }
+    if let Some(v) = known.iter().find(|v| !applied.contains(v)) {
+        return Err(StoreError::Other(format!(
+            "the store's schema is older than this Packwell's (migration {v} is not applied): start the service on it once, which updates it"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) const APPLIED_SQL: &str = "SELECT version FROM _sqlx_migrations WHERE success";

@@ -6,6 +6,7 @@
 pub mod attribution;
 mod backend;
 pub mod emails;
+pub mod events;
 pub mod files;
 mod scrub;
 pub mod types;
@@ -13,6 +14,7 @@ pub mod types;
 pub use attribution::{AttributionData, AttributionQuery};
 pub use backend::{PgStore, SqliteStore};
 pub use emails::{EmailJob, EmailStore};
+pub use events::{EventRow, EventStore, KeptEvent};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 /// What every backend offers. Writes go through [`Store::apply_batch`]; reads serve the
 /// station API, the relay and the e-mail worker.
 #[async_trait]
-pub trait Store: EmailStore + Send + Sync {
+pub trait Store: EmailStore + EventStore + Send + Sync {
     /// Applies a batch of events in one transaction (all or nothing), fenced by partition epoch.
     async fn apply_batch(&self, batch: &Batch, env: &DecideEnv) -> Result<BatchReport, StoreError>;
     /// Takes ownership of a partition: bumps its epoch; returns (epoch, next offset).
@@ -64,8 +66,10 @@ pub trait Store: EmailStore + Send + Sync {
     ) -> Result<PackedOutcome, StoreError>;
     /// Erases a customer's personal data, keeping anonymous counts.
     async fn forget_customer(&self, customer_id: &str) -> Result<ForgetReport, StoreError>;
-    /// Removes decisions, processed event ids, finished e-mail jobs and sent outbox rows
-    /// older than `cutoff` (Unix seconds), at most `limit` rows per table; returns rows removed.
+    /// Removes decisions, processed event ids, kept events, finished e-mail jobs and sent outbox
+    /// rows older than `cutoff` (Unix seconds), at most `limit` rows per table; returns rows
+    /// removed. Kept events go by when they were kept (`stored_at`, the wall clock), as
+    /// processed event ids go by when they were processed, not by the events' own times.
     async fn purge_older_than(&self, cutoff: i64, limit: i64) -> Result<u64, StoreError>;
     /// The fingerprint of the coupon key this store's codes were made with, if recorded.
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError>;

@@ -231,6 +231,8 @@ pub struct ForgetReport {
     pub email_jobs: u64,
     /// Outbox messages scrubbed, sent or not.
     pub outbox_rows: u64,
+    /// Kept events removed (`store/events.rs`).
+    pub events: u64,
     /// The keys the customer's e-mails were handed over under (the outbox folder's file names).
     pub email_keys: Vec<String>,
     /// Hashes of the addresses their e-mails went to ([`crate::store::emails::address_hash`]).

@@ -36,6 +36,9 @@ mod email_store_impl;
 #[path = "sql/erase.rs"]
 mod erase;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
+#[path = "sql/events.rs"]
+mod events;
+#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/fingerprint.rs"]
 mod fingerprint;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
@@ -64,7 +67,7 @@ mod retention;
 mod store_impl;
 
 /// The tables `forget` writes: PostgreSQL vacuums them afterwards.
-const TABLES_WRITTEN: &str = "profiles, orders, decisions, email_jobs, outbox";
+const TABLES_WRITTEN: &str = "profiles, orders, decisions, email_jobs, outbox, events";
 
 /// PostgreSQL: a pool shared by every task; several Packwell instances may share the database
 /// (counters are claimed with conditional updates, e-mail jobs with `FOR UPDATE SKIP LOCKED`).
@@ -202,6 +205,31 @@ impl PgStore {
                 "vacuumed ({TABLES_WRITTEN}), but {older} transaction(s) open since before the erasure may keep old row \
                  versions until they end: VACUUM those tables after them (autovacuum will, too)"
             )
+        })
+    }
+}
+
+// Opened for reading only (`crate::store::events::open_read_only`): no migration, no file or
+// folder created, every connection read-only, so that nothing done through it changes the store.
+impl PgStore {
+    pub(crate) async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        use std::str::FromStr;
+        let opts =
+            PgConnectOptions::from_str(url)?.options([("default_transaction_read_only", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(REPORT_CONNECTIONS)
+            .connect_with(opts)
+            .await?;
+        let applied: Vec<i64> = sqlx::query_scalar(super::APPLIED_SQL)
+            .fetch_all(&pool)
+            .await?;
+        super::check_schema(&applied, &sqlx::migrate!("migrations/postgres"))?;
+        Ok(PgStore {
+            read: pool.clone(),
+            report: pool.clone(),
+            write: pool,
+            relay_lock: tokio::sync::Mutex::new(None),
         })
     }
 }

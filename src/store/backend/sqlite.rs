@@ -36,6 +36,9 @@ mod email_store_impl;
 #[path = "sql/erase.rs"]
 mod erase;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
+#[path = "sql/events.rs"]
+mod events;
+#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/fingerprint.rs"]
 mod fingerprint;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
@@ -216,5 +219,31 @@ impl SqliteStore {
             .execute(&self.write)
             .await?;
         Ok(())
+    }
+}
+
+// Opened for reading only (`crate::store::events::open_read_only`): no migration, no file or
+// folder created, every connection read-only, so that nothing done through it changes the store.
+impl SqliteStore {
+    pub(crate) async fn open_read_only(path: &str) -> Result<Self, StoreError> {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let file = crate::store::sqlite_file(path).unwrap_or(path);
+        let opts = SqliteConnectOptions::new()
+            .filename(file)
+            .read_only(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await?;
+        let applied: Vec<i64> = sqlx::query_scalar(super::APPLIED_SQL)
+            .fetch_all(&pool)
+            .await?;
+        super::check_schema(&applied, &sqlx::migrate!("migrations/sqlite"))?;
+        Ok(SqliteStore {
+            write: pool.clone(),
+            read: pool.clone(),
+            report: pool,
+        })
     }
 }

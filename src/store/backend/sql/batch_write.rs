@@ -117,6 +117,7 @@ impl This {
                 .await?;
         }
         Self::write_profiles_and_orders(tx, state, effects).await?;
+        Self::write_kept_events(tx, effects).await?;
         Ok(Ok(()))
     }
 
@@ -436,6 +437,29 @@ impl This {
             if r.try_get::<i64, _>(1)? > 0 && r.try_get::<i64, _>(2)? == 0 {
                 Self::void_email_coupons(tx, order_id, &r.try_get::<String, _>(0)?).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// The events the batch applied, kept (`store/events.rs`).
+    async fn write_kept_events(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
+        let now = now_secs();
+        for chunk in effects.events.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO events (event_id, customer_id, occurred_at, stored_at, body) ",
+            );
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.event_id)
+                    .push_bind(&e.customer_id)
+                    .push_bind(e.occurred_at)
+                    .push_bind(now)
+                    .push_bind(e.body.as_slice());
+            });
+            qb.push(" ON CONFLICT (event_id) DO NOTHING");
+            qb.build().persistent(false).execute(&mut **tx).await?;
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ impl This {
             + report.decisions
             + report.email_jobs
             + report.outbox_rows
+            + report.events
             > 0
         {
             report.cleanup = Some(self.after_forget().await?);
@@ -94,6 +95,7 @@ impl This {
                 needles.add_from_event(&v);
             }
         }
+        Self::kept_event_needles(&mut tx, customer_id, &mut needles).await?;
 
         // The profile: its personal fields go; its counts stay.
         if let Some(p) = profile.as_mut().filter(|p| {
@@ -191,6 +193,8 @@ impl This {
                 .await?;
             report.outbox_rows += 1;
         }
+        // Their kept events go whole: a replayed history without them is still a history.
+        report.events = Self::erase_kept_events(&mut tx, customer_id).await?;
         tx.commit().await?;
         Ok(report)
     }
