@@ -9,8 +9,11 @@
 //! - [`engine`]: the pure decision — segments, rules, inserts, follow-ups.
 //! - [`coupon`]: coupon codes derived from a secret key.
 //! - [`render`]: Handlebars notes and e-mails, and the template checks of `validate`.
-//! - [`replay`]: events replayed in memory through the fold and the engine.
-//! - [`store`]: the source of truth (SQLite or PostgreSQL), written once per batch.
+//! - [`step`]: the one event path: an event applied to the state it touches, every effect
+//!   returned as data; the store, `import`, `backtest`, `simulate` and `test` all call it.
+//! - [`replay`]: events replayed in memory through the step, the whole state kept.
+//! - [`store`]: the source of truth (SQLite or PostgreSQL): a batch's state loaded and its
+//!   effects written in one transaction.
 //! - [`message`]: the messages the outbox sends (coupons, customer preferences, the DLQ) as
 //!   types, and the JSON Schemas of every message, generated from them.
 //! - [`report`]: the effect report: treated against held-out customers, per rule.
