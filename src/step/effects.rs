@@ -5,6 +5,7 @@
 
 use crate::engine::{Claim, Decision};
 use crate::event::RejectReason;
+use crate::message::{DeadLetter, DlqSource, OutboxMessage};
 use crate::money::to_units;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,6 +80,27 @@ pub enum Message {
     CouponVoided(crate::message::CouponVoided),
     /// An event set aside.
     Dlq(DlqEntry),
+}
+
+impl Message {
+    /// The outbox row this message is: the one conversion, for the store to write and for a
+    /// replay to compare with what a store wrote. A DLQ message's headers name `source`.
+    pub fn to_outbox(&self, source: DlqSource<'_>) -> Result<OutboxMessage, serde_json::Error> {
+        Ok(match self {
+            Message::Packing(d) => OutboxMessage::try_from(&**d)?,
+            Message::CouponIssued(c) => c.clone().into_outbox(),
+            Message::CouponVoided(c) => c.clone().into_outbox(),
+            Message::Dlq(d) => DeadLetter::new(
+                source,
+                d.offset,
+                d.key.clone(),
+                &d.value,
+                d.reason,
+                &d.error,
+            )
+            .into_outbox(),
+        })
+    }
 }
 
 /// An event set aside, with where it came from (the store adds its topic and partition).

@@ -32,7 +32,16 @@ pub(super) fn cancel(state: &mut State, effects: &mut Effects, order_id: &str, a
             .as_ref()
             .is_some_and(|g| g.iter().any(|g| g.status == GivenStatus::Packed));
     if !packed {
-        for code in state.order_coupons.get(order_id).into_iter().flatten() {
+        // In code order: the same whether the codes were issued in this batch or read from the
+        // store, so the `coupon.voided` messages do not depend on where a batch was cut.
+        let mut codes: Vec<&String> = state
+            .order_coupons
+            .get(order_id)
+            .into_iter()
+            .flatten()
+            .collect();
+        codes.sort_unstable();
+        for code in codes {
             let Some(c) = state.coupons.get_mut(code) else {
                 continue;
             };

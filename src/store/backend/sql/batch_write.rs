@@ -6,7 +6,7 @@
 //! of up to [`ROWS_PER_STATEMENT`] rows.
 
 use super::{Db, This};
-use crate::message::{DeadLetter, OutboxMessage};
+use crate::message::OutboxMessage;
 use crate::step::{Effects, EmailStart, Message, State};
 use crate::store::StoreError;
 use crate::store::backend::{Retry, corrupt, now_secs};
@@ -268,29 +268,19 @@ impl This {
     ) -> Result<(), StoreError> {
         let mut rows: Vec<OutboxRow> = Vec::with_capacity(effects.messages.len());
         for m in &effects.messages {
-            rows.push(match m {
-                Message::Packing(d) => OutboxRow {
+            // The packing instruction is its decision row's JSON, made once for both.
+            let packing = match m {
+                Message::Packing(d) => decisions.get(d.order_id.as_str()).map(|json| (d, json)),
+                _ => None,
+            };
+            rows.push(match packing {
+                Some((d, json)) => OutboxRow {
                     topic: TOPIC_PACKING,
                     key: Some(std::borrow::Cow::Borrowed(d.order_id.as_bytes())),
-                    payload: match decisions.get(d.order_id.as_str()) {
-                        Some(json) => json.as_bytes().to_vec(),
-                        None => serde_json::to_vec(d).map_err(corrupt)?,
-                    },
+                    payload: json.as_bytes().to_vec(),
                     headers: None,
                 },
-                Message::CouponIssued(c) => OutboxRow::from(c.clone().into_outbox()),
-                Message::CouponVoided(c) => OutboxRow::from(c.clone().into_outbox()),
-                Message::Dlq(d) => OutboxRow::from(
-                    DeadLetter::new(
-                        fence.dlq_source(),
-                        d.offset,
-                        d.key.clone(),
-                        &d.value,
-                        d.reason,
-                        &d.error,
-                    )
-                    .into_outbox(),
-                ),
+                None => OutboxRow::from(m.to_outbox(fence.dlq_source()).map_err(corrupt)?),
             });
         }
         let now = now_secs();
