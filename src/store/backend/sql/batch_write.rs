@@ -448,7 +448,6 @@ impl This {
                     .push_bind(now)
                     .push_bind(e.body.as_slice());
             });
-            qb.push(" ON CONFLICT (event_id) DO NOTHING");
             qb.build().persistent(false).execute(&mut **tx).await?;
         }
         Ok(())
