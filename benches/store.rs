@@ -42,7 +42,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const BATCH: usize = 500;
+/// Events per batch: `PW_BENCH_BATCH` (default 500).
+fn batch_size() -> usize {
+    env_usize("PW_BENCH_BATCH", 500)
+}
 const IMPORT_BATCH: usize = 2000;
 const HISTORY_EVENTS: usize = 23_788;
 
@@ -318,7 +321,7 @@ async fn run_stream(
         events: items.len(),
         ..Default::default()
     };
-    let chunks: Vec<&[BatchItem]> = items.chunks(BATCH).collect();
+    let chunks: Vec<&[BatchItem]> = items.chunks(batch_size()).collect();
     let trace_from = chunks.len().saturating_sub(trace_batches) / 2;
     let trace = trace_from..trace_from + trace_batches.min(chunks.len());
     let mut traced_events = 0;
@@ -448,8 +451,9 @@ fn print_run(f: &RunFigures) {
             .map(|(s, i, d)| format!("#{i} {:.0} ms ({d} decided)", s * 1e3))
             .collect();
         println!(
-            "  {:<28} batch of {BATCH}: median {:.1} ms, p90 {:.1} ms, max {:.1} ms; slowest: {}",
+            "  {:<28} batch of {}: median {:.1} ms, p90 {:.1} ms, max {:.1} ms; slowest: {}",
             "",
+            batch_size(),
             q(0.5),
             q(0.9),
             q(1.0),
@@ -1177,10 +1181,11 @@ async fn run() -> Result<()> {
 
     println!("== Packwell store benchmark (issue 4, Figures) ==");
     println!(
-        "machine: {} cores; batches of {BATCH}, Fence::None; only apply_batch is timed (parsing is not)",
+        "machine: {} cores; batches of {}, Fence::None; only apply_batch is timed (parsing is not)",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0)
+            .unwrap_or(0),
+        batch_size()
     );
     let history = load_history()?;
     if history.len() != HISTORY_EVENTS {
@@ -1298,7 +1303,8 @@ async fn run() -> Result<()> {
     };
     let verdict = |r: f64, goal: f64| if r >= goal { "met" } else { "NOT met" };
     println!(
-        "\n== Summary (stream of {stream_events} events; batches of {BATCH}; load average now {}) ==",
+        "\n== Summary (stream of {stream_events} events; batches of {}; load average now {}) ==",
+        batch_size(),
         loadavg()
     );
     println!(
