@@ -1,38 +1,56 @@
-//! End-to-end service benchmark (issue 5's figures), not criterion: one run, figures printed.
+//! End-to-end service benchmark (issue 17's figures), not criterion: `packwell run` (the
+//! release binary, a child process) on each store, figures printed as a table.
 //!
-//! On the embedded broker (librdkafka's mock cluster, in process), a stream of ≥ 200 000 events
-//! (the example history repeated with new ids) flows through `orders` (6 partitions):
-//! 1. a bare rdkafka consumer reads the first 40 000: the raw rate, the ceiling;
-//! 2. the service (`packwell::service::run`, in process) consumes, decides, stores and relays
-//!    the whole stream, on SQLite and then on PostgreSQL (each on a fresh broker): events per
-//!    second from start until the last event is stored, as a ratio to the raw rate; time from
-//!    start to the first decision; time from the stop signal to `run` returning.
+//! The protocol, per run, each on a fresh embedded broker (librdkafka's mock cluster) and a
+//! fresh store (SQLite in a temporary data folder; PostgreSQL in a database of its own):
+//! 1. `PW_BENCH_EVENTS` example events (default 45 000: the history repeated with new ids) are
+//!    produced to `orders` (6 partitions) before anything else starts. The mock keeps about
+//!    5 MiB per partition and drops the oldest messages beyond that, so the partitions' low
+//!    watermarks are checked: the events counted are those the topic holds.
+//! 2. A bare rdkafka consumer (the service's consumer settings, a group of its own) reads them
+//!    all: events / (its last message − its first), the ceiling.
+//! 3. `packwell run` starts with nothing produced while it runs (a producer would take a core).
+//!    A reader in this process takes `packing-instructions` from the beginning; the service's
+//!    rate is events / (the last packing instruction received − the first). The run is over
+//!    when the service's committed offsets cover every event and the reader has as many
+//!    packing instructions as `packwell_orders_decided_total` says; after the service stopped,
+//!    the store's `decisions` must count the same, or the bench fails.
+//! 4. Memory: the child's VmRSS when 25/50/75/100 % of the events are applied (by its
+//!    committed offsets) and its VmHWM (peak) at the end, from `/proc/PID/status`: the service
+//!    alone, not this process, which holds the broker, the events and the reader.
 //!
-//! The mock keeps at most 5 MiB per partition and drops older messages beyond that, so the
-//! stream is produced while the service consumes, topped up whenever fewer than 20 000 events
-//! wait: the service always has work, and nothing is dropped unread.
+//! The median of `PW_BENCH_RUNS` runs per store (default 5); the ratio to the bare consumer is
+//! median over median, the bare consumer measured in the same runs.
 //!
-//! Environment: `PW_BENCH_EVENTS` (default 200 000), `PW_BENCH_SKIP_PG`,
-//! `PW_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
-//! Run: `cargo bench --bench service`.
+//! Environment: `PW_BENCH_EVENTS`, `PW_BENCH_RUNS`, `PW_BENCH_SKIP_PG=1`, `PW_BENCH_PG_URL`
+//! (see `support::ScratchDatabase`). Run: `cargo bench --bench service`.
 
-use packwell::config::Config;
-use packwell::kafka::{EmbeddedBroker, fast_consumer_config, producer_config};
-use packwell::service::{self, Options};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use serde_json::Value;
-use sqlx::Row;
-use std::path::Path;
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
-
+#[path = "../tests/service_support/mod.rs"]
+mod service_support;
 mod support;
 
+use packwell::config::Config;
+use packwell::kafka::{TOPIC_ORDERS, TOPIC_PACKING_INSTRUCTIONS, fast_consumer_config};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use service_support::{ServiceProcess, TestBroker, Workdir, http_get, metric};
+use sqlx::Row;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use support::{ScratchDatabase, env_usize, skip_postgres};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A run that has not finished by then has gone wrong.
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often the run's progress (committed offsets) and the child's memory are looked at.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
 
 /// The example history repeated with new event, order and customer ids until `n` events.
 fn stream(n: usize) -> Vec<(String, Vec<u8>)> {
@@ -78,14 +96,14 @@ fn stream(n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 fn fill(brokers: &str, events: &[(String, Vec<u8>)]) {
-    let producer: BaseProducer = producer_config(brokers)
+    let producer: BaseProducer = packwell::kafka::producer_config(brokers)
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "500000")
         .create()
         .expect("producer");
     for (key, value) in events {
         let mut record = Some(
-            BaseRecord::to("orders")
+            BaseRecord::to(TOPIC_ORDERS)
                 .key(key.as_str())
                 .payload(value.as_slice()),
         );
@@ -99,208 +117,416 @@ fn fill(brokers: &str, events: &[(String, Vec<u8>)]) {
     producer.flush(Duration::from_secs(120)).expect("filled");
 }
 
-/// A bare consumer in a group of its own reading `n` messages: events per second.
-fn raw_rate(brokers: &str, n: usize) -> f64 {
-    let consumer: BaseConsumer = fast_consumer_config(brokers, "bench-raw")
+/// A topic's partitions, from the broker's metadata.
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect()
+}
+
+/// The events `orders` holds: the sum of high − low watermarks. A low watermark above 0 means
+/// the mock dropped events past its 5 MiB per partition; they are said and not counted.
+fn events_held(brokers: &str, produced: usize) -> usize {
+    let consumer: BaseConsumer = fast_consumer_config(brokers, "bench-watermarks")
         .create()
         .expect("consumer");
-    consumer.subscribe(&["orders"]).expect("subscribe");
-    let started = Instant::now();
-    let mut seen = 0;
-    while seen < n && started.elapsed() < Duration::from_secs(300) {
-        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+    let mut held = 0;
+    for p in partitions(&consumer, TOPIC_ORDERS) {
+        let (low, high) = consumer
+            .fetch_watermarks(TOPIC_ORDERS, p, Duration::from_secs(10))
+            .expect("watermarks");
+        if low > 0 {
+            eprintln!("warning: orders/{p} starts at {low}: the broker dropped {low} events");
+        }
+        held += (high - low) as usize;
+    }
+    if held != produced {
+        eprintln!("warning: {produced} events produced, {held} in the topic: {held} counted");
+    }
+    held
+}
+
+/// The service's consumer settings (`packwell::service::run` adds statistics to
+/// `fast_consumer_config`), in a group of its own, reading `n` events: events per second
+/// from its first message to its last.
+fn bare_rate(brokers: &str, group: &str, n: usize) -> f64 {
+    let consumer: BaseConsumer = fast_consumer_config(brokers, group)
+        .set("statistics.interval.ms", "5000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[TOPIC_ORDERS]).expect("subscribe");
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let (mut seen, mut bytes) = (0usize, 0usize);
+    let mut first = None;
+    while seen < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            bytes += m.payload_len();
             seen += 1;
         }
     }
-    seen as f64 / started.elapsed().as_secs_f64()
+    assert!(
+        seen == n && bytes > 0,
+        "the bare consumer read {seen} of {n}"
+    );
+    n as f64 / first.expect("a first message").elapsed().as_secs_f64()
 }
 
-struct ServiceFigures {
-    rate: f64,
-    first_decision: Duration,
-    stop: Duration,
-    decided: i64,
+/// What the reader of `packing-instructions` saw.
+#[derive(Default)]
+struct Received {
+    count: usize,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// The producer's timestamps (ms) of the first and last message: the same span as the
+    /// service's clock saw it, free of the reader's own delays.
+    first_stamp: Option<i64>,
+    last_stamp: Option<i64>,
 }
 
+/// Reads `packing-instructions` from the beginning in a thread of its own, assigned (no group
+/// join, so it is fetching before the service starts) and with short fetch waits, so that a
+/// message is seen within a few milliseconds of its arrival.
+struct Reader {
+    count: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Received>,
+}
+
+impl Reader {
+    fn start(brokers: &str) -> Reader {
+        let consumer: BaseConsumer = fast_consumer_config(brokers, "bench-reader")
+            .set("fetch.wait.max.ms", "5")
+            .create()
+            .expect("reader");
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions(&consumer, TOPIC_PACKING_INSTRUCTIONS) {
+            tpl.add_partition_offset(TOPIC_PACKING_INSTRUCTIONS, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let count = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (count.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut r = Received::default();
+            while !s.load(Ordering::Relaxed) {
+                let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) else {
+                    continue;
+                };
+                let now = Instant::now();
+                r.first.get_or_insert(now);
+                r.last = Some(now);
+                let stamp = m.timestamp().to_millis();
+                if r.first_stamp.is_none() {
+                    r.first_stamp = stamp;
+                }
+                r.last_stamp = stamp.or(r.last_stamp);
+                r.count += 1;
+                c.store(r.count, Ordering::Relaxed);
+            }
+            r
+        });
+        Reader {
+            count,
+            stop,
+            thread,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn finish(self) -> Received {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("reader thread")
+    }
+}
+
+/// The sum of the offsets `group` committed on `orders`: the events the service has applied
+/// (it commits to Kafka after each store commit; a fresh broker starts at 0).
+fn committed(consumer: &BaseConsumer, orders: &TopicPartitionList) -> usize {
+    let Ok(tpl) = consumer.committed_offsets(orders.clone(), Duration::from_secs(2)) else {
+        return 0;
+    };
+    tpl.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o.max(0) as usize,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line[field.len() + 1..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// One number from the store, read after the service stopped.
 async fn count(url: &str, sql: &str) -> i64 {
-    if url.starts_with("postgres") {
-        let Ok(pool) = sqlx::PgPool::connect(url).await else {
-            return 0;
-        };
-        let n = sqlx::query(sql)
-            .fetch_one(&pool)
+    let row = if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url)
             .await
-            .ok()
-            .and_then(|r| r.try_get(0).ok())
-            .unwrap_or(0);
+            .expect("the bench database");
+        let n = sqlx::query(sql).fetch_one(&pool).await.map(|r| r.get(0));
         pool.close().await;
         n
     } else {
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(url)
             .read_only(true);
-        let Ok(pool) = sqlx::SqlitePool::connect_with(opts).await else {
-            return 0;
-        };
-        let n = sqlx::query(sql)
-            .fetch_one(&pool)
+        let pool = sqlx::SqlitePool::connect_with(opts)
             .await
-            .ok()
-            .and_then(|r| r.try_get(0).ok())
-            .unwrap_or(0);
+            .expect("the bench's SQLite store");
+        let n = sqlx::query(sql).fetch_one(&pool).await.map(|r| r.get(0));
         pool.close().await;
         n
-    }
-}
-
-/// Runs the service on `store_url` while `events` are produced to it, paced (see above);
-/// `already` events are in the topic before it starts.
-async fn run_service(
-    brokers: &str,
-    store_url: &str,
-    dir: &Path,
-    group: &str,
-    events: &[(String, Vec<u8>)],
-    already: usize,
-) -> ServiceFigures {
-    let n = events.len() + already;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut config = Config::load(None, []).expect("defaults");
-    config.store.url = Some(store_url.to_string());
-    config.kafka.group = group.to_string();
-    config.http.listen = "127.0.0.1:0".into();
-    config.decide.max_event_age = "3650d".into();
-    config.coupons.key_file = dir.join("coupon.key");
-    let opts = Options {
-        config,
-        brokers: brokers.to_string(),
-        fast_group: true,
-        rules_dir: root.join("rules"),
-        templates_dir: root.join("templates"),
     };
-    let stop = CancellationToken::new();
-    let started = Instant::now();
-    let service = tokio::spawn(service::run(opts, stop.clone(), None));
-    let mut first_decision = None;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut produced = already;
-    let mut rest = events;
-    loop {
-        let pause = if first_decision.is_none() { 10 } else { 100 };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-        if first_decision.is_none()
-            && count(
-                store_url,
-                "SELECT COUNT(*) FROM (SELECT 1 FROM decisions LIMIT 1) d",
-            )
-            .await
-                > 0
-        {
-            first_decision = Some(started.elapsed());
+    row.expect("a count from the store")
+}
+
+/// One run's figures.
+struct Run {
+    events: usize,
+    rate: f64,
+    stamped_rate: f64,
+    bare: f64,
+    decided: usize,
+    first_decision: Duration,
+    stop: Duration,
+    /// VmRSS (KiB) when 25, 50, 75 and 100 % of the events were applied.
+    rss: [u64; 4],
+    peak_kib: u64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
         }
-        // Events applied = the sum of the partitions' stored offsets (a fresh broker starts
-        // at 0): six rows to read, where counting processed events would scan them all, ten
-        // times a second, on the cores the service needs.
-        let done = count(
-            store_url,
-            "SELECT CAST(COALESCE(SUM(next_offset), 0) AS BIGINT) FROM partitions",
-        )
-        .await as usize;
-        if done >= n || Instant::now() > deadline {
-            break;
-        }
-        if !rest.is_empty() && produced.saturating_sub(done) < 20_000 {
-            let (chunk, tail) = rest.split_at(rest.len().min(20_000));
-            let chunk = chunk.to_vec();
-            produced += chunk.len();
-            rest = tail;
-            let brokers = brokers.to_string();
-            tokio::task::spawn_blocking(move || fill(&brokers, &chunk))
-                .await
-                .expect("producer");
-        }
-    }
-    let elapsed = started.elapsed();
-    let stopping = Instant::now();
-    stop.cancel();
-    let result = service.await.expect("service task");
-    let stop_took = stopping.elapsed();
-    if let Err(e) = result {
-        panic!("the service failed: {e}");
-    }
-    ServiceFigures {
-        rate: n as f64 / elapsed.as_secs_f64(),
-        first_decision: first_decision.unwrap_or_default(),
-        stop: stop_took,
-        decided: count(store_url, "SELECT COUNT(*) FROM decisions").await,
     }
 }
 
-fn start_broker(runtime: &tokio::runtime::Runtime) -> EmbeddedBroker {
-    runtime
-        .block_on(EmbeddedBroker::start("127.0.0.1:0".parse().expect("addr")))
-        .expect("embedded broker")
+fn one_run(backend: Backend, events: &[(String, Vec<u8>)], run: usize) -> Run {
+    let broker = TestBroker::start();
+    fill(&broker.addr, events);
+    let n = events_held(&broker.addr, events.len());
+    let bare = bare_rate(&broker.addr, &format!("bench-bare-{run}"), n);
+
+    let workdir = Workdir::new();
+    let database = (backend == Backend::Postgres).then(|| ScratchDatabase::create("pw_bench_svc"));
+    let store_url = match &database {
+        Some(d) => d.url.clone(),
+        None => workdir.sqlite_url(),
+    };
+    let defaults = Config::load(None, []).expect("the default configuration");
+    let batch_wait = defaults.kafka.batch_wait_ms.to_string();
+    // The shipped defaults (service_support shortens the batch wait for tests); warnings kept.
+    let mut env = vec![
+        ("PACKWELL_LOG", "warn"),
+        ("PACKWELL_KAFKA_BATCH_WAIT_MS", batch_wait.as_str()),
+    ];
+    if let Some(d) = &database {
+        env.push(("PACKWELL_STORE_URL", d.url.as_str()));
+    }
+
+    let offsets: BaseConsumer = fast_consumer_config(&broker.addr, &defaults.kafka.group)
+        .create()
+        .expect("an offsets client");
+    let mut orders = TopicPartitionList::new();
+    for p in partitions(&offsets, TOPIC_ORDERS) {
+        orders.add_partition(TOPIC_ORDERS, p);
+    }
+    let reader = Reader::start(&broker.addr);
+    let started = Instant::now();
+    let mut process = ServiceProcess::start_with_args(workdir.path(), &broker.addr, &env, &[]);
+    let pid = process.child.id();
+
+    let mut rss = [0u64; 4];
+    let mut next_mark = 0;
+    loop {
+        std::thread::sleep(PROBE_EVERY);
+        let applied = committed(&offsets, &orders);
+        while next_mark < 4 && applied * 4 >= n * (next_mark + 1) {
+            rss[next_mark] = proc_kib(pid, "VmRSS").unwrap_or(0);
+            next_mark += 1;
+        }
+        if applied >= n {
+            // Every event applied, so the decisions are all counted: wait for their messages.
+            let (_, text) = http_get(&process.http, "/metrics");
+            let decided = metric(&text, "packwell_orders_decided_total") as usize;
+            if decided > 0 && reader.count() >= decided {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < RUN_TIMEOUT,
+            "{}: run {run} did not finish: {applied} of {n} events applied, {} packing instructions read; the service's log:\n{}",
+            backend.name(),
+            reader.count(),
+            process.log()
+        );
+    }
+    let peak_kib = proc_kib(pid, "VmHWM").unwrap_or(0);
+    let (code, stop) = process.terminate();
+    assert_eq!(code, Some(0), "packwell run's exit: {}", process.log());
+    let got = reader.finish();
+
+    let decided = broker
+        .runtime
+        .block_on(count(&store_url, "SELECT COUNT(*) FROM decisions"));
+    assert_eq!(
+        decided,
+        got.count as i64,
+        "{}: the store holds {decided} decisions, the reader got {} packing instructions",
+        backend.name(),
+        got.count
+    );
+    let (first, last) = (got.first.expect("a first"), got.last.expect("a last"));
+    let span = last.duration_since(first).as_secs_f64();
+    let stamped = (got.last_stamp.unwrap_or(0) - got.first_stamp.unwrap_or(0)) as f64 / 1000.0;
+    drop(database);
+    Run {
+        events: n,
+        rate: n as f64 / span,
+        stamped_rate: n as f64 / stamped,
+        bare,
+        decided: got.count,
+        first_decision: first.duration_since(started),
+        stop,
+        rss,
+        peak_kib,
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0}", kib as f64 / 1024.0)
+}
+
+fn print_run(backend: Backend, i: usize, r: &Run) {
+    println!(
+        "{} run {}: {} events, {} decided; {:.0} events/s (by the producer's stamps {:.0}); bare {:.0}/s ({:.3}×); first decision {:.0} ms after start, stop {:.0} ms; VmRSS at 25/50/75/100 %: {}/{}/{}/{} MiB, VmHWM {} MiB",
+        backend.name(),
+        i + 1,
+        r.events,
+        r.decided,
+        r.rate,
+        r.stamped_rate,
+        r.bare,
+        r.rate / r.bare,
+        r.first_decision.as_secs_f64() * 1000.0,
+        r.stop.as_secs_f64() * 1000.0,
+        mib(r.rss[0]),
+        mib(r.rss[1]),
+        mib(r.rss[2]),
+        mib(r.rss[3]),
+        mib(r.peak_kib),
+    );
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[m]
+    } else {
+        (xs[m - 1] + xs[m]) / 2.0
+    }
+}
+
+fn print_table(rows: &[(Backend, Vec<Run>)]) {
+    println!();
+    println!(
+        "{:<11} {:>7} {:>10} {:>16} {:>10} {:>8} {:>15} {:>9} {:>12} {:>10}",
+        "store",
+        "events",
+        "events/s",
+        "min..max",
+        "bare/s",
+        "÷ bare",
+        "goal",
+        "met",
+        "VmHWM max",
+        "1st dec."
+    );
+    for (backend, runs) in rows {
+        let rate = median(runs.iter().map(|r| r.rate).collect());
+        let bare = median(runs.iter().map(|r| r.bare).collect());
+        let min = runs.iter().map(|r| r.rate).fold(f64::INFINITY, f64::min);
+        let max = runs.iter().map(|r| r.rate).fold(0.0, f64::max);
+        let ratio = rate / bare;
+        let (goal, met) = match backend {
+            Backend::Sqlite => ("≥40000, ≥0.2×", rate >= 40_000.0 && ratio >= 0.2),
+            Backend::Postgres => ("≥20000", rate >= 20_000.0),
+        };
+        let peak = runs.iter().map(|r| r.peak_kib).max().unwrap_or(0);
+        let first = median(
+            runs.iter()
+                .map(|r| r.first_decision.as_secs_f64())
+                .collect(),
+        );
+        println!(
+            "{:<11} {:>7} {:>10.0} {:>16} {:>10.0} {:>7.3}× {:>15} {:>9} {:>8} MiB {:>7.0} ms",
+            backend.name(),
+            runs[0].events,
+            rate,
+            format!("{min:.0}..{max:.0}"),
+            bare,
+            ratio,
+            goal,
+            if met { "yes" } else { "no" },
+            mib(peak),
+            first * 1000.0,
+        );
+    }
+    println!(
+        "events/s: events ÷ (last packing instruction received − first), median of the runs; \
+         bare: the service's consumer settings reading the same topic, first message to last; \
+         VmHWM: the child process's peak; 1st dec.: from spawning `packwell run` (median)"
+    );
 }
 
 fn main() {
-    let n = env_usize("PW_BENCH_EVENTS", 200_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    println!("== Packwell service benchmark (issue 5, Figures) ==");
+    let n = env_usize("PW_BENCH_EVENTS", 45_000);
+    let runs = env_usize("PW_BENCH_RUNS", 5).max(1);
+    println!("== Packwell service benchmark (issue 17, `packwell run` events/s) ==");
     let events = stream(n);
     println!(
-        "stream: {n} events (the example history repeated with new ids); orders has 6 partitions"
+        "{n} example events (the history repeated with new ids) produced to orders (6 partitions) before each run; {runs} runs per store, each on a fresh broker and store"
     );
-    let broker = start_broker(&runtime);
-    let raw_n = 40_000.min(n);
-    fill(&broker.bootstrap(), &events[..raw_n]);
-    let raw = raw_rate(&broker.bootstrap(), raw_n);
-    println!("bare rdkafka consumer: {raw:>10.0} events/s over {raw_n} events (the ceiling)");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sqlite = dir.path().join("bench.db").display().to_string();
-    let f = runtime.block_on(run_service(
-        &broker.bootstrap(),
-        &sqlite,
-        dir.path(),
-        "bench-sqlite",
-        &events[raw_n..],
-        raw_n,
-    ));
-    runtime.block_on(broker.shutdown());
-    let mut rows = vec![("SQLite", f)];
+    let mut backends = vec![Backend::Sqlite];
     if !skip_postgres() {
-        let database = ScratchDatabase::create("pw_bench_service");
-        let pg_dir = tempfile::tempdir().expect("tempdir");
-        // A fresh broker: the SQLite run's messages are not in the way.
-        let broker = start_broker(&runtime);
-        let f = runtime.block_on(run_service(
-            &broker.bootstrap(),
-            &database.url,
-            pg_dir.path(),
-            "bench-pg",
-            &events,
-            0,
-        ));
-        runtime.block_on(broker.shutdown());
-        rows.push(("PostgreSQL", f));
+        backends.push(Backend::Postgres);
     }
-    println!();
-    println!(
-        "{:<12} {:>12} {:>9} {:>10} {:>16} {:>14}",
-        "store", "events/s", "÷ raw", "decided", "start→decision", "stop→return"
-    );
-    for (name, f) in &rows {
-        println!(
-            "{:<12} {:>12.0} {:>8.2}× {:>10} {:>13.0} ms {:>11.0} ms",
-            name,
-            f.rate,
-            f.rate / raw,
-            f.decided,
-            f.first_decision.as_secs_f64() * 1000.0,
-            f.stop.as_secs_f64() * 1000.0
-        );
+    let mut rows = Vec::new();
+    for backend in backends {
+        let mut figures = Vec::new();
+        for i in 0..runs {
+            let r = one_run(backend, &events, i);
+            print_run(backend, i, &r);
+            figures.push(r);
+        }
+        rows.push((backend, figures));
     }
-    println!("goal: SQLite ≥ 0.3× the raw rate");
+    print_table(&rows);
 }
