@@ -25,22 +25,21 @@
 //! Environment: `PW_BENCH_EVENTS`, `PW_BENCH_RUNS`, `PW_BENCH_SKIP_PG=1`, `PW_BENCH_PG_URL`
 //! (see `support::ScratchDatabase`). Run: `cargo bench --bench service`.
 
+mod service_probes;
 #[path = "../tests/service_support/mod.rs"]
 mod service_support;
 mod support;
 
 use packwell::config::Config;
-use packwell::kafka::{TOPIC_ORDERS, TOPIC_PACKING_INSTRUCTIONS, fast_consumer_config};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use packwell::kafka::{TOPIC_ORDERS, fast_consumer_config};
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
+use service_probes::{Reader, bare_rate, committed, events_held, partitions, proc_kib};
 use service_support::{ServiceProcess, TestBroker, Workdir, http_get, metric};
 use sqlx::Row;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::{ScratchDatabase, env_usize, skip_postgres};
 
@@ -117,164 +116,6 @@ fn fill(brokers: &str, events: &[(String, Vec<u8>)]) {
     producer.flush(Duration::from_secs(120)).expect("filled");
 }
 
-/// A topic's partitions, from the broker's metadata.
-fn partitions(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect()
-}
-
-/// The events `orders` holds: the sum of high − low watermarks. A low watermark above 0 means
-/// the mock dropped events past its 5 MiB per partition; they are said and not counted.
-fn events_held(brokers: &str, produced: usize) -> usize {
-    let consumer: BaseConsumer = fast_consumer_config(brokers, "bench-watermarks")
-        .create()
-        .expect("consumer");
-    let mut held = 0;
-    for p in partitions(&consumer, TOPIC_ORDERS) {
-        let (low, high) = consumer
-            .fetch_watermarks(TOPIC_ORDERS, p, Duration::from_secs(10))
-            .expect("watermarks");
-        if low > 0 {
-            eprintln!("warning: orders/{p} starts at {low}: the broker dropped {low} events");
-        }
-        held += (high - low) as usize;
-    }
-    if held != produced {
-        eprintln!("warning: {produced} events produced, {held} in the topic: {held} counted");
-    }
-    held
-}
-
-/// The service's consumer settings (`packwell::service::run` adds statistics to
-/// `fast_consumer_config`), in a group of its own, reading `n` events: events per second
-/// from its first message to its last.
-fn bare_rate(brokers: &str, group: &str, n: usize) -> f64 {
-    let consumer: BaseConsumer = fast_consumer_config(brokers, group)
-        .set("statistics.interval.ms", "5000")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[TOPIC_ORDERS]).expect("subscribe");
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let (mut seen, mut bytes) = (0usize, 0usize);
-    let mut first = None;
-    while seen < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            first.get_or_insert_with(Instant::now);
-            bytes += m.payload_len();
-            seen += 1;
-        }
-    }
-    assert!(
-        seen == n && bytes > 0,
-        "the bare consumer read {seen} of {n}"
-    );
-    n as f64 / first.expect("a first message").elapsed().as_secs_f64()
-}
-
-/// What the reader of `packing-instructions` saw.
-#[derive(Default)]
-struct Received {
-    count: usize,
-    first: Option<Instant>,
-    last: Option<Instant>,
-    /// The producer's timestamps (ms) of the first and last message: the same span as the
-    /// service's clock saw it, free of the reader's own delays.
-    first_stamp: Option<i64>,
-    last_stamp: Option<i64>,
-}
-
-/// Reads `packing-instructions` from the beginning in a thread of its own, assigned (no group
-/// join, so it is fetching before the service starts) and with short fetch waits, so that a
-/// message is seen within a few milliseconds of its arrival.
-struct Reader {
-    count: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<Received>,
-}
-
-impl Reader {
-    fn start(brokers: &str) -> Reader {
-        let consumer: BaseConsumer = fast_consumer_config(brokers, "bench-reader")
-            .set("fetch.wait.max.ms", "5")
-            .create()
-            .expect("reader");
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions(&consumer, TOPIC_PACKING_INSTRUCTIONS) {
-            tpl.add_partition_offset(TOPIC_PACKING_INSTRUCTIONS, p, Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
-        let count = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (c, s) = (count.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut r = Received::default();
-            while !s.load(Ordering::Relaxed) {
-                let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) else {
-                    continue;
-                };
-                let now = Instant::now();
-                r.first.get_or_insert(now);
-                r.last = Some(now);
-                let stamp = m.timestamp().to_millis();
-                if r.first_stamp.is_none() {
-                    r.first_stamp = stamp;
-                }
-                r.last_stamp = stamp.or(r.last_stamp);
-                r.count += 1;
-                c.store(r.count, Ordering::Relaxed);
-            }
-            r
-        });
-        Reader {
-            count,
-            stop,
-            thread,
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn finish(self) -> Received {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("reader thread")
-    }
-}
-
-/// The sum of the offsets `group` committed on `orders`: the events the service has applied
-/// (it commits to Kafka after each store commit; a fresh broker starts at 0).
-fn committed(consumer: &BaseConsumer, orders: &TopicPartitionList) -> usize {
-    let Ok(tpl) = consumer.committed_offsets(orders.clone(), Duration::from_secs(2)) else {
-        return 0;
-    };
-    tpl.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o.max(0) as usize,
-            _ => 0,
-        })
-        .sum()
-}
-
-/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
-fn proc_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line[field.len() + 1..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// One number from the store, read after the service stopped.
 async fn count(url: &str, sql: &str) -> i64 {
     let row = if url.starts_with("postgres") {
@@ -307,8 +148,9 @@ struct Run {
     decided: usize,
     first_decision: Duration,
     stop: Duration,
-    /// VmRSS (KiB) when 25, 50, 75 and 100 % of the events were applied.
-    rss: [u64; 4],
+    /// VmRSS and RssAnon (KiB) when 25, 50, 75 and 100 % of the events were applied: the
+    /// anonymous part is the heap; the rest is mostly files mapped (the binary, SQLite's).
+    rss: [(u64, u64); 4],
     peak_kib: u64,
 }
 
@@ -362,13 +204,16 @@ fn one_run(backend: Backend, events: &[(String, Vec<u8>)], run: usize) -> Run {
     let mut process = ServiceProcess::start_with_args(workdir.path(), &broker.addr, &env, &[]);
     let pid = process.child.id();
 
-    let mut rss = [0u64; 4];
+    let mut rss = [(0, 0); 4];
     let mut next_mark = 0;
     loop {
         std::thread::sleep(PROBE_EVERY);
         let applied = committed(&offsets, &orders);
         while next_mark < 4 && applied * 4 >= n * (next_mark + 1) {
-            rss[next_mark] = proc_kib(pid, "VmRSS").unwrap_or(0);
+            rss[next_mark] = (
+                proc_kib(pid, "VmRSS").unwrap_or(0),
+                proc_kib(pid, "RssAnon").unwrap_or(0),
+            );
             next_mark += 1;
         }
         if applied >= n {
@@ -425,7 +270,7 @@ fn mib(kib: u64) -> String {
 
 fn print_run(backend: Backend, i: usize, r: &Run) {
     println!(
-        "{} run {}: {} events, {} decided; {:.0} events/s (by the producer's stamps {:.0}); bare {:.0}/s ({:.3}×); first decision {:.0} ms after start, stop {:.0} ms; VmRSS at 25/50/75/100 %: {}/{}/{}/{} MiB, VmHWM {} MiB",
+        "{} run {}: {} events, {} decided; {:.0} events/s (by the producer's stamps {:.0}); bare {:.0}/s ({:.3}×); first decision {:.0} ms after start, stop {:.0} ms; VmRSS (RssAnon) at 25/50/75/100 %: {} MiB; VmHWM {} MiB",
         backend.name(),
         i + 1,
         r.events,
@@ -436,10 +281,11 @@ fn print_run(backend: Backend, i: usize, r: &Run) {
         r.rate / r.bare,
         r.first_decision.as_secs_f64() * 1000.0,
         r.stop.as_secs_f64() * 1000.0,
-        mib(r.rss[0]),
-        mib(r.rss[1]),
-        mib(r.rss[2]),
-        mib(r.rss[3]),
+        r.rss
+            .iter()
+            .map(|(all, anon)| format!("{} ({})", mib(*all), mib(*anon)))
+            .collect::<Vec<_>>()
+            .join(" / "),
         mib(r.peak_kib),
     );
 }
