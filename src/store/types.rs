@@ -10,6 +10,31 @@ use crate::step::Applied;
 /// databases' limits on parameters (SQLite 32 766, PostgreSQL 65 535).
 pub const ROWS_PER_STATEMENT: usize = 1000;
 
+/// The row counts of the multi-row statements of a batch, largest first.
+const STATEMENT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `rows` cut into slices of the few sizes of [`STATEMENT_SIZES`], largest first: a batch's
+/// multi-row statements then have only a handful of shapes, each prepared once per connection
+/// and kept (parsing and planning a fresh 500-row `INSERT` cost as much as running it).
+pub fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = STATEMENT_SIZES
+            .into_iter()
+            .find(|&s| s <= rest.len())
+            .unwrap_or(1);
+        let (head, tail) = rest.split_at(size);
+        rest = tail;
+        Some(head)
+    })
+}
+
+/// Prepared statements each connection keeps: the batch's statements in each of their sizes.
+pub const STATEMENT_CACHE: usize = 512;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -315,3 +340,25 @@ pub use crate::kafka::{
     TOPIC_PACKING_INSTRUCTIONS as TOPIC_PACKING,
 };
 pub use crate::message::DLQ_MAX_VALUE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_chunks_cover_the_rows_in_order_in_the_fixed_sizes() {
+        for n in 0..1200 {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = statement_chunks(&rows).collect();
+            assert!(chunks.iter().all(|c| STATEMENT_SIZES.contains(&c.len())));
+            assert!(chunks.windows(2).all(|w| w[0].len() >= w[1].len()));
+            assert_eq!(chunks.concat(), rows);
+        }
+        assert_eq!(
+            statement_chunks(&[0u8; 500])
+                .map(<[u8]>::len)
+                .collect::<Vec<_>>(),
+            [256, 64, 64, 64, 16, 16, 16, 4]
+        );
+    }
+}

@@ -126,9 +126,12 @@ impl PgStore {
         Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
 
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        use std::str::FromStr;
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)?
+            .statement_cache_capacity(crate::store::types::STATEMENT_CACHE);
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(8)
-            .connect(url)
+            .connect_with(options)
             .await?;
         migrate(&pool, &sqlx::migrate!("migrations/postgres")).await?;
         Ok(PgStore {

@@ -129,6 +129,7 @@ impl SqliteStore {
                 .journal_mode(SqliteJournalMode::Wal)
         }
         .synchronous(SqliteSynchronous::Normal)
+        .statement_cache_capacity(crate::store::types::STATEMENT_CACHE)
         .busy_timeout(std::time::Duration::from_secs(10))
         // 64 MiB of page cache per connection (the default is 2 MiB): a batch reads hundreds of
         // profiles and orders, and pages read from the OS cache cost a system call each.

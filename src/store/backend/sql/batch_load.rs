@@ -51,12 +51,11 @@ impl This {
             .filter(|e| fresh.contains(e.event_id.as_str()))
             .collect();
         let customers = sorted(fresh.iter().map(|e| e.customer_id()).collect());
-        for chunk in customers.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&customers) {
             let head = "SELECT customer_id, data FROM profiles WHERE customer_id IN (";
             let tail = format!(" ORDER BY customer_id{}", Self::LOCK_PROFILES);
             for r in in_list(head, chunk, &tail)
                 .build()
-                .persistent(false)
                 .fetch_all(&mut **tx)
                 .await?
             {
@@ -66,11 +65,10 @@ impl This {
             }
         }
         let order_ids = sorted(fresh.iter().filter_map(|e| e.order_id()).collect());
-        for chunk in order_ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&order_ids) {
             let head = "SELECT order_id, data FROM orders WHERE order_id IN (";
             for r in in_list(head, chunk, "")
                 .build()
-                .persistent(false)
                 .fetch_all(&mut **tx)
                 .await?
             {
@@ -87,11 +85,10 @@ impl This {
             })
             .collect();
         let placed_ids = sorted(placed.iter().map(|o| o.id.as_str()).collect());
-        for chunk in placed_ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&placed_ids) {
             let head = "SELECT order_id FROM decisions WHERE order_id IN (";
             for r in in_list(head, chunk, "")
                 .build()
-                .persistent(false)
                 .fetch_all(&mut **tx)
                 .await?
             {
@@ -114,7 +111,7 @@ impl This {
                 .flat_map(|o| o.coupon_codes.iter().map(String::as_str))
                 .collect(),
         );
-        for chunk in redeemed.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&redeemed) {
             let head =
                 "SELECT code, order_id, customer_id, state, version FROM coupons WHERE code IN (";
             Self::load_coupons(tx, &mut state, in_list(head, chunk, "")).await?;
@@ -144,7 +141,7 @@ impl This {
         let mut ids: Vec<(&str, &[u8; 32])> = firsts.into_iter().collect();
         ids.sort_unstable();
         let mut fresh: HashSet<String> = HashSet::new();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&ids) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO processed_events (event_id, processed_at, digest) ",
             );
@@ -152,7 +149,7 @@ impl This {
                 b.push_bind(*id).push_bind(now).push_bind(digest.as_slice());
             });
             qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
-            for r in qb.build().persistent(false).fetch_all(&mut **tx).await? {
+            for r in qb.build().fetch_all(&mut **tx).await? {
                 fresh.insert(r.try_get(0)?);
             }
         }
@@ -164,11 +161,10 @@ impl This {
         for id in &seen {
             state.seen.insert(id.to_string(), None);
         }
-        for chunk in seen.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&seen) {
             let head = "SELECT event_id, digest FROM processed_events WHERE digest IS NOT NULL AND event_id IN (";
             for r in in_list(head, chunk, "")
                 .build()
-                .persistent(false)
                 .fetch_all(&mut **tx)
                 .await?
             {
@@ -190,18 +186,16 @@ impl This {
         state: &mut State,
         orders: &[&str],
     ) -> Result<(), StoreError> {
-        for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&orders) {
             let head = "SELECT order_id FROM decisions WHERE order_id IN (";
             let tail = format!(" ORDER BY order_id{}", Self::LOCK_ROW);
             in_list(head, chunk, &tail)
                 .build()
-                .persistent(false)
                 .fetch_all(&mut **tx)
                 .await?;
             let head = "SELECT order_id, seq, insert_id, kind, stock_slot, state FROM given_inserts WHERE order_id IN (";
             let rows = in_list(head, chunk, " ORDER BY order_id, seq")
                 .build()
-                .persistent(false)
                 .fetch_all(&mut **tx)
                 .await?;
             for r in rows {
@@ -219,7 +213,6 @@ impl This {
             let head = "SELECT order_id FROM packed_confirmations WHERE order_id IN (";
             for r in in_list(head, chunk, "")
                 .build()
-                .persistent(false)
                 .fetch_all(&mut **tx)
                 .await?
             {
@@ -237,7 +230,7 @@ impl This {
         state: &mut State,
         mut query: sqlx::QueryBuilder<'_, Db>,
     ) -> Result<(), StoreError> {
-        for r in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for r in query.build().fetch_all(&mut **tx).await? {
             let code: String = r.try_get(0)?;
             if state.coupons.contains_key(&code) {
                 continue;

@@ -3,7 +3,7 @@
 //! compare-and-set on the state the batch read), stock returned, outbox messages (in event
 //! order, so the relay sends them in it), e-mail cancellations then new e-mail jobs, exposures,
 //! feedback, and the profiles and orders the batch changed. New rows go in multi-row statements
-//! of up to [`ROWS_PER_STATEMENT`] rows.
+//! of a few fixed sizes ([`statement_chunks`]), prepared once per connection.
 
 use super::{Db, This};
 use crate::message::OutboxMessage;
@@ -48,7 +48,7 @@ impl This {
         if let Err(retry) = Self::write_coupons(tx, effects).await? {
             return Ok(Err(retry));
         }
-        for chunk in effects.given.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&effects.given) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO given_inserts (order_id, seq, insert_id, rule_id, kind, stock_slot, state) ",
             );
@@ -61,7 +61,7 @@ impl This {
                     .push_bind(g.stock_slot.as_deref())
                     .push_bind("given");
             });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         // Each packing instruction is its decision's JSON, made once for both.
         let mut decisions: HashMap<&str, String> = HashMap::with_capacity(effects.decisions.len());
@@ -70,7 +70,7 @@ impl This {
                 decisions.insert(&d.order_id, serde_json::to_string(d).map_err(corrupt)?);
             }
         }
-        for chunk in effects.decisions.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&effects.decisions) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO decisions (order_id, customer_id, warehouse, rules_version, decided_at, decision) ",
             );
@@ -87,7 +87,7 @@ impl This {
                             .unwrap_or("{}"),
                     );
             });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         if let Err(retry) = Self::write_state_changes(tx, effects).await? {
             return Ok(Err(retry));
@@ -101,13 +101,13 @@ impl This {
         }
         Self::write_emails(tx, effects).await?;
         Self::write_exposures(tx, effects).await?;
-        for chunk in effects.feedback.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&effects.feedback) {
             let mut qb =
                 sqlx::QueryBuilder::<Db>::new("INSERT INTO feedback (customer_id, at, nps) ");
             qb.push_values(chunk, |mut b, f| {
                 b.push_bind(&f.customer_id).push_bind(f.at).push_bind(f.nps);
             });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         for (customer_id, at) in &effects.resubscribed {
             sqlx::query("DELETE FROM unsubscribes WHERE customer_id = $1 AND at <= $2")
@@ -171,7 +171,7 @@ impl This {
         tx: &mut sqlx::Transaction<'_, Db>,
         effects: &Effects,
     ) -> Result<Result<(), Retry>, StoreError> {
-        for chunk in effects.coupons.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&effects.coupons) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO coupons (code, order_id, source_id, insert_id, customer_id, amount, currency, expires_on, state, version, issued_at) ",
             );
@@ -189,7 +189,7 @@ impl This {
                     .push_bind(c.issued_at);
             });
             qb.push(" ON CONFLICT (code) DO NOTHING RETURNING code");
-            let rows = qb.build().persistent(false).fetch_all(&mut **tx).await?;
+            let rows = qb.build().fetch_all(&mut **tx).await?;
             if rows.len() < chunk.len() {
                 let written: HashSet<String> = rows
                     .iter()
@@ -284,7 +284,7 @@ impl This {
             });
         }
         let now = now_secs();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&rows) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO outbox (topic, msg_key, payload, headers, sent, created_at) ",
             );
@@ -296,7 +296,7 @@ impl This {
                     .push_bind(false)
                     .push_bind(now);
             });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -308,7 +308,7 @@ impl This {
         effects: &Effects,
     ) -> Result<(), StoreError> {
         let now = now_secs();
-        for chunk in effects.emails.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&effects.emails) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, scheduled_for, first_due_at, state, reason, detail, finished_at, created_at) ",
             );
@@ -336,7 +336,7 @@ impl This {
                     .push_bind(now);
             });
             qb.push(" ON CONFLICT (order_id, followup_id) DO NOTHING");
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -346,7 +346,7 @@ impl This {
         tx: &mut sqlx::Transaction<'_, Db>,
         effects: &Effects,
     ) -> Result<(), StoreError> {
-        for chunk in effects.exposures.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&effects.exposures) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO exposures (source_id, order_id, customer_id, arm, at) ",
             );
@@ -357,7 +357,7 @@ impl This {
                     .push_bind(e.arm)
                     .push_bind(e.at);
             });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         let costs: Vec<(&str, &str, &str, i64)> = effects
             .exposures
@@ -368,7 +368,7 @@ impl This {
                     .map(move |(c, u)| (e.source_id.as_str(), e.order_id.as_str(), c.as_str(), *u))
             })
             .collect();
-        for chunk in costs.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&costs) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO exposure_costs (source_id, order_id, currency, units) ",
             );
@@ -378,10 +378,10 @@ impl This {
                     .push_bind(*currency)
                     .push_bind(*units);
             });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         let firsts: Vec<_> = effects.first_exposures.iter().collect();
-        for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&firsts) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO first_exposures (kind, source_id, customer_id, shadow, at, arm, customer_since) ",
             );
@@ -402,7 +402,7 @@ impl This {
                  at = CASE WHEN excluded.at < first_exposures.at THEN excluded.at ELSE first_exposures.at END \
                  WHERE first_exposures.arm <> excluded.arm OR excluded.at < first_exposures.at",
             );
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -437,7 +437,7 @@ impl This {
         effects: &Effects,
     ) -> Result<(), StoreError> {
         let now = now_secs();
-        for chunk in effects.events.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&effects.events) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO events (event_id, customer_id, occurred_at, stored_at, body) ",
             );
@@ -448,7 +448,7 @@ impl This {
                     .push_bind(now)
                     .push_bind(e.body.as_slice());
             });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -466,7 +466,7 @@ impl This {
                 rows.push((id, serde_json::to_string(p).map_err(corrupt)?));
             }
         }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&rows) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO profiles (customer_id, data, updated_at) ",
             );
@@ -474,7 +474,7 @@ impl This {
                 b.push_bind(*id).push_bind(data.as_str()).push_bind(now);
             });
             qb.push(" ON CONFLICT (customer_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at");
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         let mut rows = Vec::with_capacity(effects.orders.len());
         for id in &effects.orders {
@@ -482,7 +482,7 @@ impl This {
                 rows.push((id.as_str(), o, serde_json::to_string(o).map_err(corrupt)?));
             }
         }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&rows) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO orders (order_id, customer_id, data, placed_at, currency, net_units, cancelled) ",
             );
@@ -505,7 +505,7 @@ impl This {
                 " ON CONFLICT (order_id) DO UPDATE SET data = excluded.data, currency = excluded.currency, net_units = excluded.net_units, \
                  cancelled = excluded.cancelled WHERE orders.customer_id = excluded.customer_id",
             );
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            qb.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
