@@ -3,9 +3,10 @@
 //! Events are read from a `serde_json::Value` by hand rather than derived, so every rejection
 //! names the exact field (`order.items[2].quantity: must be >= 1`) and money is read exactly.
 
-use crate::money::{Currency, json_kind};
+use crate::money::Currency;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use json::Json;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
@@ -94,6 +95,7 @@ pub mod bounds;
 pub mod compact;
 mod digest;
 mod fields;
+mod json;
 
 use fields::Fields;
 
@@ -270,16 +272,20 @@ pub fn parse_event_within(bytes: &[u8], max_bytes: usize) -> Result<Event, Rejec
 
 /// Parses and validates one event from its JSON bytes.
 pub fn parse_event(bytes: &[u8]) -> Result<Event, Rejected> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| Rejected {
+    let json = Json::parse(bytes).map_err(|e| Rejected {
         reason: RejectReason::InvalidJson,
         message: format!("not valid JSON: {e}"),
     })?;
-    event_from_value(&value)
+    event_from_json(&json)
 }
 
 /// Validates an already parsed JSON value as an event.
 pub fn event_from_value(value: &Value) -> Result<Event, Rejected> {
-    let root = Fields::root(value, "event")?;
+    event_from_json(&Json::from_value(value))
+}
+
+fn event_from_json(json: &Json) -> Result<Event, Rejected> {
+    let root = Fields::root(json, "event")?;
     let event_id = root.plain_string("event_id")?;
     let kind = root.string("type")?;
     let occurred_at = root.timestamp("occurred_at")?;
@@ -422,10 +428,10 @@ fn parse_order(o: &Fields<'_>) -> Result<Order, Rejected> {
             .iter()
             .enumerate()
             .map(|(i, v)| match v {
-                Value::String(s) if !s.is_empty() => o.text(&format!("coupon_codes[{i}]"), s),
+                Json::String(s) if !s.is_empty() => o.text(&format!("coupon_codes[{i}]"), s),
                 other => Err(Rejected::invalid(
                     &o.path(&format!("coupon_codes[{i}]")),
-                    format!("expected a coupon code string, found {}", json_kind(other)),
+                    format!("expected a coupon code string, found {}", other.kind()),
                 )),
             })
             .collect::<Result<_, _>>()?,

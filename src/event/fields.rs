@@ -1,28 +1,48 @@
 //! Reading a JSON object's fields by hand, each rejection naming the field's path
 //! (`order.items[2].quantity: must be >= 1`) and every value checked against [`super::bounds`].
 
+use super::json::Json;
 use super::{Rejected, bounds};
-use crate::money::{amount_from_json, json_kind};
+use crate::money::parse_amount;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// A JSON object's fields.
+type Map<'a> = [(Cow<'a, str>, Json<'a>)];
 
 /// A JSON object being read, with its path for error messages.
 pub(super) struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    map: &'a Map<'a>,
     prefix: String,
 }
 
+/// An amount, from a number or a string: exact, as written.
+fn amount_from_json(v: &Json) -> Result<Decimal, String> {
+    match v {
+        Json::String(s) => parse_amount(s),
+        Json::Number(text) => Decimal::from_str_exact(text)
+            .or_else(|_| Decimal::from_scientific(text))
+            .map_err(|_| format!("{text} is not a decimal amount")),
+        other => Err(format!("expected a decimal amount, found {}", other.kind())),
+    }
+}
+
+/// A whole number that fits an `i64`, as `serde_json::Number::as_i64` reads one.
+fn as_i64(text: &str) -> Option<i64> {
+    text.parse().ok()
+}
+
 impl<'a> Fields<'a> {
-    pub(super) fn root(v: &'a Value, what: &str) -> Result<Self, Rejected> {
+    pub(super) fn root(v: &'a Json<'a>, what: &str) -> Result<Self, Rejected> {
         match v {
-            Value::Object(map) => Ok(Fields {
+            Json::Object(map) => Ok(Fields {
                 map,
                 prefix: String::new(),
             }),
             other => Err(Rejected::invalid(
                 what,
-                format!("expected a JSON object, found {}", json_kind(other)),
+                format!("expected a JSON object, found {}", other.kind()),
             )),
         }
     }
@@ -35,25 +55,25 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(super) fn child(&self, v: &'a Value, key: &str) -> Result<Fields<'a>, Rejected> {
+    pub(super) fn child(&self, v: &'a Json<'a>, key: &str) -> Result<Fields<'a>, Rejected> {
         match v {
-            Value::Object(map) => Ok(Fields {
+            Json::Object(map) => Ok(Fields {
                 map,
                 prefix: self.path(key),
             }),
             other => Err(Rejected::invalid(
                 &self.path(key),
-                format!("expected an object, found {}", json_kind(other)),
+                format!("expected an object, found {}", other.kind()),
             )),
         }
     }
 
     /// A present, non-null value.
-    pub(super) fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
+    pub(super) fn get(&self, key: &str) -> Option<&'a Json<'a>> {
+        Json::field(self.map, key).filter(|v| !v.is_null())
     }
 
-    pub(super) fn required(&self, key: &str) -> Result<&'a Value, Rejected> {
+    pub(super) fn required(&self, key: &str) -> Result<&'a Json<'a>, Rejected> {
         self.get(key)
             .ok_or_else(|| Rejected::missing(&self.path(key)))
     }
@@ -64,13 +84,13 @@ impl<'a> Fields<'a> {
 
     pub(super) fn string(&self, key: &str) -> Result<String, Rejected> {
         match self.required(key)? {
-            Value::String(s) if s.trim().is_empty() => {
+            Json::String(s) if s.trim().is_empty() => {
                 Err(Rejected::invalid(&self.path(key), "must not be empty"))
             }
-            Value::String(s) => self.text(key, s),
+            Json::String(s) => self.text(key, s),
             other => Err(Rejected::invalid(
                 &self.path(key),
-                format!("expected a string, found {}", json_kind(other)),
+                format!("expected a string, found {}", other.kind()),
             )),
         }
     }
@@ -78,10 +98,10 @@ impl<'a> Fields<'a> {
     pub(super) fn opt_string(&self, key: &str) -> Result<Option<String>, Rejected> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => self.text(key, s).map(Some),
+            Some(Json::String(s)) => self.text(key, s).map(Some),
             Some(other) => Err(Rejected::invalid(
                 &self.path(key),
-                format!("expected a string, found {}", json_kind(other)),
+                format!("expected a string, found {}", other.kind()),
             )),
         }
     }
@@ -130,9 +150,9 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(super) fn array(&self, key: &str) -> Result<&'a Vec<Value>, Rejected> {
+    pub(super) fn array(&self, key: &str) -> Result<&'a Vec<Json<'a>>, Rejected> {
         match self.required(key)? {
-            Value::Array(a) if a.len() > bounds::MAX_ITEMS => Err(Rejected::out_of_range(
+            Json::Array(a) if a.len() > bounds::MAX_ITEMS => Err(Rejected::out_of_range(
                 &self.path(key),
                 format!(
                     "{} entries; at most {} are accepted",
@@ -140,15 +160,15 @@ impl<'a> Fields<'a> {
                     bounds::MAX_ITEMS
                 ),
             )),
-            Value::Array(a) => Ok(a),
+            Json::Array(a) => Ok(a),
             other => Err(Rejected::invalid(
                 &self.path(key),
-                format!("expected an array, found {}", json_kind(other)),
+                format!("expected an array, found {}", other.kind()),
             )),
         }
     }
 
-    pub(super) fn opt_array(&self, key: &str) -> Result<Option<&'a Vec<Value>>, Rejected> {
+    pub(super) fn opt_array(&self, key: &str) -> Result<Option<&'a Vec<Json<'a>>>, Rejected> {
         match self.get(key) {
             None => Ok(None),
             Some(_) => self.array(key).map(Some),
@@ -190,7 +210,7 @@ impl<'a> Fields<'a> {
 
     pub(super) fn integer(&self, key: &str) -> Result<i64, Rejected> {
         match self.required(key)? {
-            Value::Number(n) => n.as_i64().ok_or_else(|| {
+            Json::Number(n) => as_i64(n).ok_or_else(|| {
                 Rejected::invalid(
                     &self.path(key),
                     format!("expected a whole number, found {n}"),
@@ -198,7 +218,7 @@ impl<'a> Fields<'a> {
             }),
             other => Err(Rejected::invalid(
                 &self.path(key),
-                format!("expected a number, found {}", json_kind(other)),
+                format!("expected a number, found {}", other.kind()),
             )),
         }
     }
