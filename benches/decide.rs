@@ -1,7 +1,13 @@
 //! Throughput of the decision path: `engine::decide`, the bare condition evaluations it is built
 //! on, `Context::build`, and folding events into profiles.
 //!
+//! At the end, the figures of issue 17 are printed from a run of their own, the cases taking
+//! turns round by round so that the machine's other load falls on each alike: `decide` per
+//! second with the note rendered (goal >= 200 000), without a note, and the bare condition
+//! evaluation of the same rules and customer (goal: `decide` without a note <= 2x its time).
+//!
 //! Run: `cargo bench --bench decide -- --warm-up-time 1 --measurement-time 3`
+//! (`PW_FIGURE_ROUNDS`, default 15, sets the rounds of the figures; 0 skips them).
 
 use chrono::{DateTime, Duration, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -14,7 +20,16 @@ use packwell::rules::{RuleSet, load_rules};
 use serde_json::{Value, json};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
 use zen_expression::vm::VM;
+
+/// The same allocator as the `packwell` binary: a decision allocates many small strings.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "support/turns.rs"]
+mod turns;
+use turns::{median, take_turns, time_ratio};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -395,7 +410,14 @@ fn decide_once(rules: &RuleSet, profile: &Profile, order: &Order, at: DateTime<U
     outcome.decision.inserts.len()
 }
 
-fn describe(label: &str, rules: &RuleSet, profile: &Profile, order: &Order, at: DateTime<Utc>) {
+/// Prints what `decide` gives; returns the number of notes rendered.
+fn describe(
+    label: &str,
+    rules: &RuleSet,
+    profile: &Profile,
+    order: &Order,
+    at: DateTime<Utc>,
+) -> usize {
     let key = CouponKey::preview();
     let shop = Shop::default();
     let d = engine::decide(&DecideInput {
@@ -422,12 +444,24 @@ fn describe(label: &str, rules: &RuleSet, profile: &Profile, order: &Order, at: 
         rules.rules.len(),
         d.segments
     );
+    notes
 }
 
-/// Every segment's and rule's condition, as `decide` evaluates them (segments that match are
-/// pushed once, outside the timing, so rules see them).
-fn bare_eval(c: &mut Criterion, name: &str, rules: &RuleSet, profile: &Profile, order: &Order) {
-    let at = first_book_event().occurred_at;
+/// Every segment's and rule's condition evaluated once over a context built beforehand, as
+/// `decide` evaluates them: the bare condition evaluation.
+fn eval_all(rules: &RuleSet, ctx: &Context, vm: &mut VM) -> usize {
+    let mut hits = 0usize;
+    for seg in &rules.segments {
+        hits += usize::from(engine::evaluate(&seg.when, black_box(&ctx.root), vm) == Ok(true));
+    }
+    for rule in &rules.rules {
+        hits += usize::from(engine::evaluate(&rule.when, black_box(&ctx.root), vm) == Ok(true));
+    }
+    hits
+}
+
+/// The context `decide` evaluates in, with the matching segments pushed (as `decide` does).
+fn eval_context(rules: &RuleSet, profile: &Profile, order: &Order, at: DateTime<Utc>) -> Context {
     let ctx = Context::build(profile, order, at, None, &rules.needs);
     let mut vm = VM::new();
     for seg in &rules.segments {
@@ -435,25 +469,94 @@ fn bare_eval(c: &mut Criterion, name: &str, rules: &RuleSet, profile: &Profile, 
             ctx.push_segment(&seg.id);
         }
     }
+    ctx
+}
+
+/// Every segment's and rule's condition, as `decide` evaluates them (segments that match are
+/// pushed once, outside the timing, so rules see them).
+fn bare_eval(c: &mut Criterion, name: &str, rules: &RuleSet, profile: &Profile, order: &Order) {
+    let at = first_book_event().occurred_at;
+    let ctx = eval_context(rules, profile, order, at);
+    let mut vm = VM::new();
     let mut group = c.benchmark_group("bare_eval");
     group.throughput(Throughput::Elements(1));
-    group.bench_function(name, |b| {
-        b.iter(|| {
-            let mut hits = 0usize;
-            for seg in &rules.segments {
-                hits += usize::from(
-                    engine::evaluate(&seg.when, black_box(&ctx.root), &mut vm) == Ok(true),
-                );
-            }
-            for rule in &rules.rules {
-                hits += usize::from(
-                    engine::evaluate(&rule.when, black_box(&ctx.root), &mut vm) == Ok(true),
-                );
-            }
-            hits
-        })
-    });
+    group.bench_function(name, |b| b.iter(|| eval_all(rules, &ctx, &mut vm)));
     group.finish();
+}
+
+/// The issue's figures for `decide`, with their baselines from the same rounds.
+fn figures(
+    rules: &RuleSet,
+    with_note: &Profile,
+    without_note: &Profile,
+    order: &Order,
+    at: DateTime<Utc>,
+) {
+    let rounds = turns::rounds();
+    if rounds == 0 {
+        return;
+    }
+    let ctx_note = eval_context(rules, with_note, order, at);
+    let ctx_plain = eval_context(rules, without_note, order, at);
+    let mut vm = VM::new();
+    let mut vm2 = VM::new();
+    let rates = take_turns(
+        rounds,
+        StdDuration::from_millis(100),
+        &mut [
+            &mut || {
+                black_box(decide_once(
+                    black_box(rules),
+                    black_box(with_note),
+                    order,
+                    at,
+                ));
+            },
+            &mut || {
+                black_box(decide_once(
+                    black_box(rules),
+                    black_box(without_note),
+                    order,
+                    at,
+                ));
+            },
+            &mut || {
+                black_box(eval_all(rules, &ctx_note, &mut vm));
+            },
+            &mut || {
+                black_box(eval_all(rules, &ctx_plain, &mut vm2));
+            },
+        ],
+    );
+    let rate = |i: usize| median(rates[i].clone());
+    eprintln!();
+    eprintln!(
+        "issue 17 figures: decide, example rules, one core ({rounds} rounds taking turns, medians)"
+    );
+    eprintln!(
+        "  decide with the note rendered (first-book order): {:>9.0}/s   goal >= 200000/s",
+        rate(0)
+    );
+    eprintln!(
+        "  decide without a note (a VIP's order):            {:>9.0}/s",
+        rate(1)
+    );
+    eprintln!(
+        "  bare condition evaluation, first-book customer:   {:>9.0}/s",
+        rate(2)
+    );
+    eprintln!(
+        "  bare condition evaluation, VIP customer:          {:>9.0}/s",
+        rate(3)
+    );
+    eprintln!(
+        "  decide with the note / bare evaluation:   {:.2}x the time",
+        time_ratio(&rates, 0, 2)
+    );
+    eprintln!(
+        "  decide without a note / bare evaluation:  {:.2}x the time   goal <= 2x",
+        time_ratio(&rates, 1, 3)
+    );
 }
 
 fn benches(c: &mut Criterion) {
@@ -514,9 +617,17 @@ fn benches(c: &mut Criterion) {
             p.rule_last_given.len()
         );
     }
-    describe("example_rules", &example, &profile_0, &order, at);
+    assert_eq!(
+        describe("example_rules", &example, &profile_0, &order, at),
+        1,
+        "the first-book order gets its welcome note"
+    );
     describe("example_plus_30_rules", &plus30, &profile_0, &order, at);
-    describe("history_10", &example, &profile_10, &order, at);
+    assert_eq!(
+        describe("history_10", &example, &profile_10, &order, at),
+        0,
+        "a VIP's order gets no note: the case without one"
+    );
     describe("history_1000", &example, &profile_1000, &order, at);
 
     {
@@ -524,6 +635,9 @@ fn benches(c: &mut Criterion) {
         group.throughput(Throughput::Elements(1));
         group.bench_function("example_rules", |b| {
             b.iter(|| decide_once(black_box(&example), black_box(&profile_0), &order, at))
+        });
+        group.bench_function("example_rules_no_note", |b| {
+            b.iter(|| decide_once(black_box(&example), black_box(&profile_10), &order, at))
         });
         group.bench_function("example_plus_30_rules", |b| {
             b.iter(|| decide_once(black_box(&plus30), black_box(&profile_0), &order, at))
@@ -541,6 +655,7 @@ fn benches(c: &mut Criterion) {
     }
 
     bare_eval(c, "example_rules", &example, &profile_0, &order);
+    bare_eval(c, "example_rules_no_note", &example, &profile_10, &order);
     bare_eval(c, "example_plus_30_rules", &plus30, &profile_0, &order);
 
     {
@@ -591,5 +706,20 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(decide_benches, benches);
+fn issue_figures(_: &mut Criterion) {
+    let event = first_book_event();
+    let order = order_of(&event).clone();
+    let eight: Vec<String> = CATEGORIES.iter().map(|c| c.to_string()).collect();
+    let with_note = profile_after(&mut History::default(), &event);
+    let without_note = profile_with_history(&event, 10, &eight);
+    figures(
+        &example_rules(),
+        &with_note,
+        &without_note,
+        &order,
+        event.occurred_at,
+    );
+}
+
+criterion_group!(decide_benches, benches, issue_figures);
 criterion_main!(decide_benches);

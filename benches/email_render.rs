@@ -20,6 +20,8 @@
 //! `fragrance_check_in` (the only example without a `text.hbs`).
 //!
 //! The goal (issue): ≥ 100 000 e-mails per second per core; criterion runs on one thread.
+//! At the end, the figures are printed from a run of their own in which `product` and
+//! `handlebars` take turns round by round (`PW_FIGURE_ROUNDS`, default 15; 0 skips them).
 //! Run: `cargo bench --bench email_render`.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -37,6 +39,11 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[path = "support/turns.rs"]
+mod turns;
+use turns::{median, take_turns, time_ratio};
 
 /// The same allocator as the `packwell` binary: rendering is mostly allocation.
 #[global_allocator]
@@ -336,5 +343,56 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(email_render_benches, benches);
+/// The issue's figure for each example e-mail, with bare handlebars from the same rounds.
+fn issue_figures(_: &mut Criterion) {
+    let rounds = turns::rounds();
+    if rounds == 0 {
+        return;
+    }
+    std::env::set_current_dir(root()).expect("the crate root");
+    let rules = example_rules();
+    let key = CouponKey::from_bytes(vec![7; 32]);
+    let shop = Shop::default();
+    let bare = Bare::load(TEMPLATES, false);
+    let examples = examples(&rules, &key);
+    eprintln!();
+    eprintln!(
+        "issue 17 figures: e-mails rendered per second, one core ({rounds} rounds taking turns, medians; goal >= 100000/s)"
+    );
+    for ex in &examples {
+        let followup = rules.followup(ex.followup_id).expect("checked above");
+        let input = ComposeInput {
+            rules: &rules,
+            followup,
+            profile: &ex.profile,
+            order: &ex.order,
+            coupons: &ex.coupons,
+            shop: &shop,
+            from: "Shop <hello@shop.example>",
+            unsubscribe_url: &ex.unsubscribe_url,
+        };
+        let ctx = Context::from(email_context(&input));
+        let rates = take_turns(
+            rounds,
+            Duration::from_millis(100),
+            &mut [
+                &mut || {
+                    black_box(compose(black_box(&input)).expect("renders"));
+                },
+                &mut || {
+                    black_box(bare.render(ex.template, black_box(&ctx)));
+                },
+            ],
+        );
+        eprintln!(
+            "  {:<20} product {:>7.0}/s   bare handlebars {:>7.0}/s   product/handlebars {:.2}x the time",
+            ex.template,
+            median(rates[0].clone()),
+            median(rates[1].clone()),
+            time_ratio(&rates, 0, 1)
+        );
+    }
+}
+
+criterion_group!(email_render_benches, benches, issue_figures);
 criterion_main!(email_render_benches);

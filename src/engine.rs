@@ -9,7 +9,7 @@ mod context;
 
 pub use context::Context;
 
-pub use context::{Shop, coupons_json as context_coupons, template_context};
+pub use context::{Shop, coupons_json as context_coupons, template_context, template_context_for};
 
 use crate::coupon::CouponKey;
 use crate::event::Order;
@@ -708,14 +708,16 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
             let InsertBody::Note { template } = &rules.inserts[idx].body else {
                 continue;
             };
+            // Only what the notes read: most print a name and a coupon, not the items.
             let data = template_data.get_or_insert_with(|| {
-                crate::render::TemplateData::from(template_context(
+                crate::render::TemplateData::from(context::template_context_for(
                     profile,
                     order,
-                    &[],
+                    Vec::new(),
                     at,
                     None,
                     input.shop,
+                    rules.templates.note_needs(),
                 ))
             });
             let coupons: Vec<(&GivenInsert, &CouponGiven)> = given

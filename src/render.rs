@@ -7,28 +7,26 @@
 //! It builds no context itself: callers pass the JSON object described in CONTRACT §6, with
 //! every key present (strict mode turns a missing key into an error, a null into nothing).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate};
 use handlebars::template::{
     BlockParam, HelperTemplate, Parameter, Subexpression, Template, TemplateElement,
 };
-use handlebars::{
-    Context, Handlebars, Helper, HelperDef, PathSeg, RenderContext, RenderErrorReason, ScopedJson,
-};
-use icu_datetime::input::Date;
-use icu_datetime::{DateTimeFormatter, fieldsets};
-use icu_experimental::dimension::currency::CurrencyType;
-use icu_experimental::dimension::currency::formatter::CurrencyFormatter;
-use icu_locale_core::Locale;
-use rust_decimal::Decimal;
+use handlebars::{Handlebars, PathSeg, RenderErrorReason};
 use serde_json::Value;
 
+mod compiled;
+mod format;
 pub mod limits;
+mod text;
+
+use compiled::Program;
+pub use format::{DateHelper, MoneyHelper, format_date, format_money};
 pub use limits::{TemplateKind, check_template};
+pub use text::html_to_text;
 
 /// Helpers that handlebars 6 registers itself (`Registry::new`, without the optional
 /// `string_helpers` feature); together with [`PACKWELL_HELPERS`] the only names a template may
@@ -96,6 +94,79 @@ pub enum RenderError {
 #[error("{0}")]
 pub struct FormatError(String);
 
+/// The parts of the template data (CONTRACT §6) that templates read, so that callers build
+/// only those: a top-level key, whole or some of its members. A template that the fast path
+/// does not render needs everything (handlebars may read anything).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataNeeds {
+    everything: bool,
+    /// Top-level key -> the members read, or `None` for all of them.
+    keys: BTreeMap<String, Option<std::collections::BTreeSet<String>>>,
+}
+
+impl DataNeeds {
+    pub fn everything() -> DataNeeds {
+        DataNeeds {
+            everything: true,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the top-level `key` is read at all.
+    pub fn wants(&self, key: &str) -> bool {
+        self.everything || self.keys.contains_key(key)
+    }
+
+    /// Whether the member `field` of the top-level `key` is read.
+    pub fn wants_member(&self, key: &str, field: &str) -> bool {
+        self.everything
+            || match self.keys.get(key) {
+                Some(None) => true,
+                Some(Some(fields)) => fields.contains(field),
+                None => false,
+            }
+    }
+
+    /// A path read from the top of the data: its first name, and its second (a value read
+    /// whole from there on).
+    fn add(&mut self, path: &[Box<str>]) {
+        match path {
+            [] => self.everything = true,
+            [key] => {
+                self.keys.insert(key.to_string(), None);
+            }
+            [key, field, ..] => {
+                let entry = self
+                    .keys
+                    .entry(key.to_string())
+                    .or_insert_with(|| Some(Default::default()));
+                if let Some(fields) = entry {
+                    fields.insert(field.to_string());
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &DataNeeds) {
+        self.everything |= other.everything;
+        for (key, fields) in &other.keys {
+            match (self.keys.get_mut(key), fields) {
+                (None, _) => {
+                    self.keys.insert(key.clone(), fields.clone());
+                }
+                (Some(mine @ Some(_)), None) => *mine = None,
+                (Some(Some(mine)), Some(theirs)) => mine.extend(theirs.iter().cloned()),
+                (Some(None), _) => {}
+            }
+        }
+    }
+
+    /// What a template needs: its program's reads, or everything without a program.
+    fn of(program: Option<&Program>) -> DataNeeds {
+        program.map_or_else(DataNeeds::everything, |p| p.needs().clone())
+    }
+}
+
 /// All templates of a folder, parsed and checked once; cheap to clone (Arc inside), Send + Sync.
 #[derive(Clone)]
 pub struct Templates {
@@ -103,19 +174,32 @@ pub struct Templates {
 }
 
 struct Inner {
-    notes: BTreeSet<String>,
-    /// E-mail name -> whether the folder has its own `text.hbs`.
-    emails: BTreeMap<String, bool>,
+    /// Note name -> its program, when it compiles to one (see [`compiled`]).
+    notes: BTreeMap<String, Option<Program>>,
+    /// What the notes read, all of them together.
+    note_needs: DataNeeds,
+    emails: BTreeMap<String, EmailParts>,
     /// Escapes every value: used for `html.hbs` only.
     html: Handlebars<'static>,
     /// No escaping: notes are printed, subjects and text parts are not HTML.
     plain: Handlebars<'static>,
 }
 
+/// The programs of an e-mail's parts, where they compile to one; handlebars renders the rest.
+struct EmailParts {
+    /// What the parts read, together.
+    needs: DataNeeds,
+    subject: Option<Program>,
+    html: Option<Program>,
+    /// Whether the folder has its own `text.hbs`, and its program.
+    has_text: bool,
+    text: Option<Program>,
+}
+
 impl fmt::Debug for Templates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Templates")
-            .field("notes", &self.inner.notes)
+            .field("notes", &self.inner.notes.keys().collect::<Vec<_>>())
             .field("emails", &self.inner.emails.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -141,7 +225,8 @@ impl Templates {
     pub fn empty() -> Templates {
         Templates {
             inner: Arc::new(Inner {
-                notes: BTreeSet::new(),
+                notes: BTreeMap::new(),
+                note_needs: DataNeeds::default(),
                 emails: BTreeMap::new(),
                 html: registry(true),
                 plain: registry(false),
@@ -150,7 +235,7 @@ impl Templates {
     }
 
     pub fn has_note(&self, name: &str) -> bool {
-        self.inner.notes.contains(name)
+        self.inner.notes.contains_key(name)
     }
 
     pub fn has_email(&self, name: &str) -> bool {
@@ -158,16 +243,36 @@ impl Templates {
     }
 
     pub fn note_names(&self) -> Vec<String> {
-        self.inner.notes.iter().cloned().collect()
+        self.inner.notes.keys().cloned().collect()
     }
 
     pub fn email_names(&self) -> Vec<String> {
         self.inner.emails.keys().cloned().collect()
     }
 
+    /// What the notes read of their data (the engine builds that once per decision).
+    pub fn note_needs(&self) -> &DataNeeds {
+        &self.inner.note_needs
+    }
+
+    /// What an e-mail's parts read of their data; everything for an unknown e-mail.
+    pub fn email_needs(&self, name: &str) -> &DataNeeds {
+        static EVERYTHING: DataNeeds = DataNeeds {
+            everything: true,
+            keys: BTreeMap::new(),
+        };
+        self.inner
+            .emails
+            .get(name)
+            .map_or(&EVERYTHING, |parts| &parts.needs)
+    }
+
     pub fn render_note(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
-        if !self.has_note(name) {
+        let Some(program) = self.inner.notes.get(name) else {
             return Err(RenderError::UnknownNote(name.to_owned()));
+        };
+        if let Some(out) = program.as_ref().and_then(|p| p.render(ctx)) {
+            return Ok(out);
         }
         render(&self.inner.plain, &note_key(name), ctx)
     }
@@ -175,17 +280,10 @@ impl Templates {
     /// Renders a note from data built beforehand: the engine builds it once per decision and
     /// swaps only the coupons between notes, instead of copying the whole context per render.
     pub fn render_note_with(&self, name: &str, data: &TemplateData) -> Result<String, RenderError> {
-        if !self.has_note(name) {
+        let Some(program) = self.inner.notes.get(name) else {
             return Err(RenderError::UnknownNote(name.to_owned()));
-        }
-        let key = note_key(name);
-        self.inner
-            .plain
-            .render_with_context(&key, data)
-            .map_err(|source| RenderError::Template {
-                template: key,
-                source,
-            })
+        };
+        render_with(&self.inner.plain, program.as_ref(), || note_key(name), data)
     }
 
     pub fn render_email(&self, name: &str, ctx: &Value) -> Result<RenderedEmail, RenderError> {
@@ -205,24 +303,31 @@ impl Templates {
         name: &str,
         data: &TemplateData,
     ) -> Result<RenderedEmail, RenderError> {
-        let Some(&has_text) = self.inner.emails.get(name) else {
+        let Some(parts) = self.inner.emails.get(name) else {
             return Err(RenderError::UnknownEmail(name.to_owned()));
         };
-        let subject = render_with(&self.inner.plain, email_key(name, "subject"), data)?;
-        let html_key = email_key(name, "html");
-        let html = self
-            .inner
-            .html
-            .render_with_context(&html_key, data)
-            .map_err(|source| RenderError::Template {
-                template: html_key.clone(),
-                source,
-            })?;
-        let text = if has_text {
-            render_with(&self.inner.plain, email_key(name, "text"), data)?
+        let subject = render_with(
+            &self.inner.plain,
+            parts.subject.as_ref(),
+            || email_key(name, "subject"),
+            data,
+        )?;
+        let html = render_with(
+            &self.inner.html,
+            parts.html.as_ref(),
+            || email_key(name, "html"),
+            data,
+        )?;
+        let text = if parts.has_text {
+            render_with(
+                &self.inner.plain,
+                parts.text.as_ref(),
+                || email_key(name, "text"),
+                data,
+            )?
         } else {
             html_to_text(&html).map_err(|message| RenderError::TextFromHtml {
-                template: html_key,
+                template: email_key(name, "html"),
                 message,
             })?
         };
@@ -262,11 +367,17 @@ fn render(hb: &Handlebars<'static>, key: &str, ctx: &Value) -> Result<String, Re
     })
 }
 
+/// The program's output where it renders the data, else handlebars' (output or error).
 fn render_with(
     hb: &Handlebars<'static>,
-    key: String,
+    program: Option<&Program>,
+    key: impl FnOnce() -> String,
     data: &TemplateData,
 ) -> Result<String, RenderError> {
+    if let Some(out) = program.and_then(|p| p.render(data.data())) {
+        return Ok(out);
+    }
+    let key = key();
     hb.render_with_context(&key, data)
         .map_err(|source| RenderError::Template {
             template: key,
@@ -290,7 +401,14 @@ fn describe_render_failure(template: &str, err: &handlebars::RenderError) -> Str
 }
 
 fn collapse_whitespace(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,24 +586,42 @@ impl Loader {
         }
         let mut html = registry(true);
         let mut plain = registry(false);
-        let mut notes = BTreeSet::new();
+        let mut notes = BTreeMap::new();
+        let mut note_needs = DataNeeds::default();
         let mut emails = BTreeMap::new();
         for (name, template) in self.notes {
+            let program = Program::compile(&template, false);
+            note_needs.merge(&DataNeeds::of(program.as_ref()));
             plain.register_template(&note_key(&name), template);
-            notes.insert(name);
+            notes.insert(name, program);
         }
         for (name, subject, html_part, text) in self.emails {
+            let subject_program = Program::compile(&subject, false);
+            let html_program = Program::compile(&html_part, true);
+            let text_program = text.as_ref().and_then(|t| Program::compile(t, false));
+            let mut needs = DataNeeds::of(subject_program.as_ref());
+            needs.merge(&DataNeeds::of(html_program.as_ref()));
+            if text.is_some() {
+                needs.merge(&DataNeeds::of(text_program.as_ref()));
+            }
+            let parts = EmailParts {
+                needs,
+                subject: subject_program,
+                html: html_program,
+                has_text: text.is_some(),
+                text: text_program,
+            };
             plain.register_template(&email_key(&name, "subject"), subject);
             html.register_template(&email_key(&name, "html"), html_part);
-            let has_text = text.is_some();
             if let Some(text) = text {
                 plain.register_template(&email_key(&name, "text"), text);
             }
-            emails.insert(name, has_text);
+            emails.insert(name, parts);
         }
         Ok(Templates {
             inner: Arc::new(Inner {
                 notes,
+                note_needs,
                 emails,
                 html,
                 plain,
@@ -1255,384 +1391,11 @@ fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k s
         .map(|(_, k)| k)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Helpers
-
-/// `{{money amount currency}}`: an amount in the customer's locale (the data's `locale`). Public
-/// so that a benchmark's plain registry formats exactly as templates do.
-pub struct MoneyHelper;
-
-impl HelperDef for MoneyHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
-        let amount = argument(h, 0, "money", "amount")?;
-        let currency = argument(h, 1, "money", "currency")?;
-        let amount = decimal_of(amount).map_err(helper_error)?;
-        let Value::String(currency) = currency else {
-            return Err(helper_error(FormatError(format!(
-                "money: the currency must be a code like \"EUR\", found {currency}"
-            ))));
-        };
-        let text = format_money(&amount, currency, locale_of(ctx)).map_err(helper_error)?;
-        Ok(ScopedJson::Derived(Value::String(text)))
-    }
-}
-
-/// `{{date d}}`: a date, or an RFC 3339 time's date, in the customer's locale.
-pub struct DateHelper;
-
-impl HelperDef for DateHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
-        let value = argument(h, 0, "date", "date")?;
-        let date = match value {
-            Value::String(s) => parse_date(s),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            helper_error(FormatError(format!(
-                "date: expected a date (YYYY-MM-DD) or an RFC 3339 timestamp, found {value}"
-            )))
-        })?;
-        let text = format_date(date, locale_of(ctx)).map_err(helper_error)?;
-        Ok(ScopedJson::Derived(Value::String(text)))
-    }
-}
-
-fn argument<'a>(
-    h: &'a Helper<'_>,
-    index: usize,
-    helper: &str,
-    what: &str,
-) -> Result<&'a Value, handlebars::RenderError> {
-    let Some(param) = h.param(index) else {
-        return Err(helper_error(FormatError(format!(
-            "{helper}: the {what} argument is missing"
-        ))));
-    };
-    let name = param
-        .relative_path()
-        .cloned()
-        .unwrap_or_else(|| what.to_owned());
-    if param.is_value_missing() {
-        return Err(helper_error(FormatError(format!(
-            "{helper}: {name} is missing from the data"
-        ))));
-    }
-    match param.value() {
-        Value::Null => Err(helper_error(FormatError(format!(
-            "{helper}: {name} is null here; put the call inside {{{{#if {name}}}}}"
-        )))),
-        value => Ok(value),
-    }
-}
-
-fn helper_error(e: FormatError) -> handlebars::RenderError {
-    RenderErrorReason::Other(e.0).into()
-}
-
-fn locale_of(ctx: &Context) -> &str {
-    ctx.data()
-        .get("locale")
-        .and_then(Value::as_str)
-        .unwrap_or("en")
-}
-
-/// Reads a money amount from JSON exactly: a decimal string, or a JSON number by its text
-/// (the crate's serde_json keeps numbers' text), never through a float.
-fn decimal_of(value: &Value) -> Result<Decimal, FormatError> {
-    let text = match value {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
-        other => {
-            return Err(FormatError(format!(
-                "money: the amount must be a decimal like \"10.00\", found {other}"
-            )));
-        }
-    };
-    Decimal::from_str_exact(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|_| {
-            FormatError(format!(
-                "money: the amount must be a decimal like \"10.00\", found {text:?}"
-            ))
-        })
-}
-
-fn parse_date(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        // A timestamp's date is the date where it was written (its own offset): the customer's
-        // time zone is not part of a template's data.
-        .or_else(|| {
-            DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|dt| dt.date_naive())
-        })
-}
-
-/// Formats `amount` in `currency` (ISO 4217) for a BCP 47 locale, with the currency's own
-/// number of decimals (CLDR data through ICU4X); an unknown or unsupported locale formats as
-/// English.
-pub fn format_money(amount: &Decimal, currency: &str, locale: &str) -> Result<String, FormatError> {
-    let code = currency.trim();
-    if code.len() != 3 || !code.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Err(FormatError(format!(
-            "money: the currency must be a code like \"EUR\", found {currency:?}"
-        )));
-    }
-    let code = code.to_ascii_uppercase();
-    let currency_type = CurrencyType::try_from_str(&code)
-        .map_err(|_| FormatError(format!("money: unknown currency {code:?}")))?;
-    let value = fixed_decimal::Decimal::try_from_str(&amount.to_string())
-        .map_err(|_| FormatError(format!("money: cannot format the amount {amount}")))?;
-    let locale = resolve_locale(locale);
-    with_cached(
-        &CURRENCY_FORMATTERS,
-        format!("{locale}/{code}"),
-        || {
-            CurrencyFormatter::try_new_symbol((&locale).into(), currency_type, Default::default())
-                .map_err(|e| FormatError(format!("money: no format for {code} in {locale}: {e}")))
-        },
-        |formatter| formatter.format_fixed_decimal(&value).to_string(),
-    )
-}
-
-/// Formatters are costly to build (locale data lookups) and a render uses a handful of them,
-/// so each thread keeps the ones it built. Keys come from customers' locales: the caches are
-/// cleared when they grow past a bound rather than growing with bad input.
-const FORMATTER_CACHE_LIMIT: usize = 256;
-
-type Cache<T> = std::thread::LocalKey<std::cell::RefCell<std::collections::HashMap<String, T>>>;
-
-thread_local! {
-    static CURRENCY_FORMATTERS: std::cell::RefCell<std::collections::HashMap<String, CurrencyFormatter<icu_decimal::DecimalFormatter>>> =
-        Default::default();
-    static DATE_FORMATTERS: std::cell::RefCell<std::collections::HashMap<String, DateTimeFormatter<fieldsets::YMD>>> =
-        Default::default();
-    static RESOLVED_LOCALES: std::cell::RefCell<std::collections::HashMap<String, Locale>> = Default::default();
-}
-
-fn with_cached<T, R>(
-    cache: &'static Cache<T>,
-    key: String,
-    build: impl FnOnce() -> Result<T, FormatError>,
-    use_it: impl FnOnce(&T) -> R,
-) -> Result<R, FormatError> {
-    cache.with(|cell| {
-        let mut map = cell.borrow_mut();
-        if !map.contains_key(&key) {
-            let built = build()?;
-            if map.len() >= FORMATTER_CACHE_LIMIT {
-                map.clear();
-            }
-            map.insert(key.clone(), built);
-        }
-        map.get(&key)
-            .map(use_it)
-            .ok_or_else(|| FormatError("formatter cache".into()))
-    })
-}
-
-/// Formats a date for a BCP 47 locale in its medium length (en "Nov 20, 2026",
-/// de "20.11.2026"), in the locale's calendar; an unknown or unsupported locale formats as
-/// English.
-pub fn format_date(date: NaiveDate, locale: &str) -> Result<String, FormatError> {
-    let locale = resolve_locale(locale);
-    format_date_in(date, &locale)
-}
-
-fn format_date_in(date: NaiveDate, locale: &Locale) -> Result<String, FormatError> {
-    use chrono::Datelike;
-    let month = u8::try_from(date.month()).ok();
-    let day = u8::try_from(date.day()).ok();
-    let iso = month
-        .zip(day)
-        .and_then(|(m, d)| Date::try_new_iso(date.year(), m, d).ok())
-        .ok_or_else(|| FormatError(format!("date: cannot format {date}")))?;
-    with_cached(
-        &DATE_FORMATTERS,
-        locale.to_string(),
-        || {
-            DateTimeFormatter::try_new(locale.into(), fieldsets::YMD::medium())
-                .map_err(|e| FormatError(format!("date: no date format for {locale}: {e}")))
-        },
-        |formatter| formatter.format(&iso).to_string(),
-    )
-}
-
-/// The locale to format with: the customer's when CLDR has data for its language, else English.
-/// ICU4X silently falls back to the root locale ("2026 M11 20", "€ 10.00") for a language it
-/// has no data for; that is not what a customer should read.
-fn resolve_locale(tag: &str) -> Locale {
-    if let Some(l) = RESOLVED_LOCALES.with(|c| c.borrow().get(tag).cloned()) {
-        return l;
-    }
-    let resolved = resolve_locale_uncached(tag);
-    RESOLVED_LOCALES.with(|c| {
-        let mut map = c.borrow_mut();
-        if map.len() >= FORMATTER_CACHE_LIMIT {
-            map.clear();
-        }
-        map.insert(tag.to_owned(), resolved.clone());
-    });
-    resolved
-}
-
-fn resolve_locale_uncached(tag: &str) -> Locale {
-    let english = || icu_locale_core::locale!("en");
-    let tag = tag.trim().replace('_', "-");
-    let Ok(locale) = Locale::try_from_str(&tag) else {
-        return english();
-    };
-    if has_own_data(&locale) {
-        locale
-    } else {
-        english()
-    }
-}
-
-fn has_own_data(locale: &Locale) -> bool {
-    static ROOT: OnceLock<Option<String>> = OnceLock::new();
-    let Some(probe) = NaiveDate::from_ymd_opt(2026, 11, 20) else {
-        return false;
-    };
-    let root = ROOT.get_or_init(|| format_date_in(probe, &Locale::UNKNOWN).ok());
-    match (root, format_date_in(probe, locale)) {
-        (Some(root), Ok(own)) => *root != own,
-        _ => false,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Text part from HTML
-
-/// Render width for the derived text part: large enough that nothing wraps, because a wrapped
-/// link target is a broken link and mail clients wrap text themselves.
-const TEXT_WIDTH: usize = 100_000;
-
-/// Derives an e-mail's text part from its rendered HTML: tags stripped, links kept as
-/// "text (url)", entities decoded, whitespace collapsed, paragraphs on their own lines.
-pub fn html_to_text(html: &str) -> Result<String, String> {
-    let rendered = html2text::config::with_decorator(LinkDecorator::default())
-        .no_table_borders()
-        .allow_width_overflow()
-        .string_from_read(html.as_bytes(), TEXT_WIDTH)
-        .map_err(|e| e.to_string())?;
-    let mut out = String::with_capacity(rendered.len());
-    let mut blank_run = 0;
-    for line in rendered.lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
-            blank_run += 1;
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(if blank_run > 0 { "\n\n" } else { "\n" });
-        }
-        blank_run = 0;
-        out.push_str(line);
-    }
-    out.push('\n');
-    Ok(out)
-}
-
-/// Plain text without markdown-like marks; a link becomes "text (url)".
-#[derive(Clone, Debug, Default)]
-struct LinkDecorator {
-    open_links: Vec<String>,
-}
-
-impl html2text::render::TextDecorator for LinkDecorator {
-    type Annotation = ();
-
-    fn decorate_link_start(&mut self, url: &str) -> (String, ()) {
-        self.open_links.push(url.to_owned());
-        (String::new(), ())
-    }
-
-    fn decorate_link_end(&mut self) -> String {
-        match self.open_links.pop() {
-            Some(url) if !url.is_empty() && !url.starts_with('#') => format!(" ({url})"),
-            _ => String::new(),
-        }
-    }
-
-    fn decorate_em_start(&self) -> (String, ()) {
-        (String::new(), ())
-    }
-
-    fn decorate_em_end(&self) -> String {
-        String::new()
-    }
-
-    fn decorate_strong_start(&self) -> (String, ()) {
-        (String::new(), ())
-    }
-
-    fn decorate_strong_end(&self) -> String {
-        String::new()
-    }
-
-    fn decorate_strikeout_start(&self) -> (String, ()) {
-        (String::new(), ())
-    }
-
-    fn decorate_strikeout_end(&self) -> String {
-        String::new()
-    }
-
-    fn decorate_code_start(&self) -> (String, ()) {
-        (String::new(), ())
-    }
-
-    fn decorate_code_end(&self) -> String {
-        String::new()
-    }
-
-    fn decorate_preformat_first(&self) {}
-
-    fn decorate_preformat_cont(&self) {}
-
-    fn decorate_image(&mut self, _src: &str, title: &str) -> (String, ()) {
-        (title.to_owned(), ())
-    }
-
-    fn header_prefix(&self, _level: usize) -> String {
-        String::new()
-    }
-
-    fn quote_prefix(&self) -> String {
-        "> ".to_owned()
-    }
-
-    fn unordered_item_prefix(&self) -> String {
-        "- ".to_owned()
-    }
-
-    fn ordered_item_prefix(&self, i: i64) -> String {
-        format!("{i}. ")
-    }
-
-    fn make_subblock_decorator(&self) -> Self {
-        LinkDecorator::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
     use serde_json::json;
 
     fn coupon() -> Value {

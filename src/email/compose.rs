@@ -3,7 +3,7 @@
 //! of RFC 8058, and the idempotency key that names it at the provider. Pure.
 
 use crate::coupon::CouponKey;
-use crate::engine::{Shop, format_time, template_context};
+use crate::engine::{Shop, format_time, template_context_for};
 use crate::profile::{OrderSummary, Profile, late_days};
 use crate::render::{RenderError, TemplateData};
 use crate::rules::{Followup, InsertBody, RuleSet, Trigger};
@@ -130,15 +130,22 @@ pub fn email_context(input: &ComposeInput<'_>) -> Value {
             "late_days": late_days(input.order.promised_delivery, at, input.profile.time_zone),
         })
     });
-    let mut ctx = template_context(
+    // Only what the e-mail's templates read (all of it for a template handlebars renders).
+    let mut ctx = template_context_for(
         input.profile,
         &order,
-        &coupons,
+        coupons,
         input.order.placed_at,
         delivery,
         input.shop,
+        input.rules.templates.email_needs(&input.followup.template),
     );
-    ctx["unsubscribe_url"] = Value::String(input.unsubscribe_url.to_string());
+    if let Value::Object(map) = &mut ctx {
+        map.insert(
+            "unsubscribe_url".to_string(),
+            Value::String(input.unsubscribe_url.to_string()),
+        );
+    }
     ctx
 }
 

@@ -5,6 +5,7 @@ use crate::engine::{CouponGiven, GivenInsert, format_time};
 use crate::event::Order;
 use crate::money::format_amount;
 use crate::profile::Profile;
+use crate::render::DataNeeds;
 use crate::rules::ContextNeeds;
 use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
@@ -265,7 +266,6 @@ pub fn coupons_json(coupons: &[(&GivenInsert, &CouponGiven)]) -> Vec<Value> {
 }
 
 /// The template context of CONTRACT §6 (`unsubscribe_url` is added for e-mails by the sender).
-/// Built map by map rather than with `json!`, which re-allocates on every nested object.
 pub fn template_context(
     profile: &Profile,
     order: &Order,
@@ -274,32 +274,50 @@ pub fn template_context(
     delivery: Option<Value>,
     shop: &Shop,
 ) -> Value {
-    fn map<const N: usize>(fields: [(&str, Value); N]) -> Value {
-        let mut m = Map::with_capacity(N);
-        for (k, v) in fields {
-            m.insert(k.to_string(), v);
-        }
-        Value::Object(m)
-    }
+    template_context_for(
+        profile,
+        order,
+        coupons.to_vec(),
+        placed_at,
+        delivery,
+        shop,
+        &DataNeeds::everything(),
+    )
+}
+
+/// The template context with only what `needs` names (every top-level key is there, the
+/// members of `customer` and `order` only when read): templates that read a name and a shop
+/// do not pay for the order's items. Built map by map rather than with `json!`, which
+/// re-allocates on every nested object; the coupons are moved in, not copied.
+pub fn template_context_for(
+    profile: &Profile,
+    order: &Order,
+    coupons: Vec<Value>,
+    placed_at: DateTime<Utc>,
+    delivery: Option<Value>,
+    shop: &Shop,
+    needs: &DataNeeds,
+) -> Value {
     fn text(s: &str) -> Value {
         Value::String(s.to_string())
     }
     fn opt(s: Option<&str>) -> Value {
         s.map(text).unwrap_or(Value::Null)
     }
-    let items: Vec<Value> = order
-        .items
-        .iter()
-        .map(|i| {
-            map([
-                ("sku", text(&i.sku)),
-                ("name", text(&i.name)),
-                ("category", text(&i.category)),
-                ("quantity", Value::from(i.quantity)),
-                ("unit_price", Value::String(format_amount(i.unit_price))),
-            ])
-        })
-        .collect();
+    /// An object of the members that `needs` names, each built only then.
+    fn members<const N: usize>(
+        needs: &DataNeeds,
+        key: &str,
+        fields: [(&str, &dyn Fn() -> Value); N],
+    ) -> Value {
+        let mut m = Map::with_capacity(N);
+        for (field, build) in fields {
+            if needs.wants_member(key, field) {
+                m.insert(field.to_string(), build());
+            }
+        }
+        Value::Object(m)
+    }
     let locale = profile
         .locale
         .as_deref()
@@ -309,46 +327,68 @@ pub fn template_context(
         .first_name
         .as_deref()
         .unwrap_or(&order.customer.first_name);
-    map([
-        ("locale", text(locale)),
-        (
-            "customer",
-            map([
-                ("first_name", text(first_name)),
-                ("last_name", opt(profile.last_name.as_deref())),
-                ("email", opt(profile.email.as_deref())),
-                ("orders_count", Value::from(profile.orders_count)),
-                (
-                    "lifetime_spend",
-                    Value::String(format_amount(profile.lifetime_spend(order.currency))),
-                ),
-                (
-                    "categories_bought",
-                    Value::Array(profile.categories_bought.iter().map(|c| text(c)).collect()),
-                ),
-                ("nps_group", opt(profile.nps_group())),
-            ]),
-        ),
-        (
-            "order",
-            map([
-                ("id", text(&order.id)),
-                ("total", Value::String(format_amount(order.total))),
-                ("currency", text(order.currency.as_str())),
-                ("items", Value::Array(items)),
-                (
-                    "categories",
-                    Value::Array(order.categories().into_iter().map(text).collect()),
-                ),
-                ("placed_at", Value::String(format_time(placed_at))),
-            ]),
-        ),
-        ("coupons", Value::Array(coupons.to_vec())),
-        ("coupon", coupons.first().cloned().unwrap_or(Value::Null)),
-        ("delivery", delivery.unwrap_or(Value::Null)),
-        (
-            "shop",
-            map([("name", text(&shop.name)), ("url", text(&shop.url))]),
-        ),
-    ])
+    let items = || {
+        Value::Array(
+            order
+                .items
+                .iter()
+                .map(|i| {
+                    let mut m = Map::with_capacity(5);
+                    m.insert("sku".into(), text(&i.sku));
+                    m.insert("name".into(), text(&i.name));
+                    m.insert("category".into(), text(&i.category));
+                    m.insert("quantity".into(), Value::from(i.quantity));
+                    m.insert(
+                        "unit_price".into(),
+                        Value::String(format_amount(i.unit_price)),
+                    );
+                    Value::Object(m)
+                })
+                .collect(),
+        )
+    };
+    let mut root = Map::with_capacity(9);
+    root.insert("locale".into(), text(locale));
+    let customer = members(
+        needs,
+        "customer",
+        [
+            ("first_name", &|| text(first_name)),
+            ("last_name", &|| opt(profile.last_name.as_deref())),
+            ("email", &|| opt(profile.email.as_deref())),
+            ("orders_count", &|| Value::from(profile.orders_count)),
+            ("lifetime_spend", &|| {
+                Value::String(format_amount(profile.lifetime_spend(order.currency)))
+            }),
+            ("categories_bought", &|| {
+                Value::Array(profile.categories_bought.iter().map(|c| text(c)).collect())
+            }),
+            ("nps_group", &|| opt(profile.nps_group())),
+        ],
+    );
+    root.insert("customer".into(), customer);
+    let order_v = members(
+        needs,
+        "order",
+        [
+            ("id", &|| text(&order.id)),
+            ("total", &|| Value::String(format_amount(order.total))),
+            ("currency", &|| text(order.currency.as_str())),
+            ("items", &items),
+            ("categories", &|| {
+                Value::Array(order.categories().into_iter().map(text).collect())
+            }),
+            ("placed_at", &|| Value::String(format_time(placed_at))),
+        ],
+    );
+    root.insert("order".into(), order_v);
+    let first = coupons.first().cloned().unwrap_or(Value::Null);
+    root.insert("coupons".into(), Value::Array(coupons));
+    root.insert("coupon".into(), first);
+    root.insert("delivery".into(), delivery.unwrap_or(Value::Null));
+    let mut shop_v = Map::with_capacity(2);
+    shop_v.insert("name".into(), text(&shop.name));
+    shop_v.insert("url".into(), text(&shop.url));
+    root.insert("shop".into(), Value::Object(shop_v));
+    Value::Object(root)
 }
