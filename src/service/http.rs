@@ -74,9 +74,9 @@ pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
             get(move || async move { ([("content-type", "application/json")], document) }),
         )
         .route("/station", get(station::page))
-        // Layers run outside-in from the last: observe sees every answer, those with order
-        // data are marked not to be cached (errors included), errors become JSON, then the
-        // timeouts and the body limit apply. A body that does not come within the timeout is
+        // Layers run outside-in from the last: `answer` sees every answer (it counts them,
+        // marks those with order data not to be cached, errors included, and gives errors
+        // the JSON body), then the timeouts and the body limit apply. A body that does not come within the timeout is
         // the client's doing (408); an answer not ready within twice the timeout is the
         // server's (503, which clients do not take as their own fault).
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
@@ -85,12 +85,7 @@ pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout * 2,
         ))
-        .layer(axum::middleware::from_fn(station::json_errors))
-        .layer(axum::middleware::from_fn(station::no_store))
-        .layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            observe,
-        ))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), answer))
         .with_state(shared)
 }
 
@@ -153,25 +148,30 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-/// Counts requests by route and status and times them; the route is the matched pattern, so
-/// ids in paths never become labels.
-async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+/// What every answer goes through, in one middleware rather than one each (each costs a
+/// request a clone of the routes below it and three boxed futures): errors that are not JSON
+/// yet get the JSON body ([`station::json_errors`]), answers under the private paths
+/// `Cache-Control: no-store` ([`station::no_store`]), and requests are counted by route and
+/// status and timed; the route is the matched pattern, so ids in paths never become labels.
+async fn answer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    // The matched path is shared (an `Arc<str>` inside); holding it costs no copy.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let private = station::is_private(req.uri().path());
     let started = Instant::now();
-    let response = next.run(req).await;
+    let mut response = station::json_errors(next.run(req).await);
+    if private {
+        station::no_store(&mut response);
+    }
     shared
         .metrics
         .http_seconds
-        .with_label_values(&[&route])
+        .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
     shared
         .metrics
         .http_requests
-        .with_label_values(&[&route, response.status().as_str()])
+        .with_label_values(&[route, response.status().as_str()])
         .inc();
     response
 }

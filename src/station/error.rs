@@ -3,10 +3,8 @@
 
 use crate::store::{PackedConfirmation, StoreError};
 use axum::body::Body;
-use axum::extract::Request;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -165,9 +163,9 @@ fn code_of(status: StatusCode) -> &'static str {
 }
 
 /// Gives every error response that is not JSON yet (axum's and tower-http's own: unknown
-/// routes, wrong methods, bodies over the limit, timeouts) the JSON error body.
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+/// routes, wrong methods, bodies over the limit, timeouts) the JSON error body. Called by the
+/// server's one middleware on every answer.
+pub fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()

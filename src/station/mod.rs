@@ -15,9 +15,7 @@ pub use error::{ApiError, ErrorBody, json_errors};
 pub use orders::{InsertList, JsonBody, PackedItem, PackedRequest};
 
 use crate::service::Shared;
-use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
@@ -34,17 +32,17 @@ pub fn routes() -> OpenApiRouter<Arc<Shared>> {
 /// `Cache-Control: no-store` on every answer under `/v1/` and `/u/`: insert lists, cards and
 /// confirmations carry coupon codes and names, the report and the unsubscribe pages the shop's
 /// figures and a customer's link; no browser, proxy or CDN keeps a copy. Errors get it too, so
-/// no answer under those paths depends on which route produced it.
-pub async fn no_store(req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let private = path.starts_with("/v1/") || path.starts_with("/u/");
-    let mut response = next.run(req).await;
-    if private {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
+/// no answer under those paths depends on which route produced it. Whether `path` is one of
+/// them; the server's one middleware sets the header.
+pub fn is_private(path: &str) -> bool {
+    path.starts_with("/v1/") || path.starts_with("/u/")
+}
+
+/// Marks an answer to a private path (see [`is_private`]) not to be stored.
+pub fn no_store(response: &mut Response) {
     response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// `GET /station`: the packer's page, one self-contained file (no build step). Its policy

@@ -265,7 +265,7 @@ pub async fn packed(
             tracing::info!(
                 order_id,
                 station,
-                token = caller.name,
+                token = &*caller.name,
                 not_packed = lines.iter().filter(|l| !l.packed).count(),
                 "parcel confirmed"
             );
