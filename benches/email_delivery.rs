@@ -1,19 +1,21 @@
 //! E-mails delivered per second by the sender to a local HTTP provider, not criterion: one run,
 //! figures printed as a table.
 //!
-//! Set-up: a SQLite store in a temporary folder, rules with one follow-up on `order.placed`
-//! (the example `order_thanks` template, due a minute after the order), and
-//! `PW_BENCH_EMAILS` first orders (default 5 000, one customer each) applied in batches as
-//! the consumer would, which schedules one e-mail job per order. The clock (a `ManualClock`) is
-//! then set to when they are all due, and `Worker::drain` is timed until every job is sent
-//! through `packwell::email::provider::Http` to an axum server in this process that answers
-//! 200 at once; concurrency is the default `[email] concurrency` (8). `drain` claims 8 jobs,
-//! sends them and waits for the last before it claims the next 8; so, second, as many new
-//! orders are scheduled and the service's own loop, `Worker::run`, which claims as soon as a
-//! hand-over ends, is timed until its metrics count them all sent. Third, to tell the store's
-//! share of the sender's time from the rest, as many jobs again go through only the store
-//! calls the sender makes for each (claim, the facts for the checks, the hand-over, the end),
-//! from 8 tasks, with neither rendering nor HTTP.
+//! Set-up, for each store (SQLite in a temporary folder, then PostgreSQL in a scratch database
+//! unless `PW_BENCH_SKIP_PG` is set): rules with one follow-up on `order.placed` (the example
+//! `order_thanks` template, due a minute after the order), and `PW_BENCH_EMAILS` first orders
+//! (default 5 000, one customer each) applied in batches as the consumer would, which schedules
+//! one e-mail job per order. The clock (a `ManualClock`) is then set to when they are all due,
+//! and `Worker::drain` is timed until every job is sent through `packwell::email::provider::Http`
+//! to an axum server in this process that answers 200 at once; concurrency is the default
+//! `[email] concurrency` (8). Second, as many new orders are scheduled and the service's own
+//! loop, `Worker::run`, is timed until its metrics count them all sent. Third, to tell the
+//! store's share of the sender's time from the rest, as many jobs again go through only the
+//! store calls the sender makes, in its batches (a claim, the facts of the claimed jobs in one
+//! go, hand-overs and ends a slot's worth at a time), with neither rendering nor HTTP; and
+//! fourth, for comparison, as many through the same calls one job at a time from 8 tasks (a
+//! claim of one, its facts, its hand-over, its end), as the sender made them before it
+//! batched.
 //!
 //! For comparison, in the same run and against the same server: as many bare `reqwest` POSTs
 //! of the body the sender posted (one of them, taken from the server), with its headers, from 8
@@ -23,7 +25,7 @@
 //! The bench fails (exit 1) when a job did not end `sent`, or when the server did not receive
 //! exactly one request per job, not when a goal is missed.
 //!
-//! Environment: `PW_BENCH_EMAILS`.
+//! Environment: `PW_BENCH_EMAILS`, `PW_BENCH_SKIP_PG`, `PW_BENCH_PG_URL`.
 //! Run: `cargo bench --bench email_delivery`.
 
 #[allow(dead_code)]
@@ -42,8 +44,8 @@ use packwell::email::{ManualClock, Worker, WorkerSettings};
 use packwell::engine::Shop;
 use packwell::event::event_from_value;
 use packwell::service::metrics::Metrics;
-use packwell::store::emails::{BeginSend, EmailEnd, SendPlan, address_hash};
-use packwell::store::{Batch, BatchItem, DecideEnv, Fence, SqliteStore, Store};
+use packwell::store::emails::{BeginSend, EmailEnd, EmailJob, HandOver, SendPlan, address_hash};
+use packwell::store::{Batch, BatchItem, DecideEnv, Fence, PgStore, SqliteStore, Store};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -51,7 +53,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::env_usize;
+use support::{ScratchDatabase, env_usize, skip_postgres};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -86,6 +88,8 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let n = env_usize("PW_BENCH_EMAILS", 5_000);
     let concurrency = EmailConfig::default().concurrency;
+    // Made outside any runtime: it runs its statements on one of its own.
+    let database = (!skip_postgres()).then(|| ScratchDatabase::create("pw_bench_email"));
     // The client side (the sender, or the bare POSTs) and the provider each get a runtime of
     // two worker threads, as the service has on this two-core machine.
     let server = LocalProvider::start();
@@ -97,113 +101,148 @@ fn run() -> Result<(), String> {
     runtime.block_on(async {
         let dir = tempfile::tempdir().map_err(|e| format!("a temporary folder: {e}"))?;
         let env = decide_env(dir.path())?;
+        let mut config = Config::default();
+        config.email.provider = "http".into();
+        config.email.http_url = Some(server.url());
+
         let path = dir.path().join("packwell.db").display().to_string();
-        let store: Arc<dyn Store> = Arc::new(
+        let sqlite: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&path)
                 .await
                 .map_err(|e| format!("the SQLite store: {e}"))?,
         );
-        let started = Instant::now();
-        schedule(&*store, &env, "O-DRAIN", n).await?;
-        println!(
-            "set-up: {n} orders applied, {n} e-mail jobs scheduled in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-
-        let mut config = Config::default();
-        config.email.provider = "http".into();
-        config.email.http_url = Some(server.url());
-        let settings = WorkerSettings::from_config(&config);
-        let lease = i64::try_from(settings.lease().as_secs()).unwrap_or(60);
-        let provider = Http::new(&config.email, settings.timeout)?;
-        let due: DateTime<Utc> = t(PLACED_AT) + ChronoDuration::minutes(1);
-        let metrics = Metrics::new().email;
-        let worker = Arc::new(Worker::new(
-            store.clone(),
-            Arc::new(arc_swap::ArcSwap::from_pointee(env.clone())),
-            Arc::new(provider),
-            settings,
-            metrics.clone(),
-            Arc::new(ManualClock::new(due)),
-        ));
-
-        let started = Instant::now();
-        let worked = worker
-            .drain()
-            .await
-            .map_err(|e| format!("the sender's store failed: {e}"))?;
-        let drain = started.elapsed();
-        let received = server.received();
-        if worked != n || received != n {
-            return Err(format!(
-                "drain worked on {worked} jobs and the server received {received} requests; {n} expected"
-            ));
+        let mut figures = vec![("SQLite", measure(sqlite, &env, &config, &server, n).await?)];
+        if let Some(database) = &database {
+            let pg: Arc<dyn Store> = Arc::new(
+                PgStore::connect(&database.url)
+                    .await
+                    .map_err(|e| format!("the PostgreSQL store: {e}"))?,
+            );
+            figures.push(("PostgreSQL", measure(pg, &env, &config, &server, n).await?));
+        } else {
+            println!("PostgreSQL skipped (PW_BENCH_SKIP_PG)");
         }
-        check_all_sent(&*store, n).await?;
 
-        schedule(&*store, &env, "O-RUN", n).await?;
-        let sent = || metrics.sent.with_label_values(&["thanks"]).get() as usize;
-        let stop = CancellationToken::new();
-        let started = Instant::now();
-        let running = tokio::spawn(worker.clone().run(stop.clone()));
-        let deadline = started + Duration::from_secs(600);
-        while sent() < 2 * n {
-            if Instant::now() > deadline {
-                return Err(format!("Worker::run sent {} of {n} in 600 s", sent().saturating_sub(n)));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let looped = started.elapsed();
-        stop.cancel();
-        running
-            .await
-            .map_err(|e| format!("Worker::run failed: {e}"))?;
-        if server.received() != 2 * n {
-            return Err(format!(
-                "the server received {} requests from the sender, {} expected",
-                server.received(),
-                2 * n
-            ));
-        }
-        check_all_sent(&*store, 2 * n).await?;
-
-        let request = server
-            .first_request()
-            .ok_or("the server kept no request")?;
-        schedule(&*store, &env, "O-STORE", n).await?;
-        let message = String::from_utf8_lossy(&request.body).into_owned();
-        let started = Instant::now();
-        let worked = store_only(&store, due, lease, &message, concurrency).await?;
-        let store_time = started.elapsed();
-        if worked != n {
-            return Err(format!("the store-only run worked on {worked} jobs, {n} expected"));
-        }
-        check_all_sent(&*store, 3 * n).await?;
-
+        let request = server.first_request().ok_or("the server kept no request")?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.email.timeout_ms))
             .build()
             .map_err(|e| format!("the HTTP client: {e}"))?;
         let url = server.url();
         bare_posts(&client, &url, &request, WARM_UP_REQUESTS, concurrency).await?;
+        let before = server.received();
         let started = Instant::now();
         bare_posts(&client, &url, &request, n, concurrency).await?;
         let bare = started.elapsed();
-        let expected = 2 * n + WARM_UP_REQUESTS + n;
-        if server.received() != expected {
+        if server.received() - before != n {
             return Err(format!(
-                "the server received {} requests, {expected} expected",
-                server.received()
+                "the server received {} bare requests, {n} expected",
+                server.received() - before
             ));
         }
-        print_table(
-            n,
-            concurrency,
-            [drain, looped, store_time, bare],
-            request.body.len(),
-        );
+        print_table(n, concurrency, &figures, bare, request.body.len());
         Ok(())
     })
+}
+
+/// The sender's times on one store: `Worker::drain`, `Worker::run`, its store calls alone in
+/// its batches, and the same calls one job at a time.
+async fn measure(
+    store: Arc<dyn Store>,
+    env: &DecideEnv,
+    config: &Config,
+    server: &LocalProvider,
+    n: usize,
+) -> Result<[Duration; 4], String> {
+    let started = Instant::now();
+    schedule(&*store, env, "O-DRAIN", n).await?;
+    println!(
+        "set-up: {n} orders applied, {n} e-mail jobs scheduled in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let settings = WorkerSettings::from_config(config);
+    let concurrency = settings.concurrency;
+    let lease = i64::try_from(settings.lease().as_secs()).unwrap_or(60);
+    let provider = Http::new(&config.email, settings.timeout)?;
+    let due: DateTime<Utc> = t(PLACED_AT) + ChronoDuration::minutes(1);
+    let metrics = Metrics::new().email;
+    let worker = Arc::new(Worker::new(
+        store.clone(),
+        Arc::new(arc_swap::ArcSwap::from_pointee(env.clone())),
+        Arc::new(provider),
+        settings,
+        metrics.clone(),
+        Arc::new(ManualClock::new(due)),
+    ));
+
+    let before = server.received();
+    let started = Instant::now();
+    let worked = worker
+        .drain()
+        .await
+        .map_err(|e| format!("the sender's store failed: {e}"))?;
+    let drain = started.elapsed();
+    let received = server.received() - before;
+    if worked != n || received != n {
+        return Err(format!(
+            "drain worked on {worked} jobs and the server received {received} requests; {n} expected"
+        ));
+    }
+    check_all_sent(&*store, n).await?;
+
+    schedule(&*store, env, "O-RUN", n).await?;
+    let sent = || metrics.sent.with_label_values(&["thanks"]).get() as usize;
+    let stop = CancellationToken::new();
+    let before = server.received();
+    let started = Instant::now();
+    let running = tokio::spawn(worker.clone().run(stop.clone()));
+    let deadline = started + Duration::from_secs(600);
+    while sent() < 2 * n {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "Worker::run sent {} of {n} in 600 s",
+                sent().saturating_sub(n)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let looped = started.elapsed();
+    stop.cancel();
+    running
+        .await
+        .map_err(|e| format!("Worker::run failed: {e}"))?;
+    if server.received() - before != n {
+        return Err(format!(
+            "the server received {} requests from Worker::run, {n} expected",
+            server.received() - before
+        ));
+    }
+    check_all_sent(&*store, 2 * n).await?;
+
+    let request = server.first_request().ok_or("the server kept no request")?;
+    let message = String::from_utf8_lossy(&request.body).into_owned();
+    schedule(&*store, env, "O-STORE", n).await?;
+    let started = Instant::now();
+    let worked = store_batched(&store, due, lease, &message, concurrency).await?;
+    let batched = started.elapsed();
+    if worked != n {
+        return Err(format!(
+            "the batched store-only run worked on {worked} jobs, {n} expected"
+        ));
+    }
+    check_all_sent(&*store, 3 * n).await?;
+
+    schedule(&*store, env, "O-ONE", n).await?;
+    let started = Instant::now();
+    let worked = store_one_by_one(&store, due, lease, &message, concurrency).await?;
+    let one_by_one = started.elapsed();
+    if worked != n {
+        return Err(format!(
+            "the one-by-one store-only run worked on {worked} jobs, {n} expected"
+        ));
+    }
+    check_all_sent(&*store, 4 * n).await?;
+    Ok([drain, looped, batched, one_by_one])
 }
 
 fn runtime(what: &str) -> tokio::runtime::Runtime {
@@ -312,10 +351,92 @@ async fn check_all_sent(store: &dyn Store, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The store's part of sending: `tasks` tasks each claim one due job at a time (as
-/// `Worker::run` does when a hand-over ends), read its facts, hand it over with `message` and
-/// end it `sent`; returns how many jobs they worked on.
-async fn store_only(
+/// The store's part of sending, in the sender's batches, with neither rendering nor HTTP: a
+/// claim of `4 × slots` jobs, their facts in one go, then hand-overs and ends `slots` at a
+/// time; returns how many jobs were worked on.
+async fn store_batched(
+    store: &Arc<dyn Store>,
+    now: DateTime<Utc>,
+    lease: i64,
+    message: &str,
+    slots: usize,
+) -> Result<usize, String> {
+    let at = now.timestamp();
+    let mut worked = 0;
+    loop {
+        let jobs = store
+            .claim_due_emails(at, at + lease, (slots * 4) as i64)
+            .await
+            .map_err(|e| format!("claim: {e}"))?;
+        if jobs.is_empty() {
+            return Ok(worked);
+        }
+        worked += jobs.len();
+        let facts = store
+            .email_facts_of(&jobs)
+            .await
+            .map_err(|e| format!("facts: {e}"))?;
+        let hashes: Vec<String> = facts
+            .into_iter()
+            .map(|f| address_hash(&f.profile.and_then(|p| p.email).unwrap_or_default()))
+            .collect();
+        for (jobs, hashes) in jobs.chunks(slots).zip(hashes.chunks(slots)) {
+            let hand_overs: Vec<HandOver<'_>> = jobs
+                .iter()
+                .zip(hashes)
+                .map(|(job, to_hash)| HandOver::First {
+                    job,
+                    plan: plan(message, to_hash, now, job),
+                })
+                .collect();
+            let answers = store
+                .begin_sends(&hand_overs)
+                .await
+                .map_err(|e| format!("hand-over: {e}"))?;
+            if let Some(other) = answers.iter().find(|a| **a != BeginSend::Go) {
+                return Err(format!("hand-over: {other:?}"));
+            }
+            let end = sent_end();
+            let ends: Vec<(&EmailJob, &EmailEnd)> = jobs.iter().map(|j| (j, &end)).collect();
+            let held = store
+                .finish_emails(&ends, at)
+                .await
+                .map_err(|e| format!("end: {e}"))?;
+            if !held.iter().all(|h| *h) {
+                return Err("a lease was lost".into());
+            }
+        }
+    }
+}
+
+/// The hand-over of a job as the sender plans it, its claim's lease kept (the job's copy stays
+/// valid for its end).
+fn plan<'a>(
+    message: &'a str,
+    to_hash: &'a str,
+    now: DateTime<Utc>,
+    job: &EmailJob,
+) -> SendPlan<'a> {
+    SendPlan {
+        coupons: &[],
+        message,
+        to_hash,
+        now,
+        frequency: None,
+        lease_until: job.lease,
+    }
+}
+
+fn sent_end() -> EmailEnd {
+    EmailEnd::Sent {
+        detail: "stored only".into(),
+    }
+}
+
+/// The store's part of sending one job at a time, as the sender made it before it batched:
+/// `tasks` tasks each claim one due job, read its facts, hand it over with `message` and end
+/// it `sent`; returns how many jobs they worked on.
+async fn store_one_by_one(
     store: &Arc<dyn Store>,
     now: DateTime<Utc>,
     lease: i64,
@@ -342,25 +463,17 @@ async fn store_only(
                     .await
                     .map_err(|e| format!("facts: {e}"))?;
                 let email = facts.profile.and_then(|p| p.email).unwrap_or_default();
-                let plan = SendPlan {
-                    coupons: &[],
-                    message: &message,
-                    to_hash: &address_hash(&email),
-                    now,
-                    frequency: None,
-                    // The claim's lease, kept: the job's copy below stays valid.
-                    lease_until: job.lease,
-                };
-                match store.begin_send(&job, &plan).await {
+                let to_hash = address_hash(&email);
+                match store
+                    .begin_send(&job, &plan(&message, &to_hash, now, &job))
+                    .await
+                {
                     Ok(BeginSend::Go) => {}
                     Ok(other) => return Err(format!("hand-over of {}: {other:?}", job.id())),
                     Err(e) => return Err(format!("hand-over: {e}")),
                 }
-                let end = EmailEnd::Sent {
-                    detail: "stored only".into(),
-                };
                 if !store
-                    .finish_email(&job, &end, at)
+                    .finish_email(&job, &sent_end(), at)
                     .await
                     .map_err(|e| format!("end: {e}"))?
                 {
@@ -495,38 +608,42 @@ impl LocalProvider {
     }
 }
 
-fn print_table(n: usize, concurrency: usize, times: [Duration; 4], body: usize) {
-    let [drain, run, store, bare] = times;
+fn print_table(
+    n: usize,
+    concurrency: usize,
+    figures: &[(&str, [Duration; 4])],
+    bare: Duration,
+    body: usize,
+) {
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let line = |what: &str, secs: &str, rate: &str, ratio: &str| {
-        let text = format!("{what:<50} {secs:>9} {rate:>11} {ratio:>9}");
+        let text = format!("{what:<58} {secs:>9} {rate:>11} {ratio:>9}");
         println!("{}", text.trim_end());
     };
-    let row = |what: &str, d: Duration, ratio: bool| {
+    let row = |what: &str, d: Duration| {
         line(
             what,
             &format!("{:.2} s", d.as_secs_f64()),
             &format!("{:.0}", rate(d)),
-            &if ratio {
-                format!("{:.2}×", rate(d) / rate(bare))
-            } else {
-                String::new()
-            },
+            &format!("{:.2}×", rate(d) / rate(bare)),
         );
     };
     println!();
     line("", "time", "e-mails/s", "÷ bare");
-    row("packwell Worker::drain → Http provider", drain, true);
-    row("packwell Worker::run → Http provider", run, true);
-    row(
-        "  its store calls alone (no rendering, no HTTP)",
-        store,
-        true,
-    );
-    row(
+    for (store, [drain, run, batched, one_by_one]) in figures {
+        row(&format!("{store}: Worker::drain → Http provider"), *drain);
+        row(&format!("{store}: Worker::run → Http provider"), *run);
+        row(
+            "  its store calls alone, batched (no rendering, no HTTP)",
+            *batched,
+        );
+        row("  the same calls one job at a time, 8 tasks", *one_by_one);
+    }
+    line(
         &format!("bare reqwest POST, {concurrency} tasks"),
-        bare,
-        false,
+        &format!("{:.2} s", bare.as_secs_f64()),
+        &format!("{:.0}", rate(bare)),
+        "",
     );
     println!(
         "{n} e-mails each, concurrency {concurrency}; the same {body}-byte JSON body (the first the sender posted), the same local server; every job ended `sent`"

@@ -93,6 +93,27 @@ pub struct SendPlan<'a> {
     pub lease_until: i64,
 }
 
+/// One job of a hand-over batch ([`EmailStore::begin_sends`]).
+#[derive(Debug, Clone)]
+pub enum HandOver<'a> {
+    /// A `pending` job, checked and rendered: as [`EmailStore::begin_send`].
+    First {
+        job: &'a EmailJob,
+        plan: SendPlan<'a>,
+    },
+    /// A job handed over before (`retry`, or `sending` after a crash): as
+    /// [`EmailStore::resume_send`]; [`BeginSend::Go`] or [`BeginSend::Lost`].
+    Again { job: &'a EmailJob, lease_until: i64 },
+}
+
+impl HandOver<'_> {
+    pub fn job(&self) -> &EmailJob {
+        match self {
+            HandOver::First { job, .. } | HandOver::Again { job, .. } => job,
+        }
+    }
+}
+
 /// What became of a hand-over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BeginSend {
@@ -221,6 +242,8 @@ pub trait EmailStore: Send + Sync {
     ) -> Result<Vec<EmailJob>, StoreError>;
     /// The profile, the order and the customer's unsubscribe and suppression state.
     async fn email_facts(&self, job: &EmailJob) -> Result<EmailFacts, StoreError>;
+    /// [`email_facts`](Self::email_facts) of each job, in their order, read in one go.
+    async fn email_facts_of(&self, jobs: &[EmailJob]) -> Result<Vec<EmailFacts>, StoreError>;
     /// Hands a `pending` job over: under the customer's lock, checks the frequency cap, issues
     /// the planned coupons (`coupon.issued` in the outbox) and marks it `sending` with its
     /// message, in one transaction.
@@ -229,6 +252,11 @@ pub trait EmailStore: Send + Sync {
         job: &EmailJob,
         plan: &SendPlan<'_>,
     ) -> Result<BeginSend, StoreError>;
+    /// Hands over several jobs in one transaction, each as [`begin_send`](Self::begin_send)
+    /// or [`resume_send`](Self::resume_send) would alone (customers' locks taken in sorted
+    /// order); what became of each, in their order. A job sent back (`Existing`,
+    /// `Collision`) leaves nothing written; the others stand.
+    async fn begin_sends(&self, hand_overs: &[HandOver<'_>]) -> Result<Vec<BeginSend>, StoreError>;
     /// Counts one more try of a job handed over before (`retry`, or `sending` after a crash)
     /// and marks it `sending`, its lease renewed until `lease_until`; false when the lease
     /// was lost.
@@ -242,6 +270,14 @@ pub trait EmailStore: Send + Sync {
         end: &EmailEnd,
         now: i64,
     ) -> Result<bool, StoreError>;
+    /// Ends several claimed jobs in one transaction, each as
+    /// [`finish_email`](Self::finish_email) would alone; whether each lease still held, in
+    /// their order.
+    async fn finish_emails(
+        &self,
+        ends: &[(&EmailJob, &EmailEnd)],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError>;
     /// Records an unsubscribe from a link, with `customer.unsubscribed` in the outbox the
     /// first time; true when it is new.
     async fn unsubscribe(&self, customer_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;

@@ -20,7 +20,12 @@ impl EmailStore for This {
     }
 
     async fn email_facts(&self, job: &EmailJob) -> Result<EmailFacts, StoreError> {
-        self.read_email_facts(job).await
+        let mut facts = self.read_email_facts(std::slice::from_ref(job)).await?;
+        Ok(facts.pop().unwrap_or_default())
+    }
+
+    async fn email_facts_of(&self, jobs: &[EmailJob]) -> Result<Vec<EmailFacts>, StoreError> {
+        self.read_email_facts(jobs).await
     }
 
     async fn begin_send(
@@ -28,11 +33,22 @@ impl EmailStore for This {
         job: &EmailJob,
         plan: &SendPlan<'_>,
     ) -> Result<BeginSend, StoreError> {
-        self.begin_email_send(job, plan).await
+        let plan = plan.clone();
+        let mut out = self
+            .begin_email_sends(&[HandOver::First { job, plan }])
+            .await?;
+        Ok(out.pop().unwrap_or(BeginSend::Lost))
+    }
+
+    async fn begin_sends(&self, hand_overs: &[HandOver<'_>]) -> Result<Vec<BeginSend>, StoreError> {
+        self.begin_email_sends(hand_overs).await
     }
 
     async fn resume_send(&self, job: &EmailJob, lease_until: i64) -> Result<bool, StoreError> {
-        self.resume_email_send(job, lease_until).await
+        let out = self
+            .begin_email_sends(&[HandOver::Again { job, lease_until }])
+            .await?;
+        Ok(out.first() == Some(&BeginSend::Go))
     }
 
     async fn finish_email(
@@ -41,7 +57,16 @@ impl EmailStore for This {
         end: &EmailEnd,
         now: i64,
     ) -> Result<bool, StoreError> {
-        self.finish_email_job(job, end, now).await
+        let out = self.finish_email_jobs(&[(job, end)], now).await?;
+        Ok(out.first() == Some(&true))
+    }
+
+    async fn finish_emails(
+        &self,
+        ends: &[(&EmailJob, &EmailEnd)],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.finish_email_jobs(ends, now).await
     }
 
     async fn unsubscribe(&self, customer_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
