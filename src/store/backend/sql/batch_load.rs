@@ -186,7 +186,7 @@ impl This {
         state: &mut State,
         orders: &[&str],
     ) -> Result<(), StoreError> {
-        for chunk in statement_chunks(&orders) {
+        for chunk in statement_chunks(orders) {
             let head = "SELECT order_id FROM decisions WHERE order_id IN (";
             let tail = format!(" ORDER BY order_id{}", Self::LOCK_ROW);
             in_list(head, chunk, &tail)
