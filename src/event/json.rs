@@ -136,8 +136,13 @@ impl<'de> Visitor<'de> for JsonVisitor {
         let mut out: Vec<(Cow<'de, str>, Json<'de>)> = Vec::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             if out.is_empty() && key.0 == NUMBER_TOKEN {
+                // Checked as serde_json checks it: an object written with this key by hand is
+                // not a number.
                 let text: String = map.next_value()?;
-                return Ok(Json::Number(Cow::Owned(text)));
+                return match text.parse::<serde_json::Number>() {
+                    Ok(_) => Ok(Json::Number(Cow::Owned(text))),
+                    Err(_) => Err(serde::de::Error::custom("invalid number")),
+                };
             }
             out.push((key.0, map.next_value()?));
         }

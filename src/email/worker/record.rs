@@ -9,6 +9,8 @@ use tokio::sync::mpsc;
 
 /// Ends written in one transaction, at most.
 const ENDS_PER_BATCH: usize = 256;
+/// Times a failed batch of ends is written again before it is written job by job.
+const FINISH_TRIES: usize = 3;
 
 impl Worker {
     /// Writes ends until every sender of them is gone.
@@ -18,25 +20,50 @@ impl Worker {
             let now = self.clock.now().timestamp();
             let pairs: Vec<(&EmailJob, &EmailEnd)> =
                 batch.iter().map(|e| (&e.job, &e.end)).collect();
-            match self.store.finish_emails(&pairs, now).await {
-                Ok(held) => {
-                    for (ending, held) in batch.iter().zip(held) {
-                        if held {
-                            self.told(&ending.job, &ending.end);
-                        } else {
-                            tracing::warn!(job = %ending.job.id(), "e-mail: the lease ran out before the job ended; another worker has it");
-                        }
+            for (ending, held) in batch.iter().zip(self.finish(&pairs, now).await) {
+                match held {
+                    Ok(true) => self.told(&ending.job, &ending.end),
+                    Ok(false) => {
+                        tracing::warn!(job = %ending.job.id(), "e-mail: the lease ran out before the job ended; another worker has it")
                     }
-                }
-                Err(e) => {
-                    for ending in &batch {
-                        tracing::warn!(job = %ending.job.id(), error = %e, "e-mail: the store failed recording how the job ended; it is taken up again when its lease runs out");
+                    Err(e) => {
+                        tracing::warn!(job = %ending.job.id(), error = %e, "e-mail: the store failed recording how the job ended; it is taken up again when its lease runs out")
                     }
                 }
             }
             // Their tokens go with them: the jobs have ended.
             batch.clear();
         }
+    }
+
+    /// Writes a batch of ends: whether each job's lease still held. Each end is written only
+    /// under its lease, so a batch that failed (a deadlock, a dropped connection) is written
+    /// again, a few times, then job by job: one bad job does not leave the others `sending`
+    /// until their leases run out.
+    async fn finish(
+        &self,
+        pairs: &[(&EmailJob, &EmailEnd)],
+        now: i64,
+    ) -> Vec<Result<bool, crate::store::StoreError>> {
+        let mut wait = std::time::Duration::from_millis(50);
+        for _ in 0..FINISH_TRIES {
+            match self.store.finish_emails(pairs, now).await {
+                Ok(held) => return held.into_iter().map(Ok).collect(),
+                Err(e) => tracing::debug!(error = %e, "e-mail: writing a batch of ends failed; again"),
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 4;
+        }
+        let mut out = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            out.push(
+                self.store
+                    .finish_emails(std::slice::from_ref(pair), now)
+                    .await
+                    .map(|held| held.first().copied().unwrap_or(false)),
+            );
+        }
+        out
     }
 
     /// The metrics and the log line of a job's end, once written.
