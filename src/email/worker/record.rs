@@ -49,7 +49,9 @@ impl Worker {
         for _ in 0..FINISH_TRIES {
             match self.store.finish_emails(pairs, now).await {
                 Ok(held) => return held.into_iter().map(Ok).collect(),
-                Err(e) => tracing::debug!(error = %e, "e-mail: writing a batch of ends failed; again"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "e-mail: writing a batch of ends failed; again")
+                }
             }
             tokio::time::sleep(wait).await;
             wait *= 4;
