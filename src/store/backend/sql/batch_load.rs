@@ -15,7 +15,7 @@ use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 /// `SELECT … WHERE column IN (ids)` in chunks, with `tail` after the list.
-fn in_list<'a>(head: &str, ids: &'a [&'a str], tail: &str) -> sqlx::QueryBuilder<'a, Db> {
+pub(super) fn in_list<'a>(head: &str, ids: &[&'a str], tail: &str) -> sqlx::QueryBuilder<'a, Db> {
     let mut qb = sqlx::QueryBuilder::<Db>::new(head);
     let mut list = qb.separated(", ");
     for id in ids {

@@ -13,6 +13,7 @@ mod finish;
 #[path = "email_handover.rs"]
 mod handover;
 
+use super::batch_load::in_list;
 use super::{Db, This};
 use crate::profile::{OrderSummary, Profile};
 use crate::store::backend::corrupt;
@@ -31,18 +32,6 @@ fn sorted_unique<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect()
-}
-
-/// `head` followed by the bound ids, comma-separated, `)` and `tail`.
-fn in_list<'a>(head: &str, ids: &[&'a str], tail: &str) -> sqlx::QueryBuilder<'a, Db> {
-    let mut qb = sqlx::QueryBuilder::<Db>::new(head);
-    let mut list = qb.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
-    }
-    qb.push(")");
-    qb.push(tail);
-    qb
 }
 
 /// `(key, value)` rows of `head … IN (ids) tail`, a statement per `IDS_PER_STATEMENT` ids, read
