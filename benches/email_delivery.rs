@@ -43,7 +43,7 @@ use packwell::email::provider::Http;
 use packwell::email::{ManualClock, Worker, WorkerSettings};
 use packwell::engine::Shop;
 use packwell::event::event_from_value;
-use packwell::service::metrics::Metrics;
+use packwell::metrics::Metrics;
 use packwell::store::emails::{BeginSend, EmailEnd, EmailJob, HandOver, SendPlan, address_hash};
 use packwell::store::{Batch, BatchItem, DecideEnv, Fence, PgStore, SqliteStore, Store};
 use serde_json::{Value, json};

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod mask;
+mod tokens;
 pub use mask::{MASK, mask_url_password};
+pub use tokens::{Caller, Tokens};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -475,7 +477,7 @@ impl Config {
                 mask_url_password(url)
             )));
         }
-        if let Err(e) = crate::station::Tokens::from_config(&self.http.tokens) {
+        if let Err(e) = Tokens::from_config(&self.http.tokens) {
             return Err(ConfigError::Invalid(e));
         }
         if self.http.max_body_bytes < 1024 {

@@ -107,7 +107,7 @@ impl CouponKey {
                 .map_err(failed)?;
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::store::files::create_private_dir(dir).map_err(failed)?;
+            crate::files::create_private_dir(dir).map_err(failed)?;
         }
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

@@ -17,12 +17,15 @@
 //! - [`message`]: the messages the outbox sends (coupons, customer preferences, the DLQ) as
 //!   types, and the JSON Schemas of every message, generated from them.
 //! - [`report`]: the effect report: treated against held-out customers, per rule.
-//! - [`service`]: `packwell run`: consumer, relay, HTTP, reloads.
-//! - [`station`]: the packing stations' HTTP API and page.
+//! - [`service`]: `packwell run`: consumer, relay, e-mail sender, reloads; it starts [`http`].
+//! - [`http`]: the HTTP layer: routes (one file per group), their state, errors, tokens.
+//! - [`metrics`]: the Prometheus metrics every part counts into.
+//! - [`station`]: the packing stations' insert-list cache, printable card and page.
 //! - [`email`]: follow-up e-mails: checks at send time, rendering, providers, the sender.
 //! - [`kafka`]: topic names, the shared client settings, the embedded development broker.
 //! - [`config`]: layered configuration (defaults, file, `PACKWELL_*`).
 //! - [`cli`]: the commands behind the `packwell` binary.
+//! - [`files`]: the data folder's private files and folders (0700/0600 from the start).
 //! - [`fault`]: a switch that makes chosen steps fail, for the tests of failure handling.
 //!
 //! Money in and out is exact:
@@ -39,8 +42,11 @@ pub mod email;
 pub mod engine;
 pub mod event;
 pub mod fault;
+pub mod files;
+pub mod http;
 pub mod kafka;
 pub mod message;
+pub mod metrics;
 pub mod money;
 pub mod profile;
 pub mod render;

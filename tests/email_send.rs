@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use packwell::config::EmailConfig;
 use packwell::email::provider::{Http, OutboxDir, Provider};
 use packwell::email::{ManualClock, Worker, WorkerSettings};
-use packwell::service::metrics::Metrics;
+use packwell::metrics::Metrics;
 use packwell::store::emails::EmailJobRow;
 use packwell::store::{DecideEnv, Store};
 use serde_json::{Value, json};

@@ -459,7 +459,7 @@ async fn emitted() -> Vec<OutboxRow> {
             outbox.path().to_path_buf(),
         )),
         packwell::email::WorkerSettings::from_config(&packwell::config::Config::default()),
-        packwell::service::metrics::Metrics::new().email,
+        packwell::metrics::Metrics::new().email,
         Arc::new(packwell::email::ManualClock::new(at)),
     ));
     worker.drain().await.unwrap();

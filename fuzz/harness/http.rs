@@ -142,11 +142,25 @@ fn with_api<T>(f: impl FnOnce(&HttpApi) -> T) -> T {
 
 impl HttpApi {
     fn start() -> HttpApi {
-        use packwell::service::{Readiness, Settings, Shared, http, metrics::Metrics};
+        use packwell::http::{self, AppState, Health, Readiness};
+        use packwell::metrics::Metrics;
         use packwell::store::{Batch, BatchItem, DecideEnv, Fence};
-        use std::sync::atomic::{AtomicBool, AtomicI64};
-        use std::sync::{Arc, Mutex};
+        use std::sync::Arc;
         use std::time::Duration;
+
+        /// A service that is always ready: the routes are what is fuzzed.
+        struct Ready;
+        impl Health for Ready {
+            fn kafka_ok(&self) -> bool {
+                true
+            }
+            fn readiness(&self) -> Readiness {
+                Readiness::default()
+            }
+            fn stopping(&self) -> bool {
+                false
+            }
+        }
 
         // Several test threads may send requests at once (the fuzzer sends one at a time).
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -175,38 +189,27 @@ impl HttpApi {
         runtime
             .block_on(store.apply_batch(&batch, &env))
             .expect("the example order is decided");
-        let tokens = packwell::station::Tokens::from_config(&[packwell::config::TokenConfig {
+        let tokens = packwell::config::Tokens::from_config(&[packwell::config::TokenConfig {
             name: "fuzz".into(),
             token: Some(TOKEN.into()),
             token_sha256: None,
             warehouses: None,
         }])
         .expect("a token");
-        let shared = Arc::new(Shared {
-            store,
-            env: arc_swap::ArcSwap::from_pointee(env),
-            metrics: Metrics::new(),
-            settings: Settings {
-                batch_max: 100,
-                batch_wait: Duration::from_millis(10),
-                max_outbox_backlog: 10_000,
-                max_event_age: chrono::Duration::days(7),
-                max_event_bytes: 1 << 20,
-            },
-            runtime: runtime.handle().clone(),
-            stop: tokio_util::sync::CancellationToken::new(),
-            kafka_ok: AtomicBool::new(true),
-            backlog: AtomicI64::new(0),
-            relay_wake: tokio::sync::Notify::new(),
-            consumer_done: AtomicBool::new(false),
-            abandon: AtomicBool::new(false),
-            readiness: Mutex::new(Readiness::default()),
-            tokens,
-            insert_lists: packwell::station::InsertListCache::new(Duration::from_secs(1), 100),
-            reports: Default::default(),
-        });
         let router = http::router(
-            shared,
+            AppState {
+                store,
+                env: Arc::new(arc_swap::ArcSwap::from_pointee(env)),
+                tokens: Arc::new(tokens),
+                insert_lists: Arc::new(packwell::station::InsertListCache::new(
+                    Duration::from_secs(1),
+                    100,
+                )),
+                reports: Default::default(),
+                metrics: Arc::new(Metrics::new()),
+                health: Arc::new(Ready),
+                outbox_written: Default::default(),
+            },
             http::Limits {
                 max_body_bytes: 64 * 1024,
                 request_timeout: Duration::from_secs(5),

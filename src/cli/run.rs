@@ -41,6 +41,14 @@ pub fn run(
         print!("{}", config.to_masked_toml());
         return Ok(());
     }
+    for t in config.http.tokens.iter().filter(|t| t.token.is_some()) {
+        if t.token.as_deref() != Some(DEMO_TOKEN) {
+            tracing::warn!(
+                "[[http.tokens]] {:?} is given in clear text: prefer token_sha256 = \"<hex SHA-256 of the token>\"",
+                t.name
+            );
+        }
+    }
     let begun = Instant::now();
     let shutdown_bound = config
         .service
@@ -233,7 +241,7 @@ fn data_dir(config: &Config) -> PathBuf {
 /// that is not Packwell's own (the working folder, `/`, the home folder, a shared sticky folder
 /// such as `/tmp`) is left as it is: only Packwell's files in it are narrowed.
 fn secure_data_folder(config: &Config) {
-    use crate::store::files::{create_private_dir, tighten, tighten_tree};
+    use crate::files::{create_private_dir, tighten, tighten_tree};
     let data = data_dir(config);
     let outbox = &config.email.outbox_dir;
     let mut found = Vec::new();
@@ -294,10 +302,10 @@ fn dedicated(dir: &Path) -> bool {
 /// file, or two relays sending the same outbox, would break the promises. The operating
 /// system releases it when the process ends, however it ends.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, Failure> {
-    crate::store::files::create_private_dir(dir)
+    crate::files::create_private_dir(dir)
         .map_err(|e| Failure::usage(format!("error: cannot create {}: {e}", dir.display())))?;
     let path = dir.join("packwell.lock");
-    let mut file = crate::store::files::private_file()
+    let mut file = crate::files::private_file()
         .create(true)
         .truncate(false)
         .read(true)

@@ -8,10 +8,10 @@ use crate::profile::{OrderSummary, Profile, late_days};
 use crate::render::{RenderError, TemplateData};
 use crate::rules::{Followup, InsertBody, RuleSet, Trigger};
 use crate::store::emails::PlannedCoupon;
+pub use crate::store::emails::idempotency_key;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 
 /// What is handed to a provider; also the body the HTTP provider receives (CONTRACT §5).
@@ -26,18 +26,6 @@ pub struct OutgoingEmail {
     pub headers: BTreeMap<String, String>,
     /// The follow-up id.
     pub tags: Vec<String>,
-}
-
-/// The key that names one sending of a job at the provider: the same for every try of it, a
-/// new one only when an operator asks for a resend.
-pub fn idempotency_key(order_id: &str, followup_id: &str, resends: i64) -> String {
-    let mut h = Sha256::new();
-    for field in [order_id.as_bytes(), followup_id.as_bytes()] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field);
-    }
-    h.update(resends.to_be_bytes());
-    format!("pw-{}", hex::encode(&h.finalize()[..16]))
 }
 
 /// The coupons a follow-up gives with an order, as they would be issued on `today` (UTC):

@@ -7,12 +7,13 @@
 //! - [`token`]: signed unsubscribe links.
 //! - [`provider`]: the outbox folder, SMTP and an HTTP provider API.
 //! - [`worker`]: claims due jobs, hands them over with bounded concurrency, records the end.
-//! - [`routes`]: the unsubscribe page and one-click POST, bounces and complaints.
+//!
+//! Its HTTP routes (the unsubscribe page and one-click POST, bounces and complaints) are in
+//! `crate::http`.
 
 pub mod check;
 pub mod compose;
 pub mod provider;
-pub mod routes;
 pub mod timing;
 pub mod token;
 pub mod worker;

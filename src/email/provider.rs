@@ -112,12 +112,12 @@ impl Provider for OutboxDir {
             use std::io::Write;
             // The folder 0700 and the file 0600: an e-mail holds a name, an address and
             // coupon codes (see `store::files`).
-            crate::store::files::create_private_dir(&dir)?;
+            crate::files::create_private_dir(&dir)?;
             let tmp = dir.join(format!(".{key}.eml.tmp"));
             let target = dir.join(format!("{key}.eml"));
             // A file left by a crash keeps its mode when opened again: made anew, it is 0600.
             let _ = std::fs::remove_file(&tmp);
-            crate::store::files::private_file()
+            crate::files::private_file()
                 .write(true)
                 .create(true)
                 .truncate(true)

@@ -22,7 +22,7 @@ mod record;
 
 use super::provider::Provider;
 use crate::config::Config;
-use crate::service::metrics::EmailMetrics;
+use crate::metrics::EmailMetrics;
 use crate::store::emails::EmailJob;
 use crate::store::{DecideEnv, Store, StoreError};
 use chrono::{DateTime, Utc};

@@ -6,10 +6,12 @@
 //! [`compute`] turns them into figures, a pure function; [`text`] and [`html`] show them.
 //! Rates and intervals are statistics (floats); money stays exact decimals end to end.
 
+mod cache;
 pub mod html;
-pub mod route;
 pub mod stats;
 pub mod text;
+
+pub use cache::{REPORT_TTL, ReportCache};
 
 use crate::money::format_amount;
 use crate::rules::{Mode, RuleSet};

@@ -9,18 +9,18 @@
 //! sender finishes the hand-overs under way, the HTTP server finishes its requests.
 
 mod consumer;
-pub mod http;
-pub mod metrics;
 mod relay;
 pub mod reload;
 
 use crate::config::Config;
 use crate::coupon::CouponKey;
+use crate::http::{self, AppState, Readiness};
 use crate::kafka::{consumer_config, fast_consumer_config, producer_config};
+use crate::metrics::Metrics;
 use crate::rules::load_rules;
+use crate::station::InsertListCache;
 use crate::store::{DecideEnv, Store};
 use arc_swap::ArcSwap;
-use metrics::Metrics;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::FutureProducer;
 use std::net::SocketAddr;
@@ -41,24 +41,12 @@ pub struct Settings {
     pub max_event_bytes: usize,
 }
 
-/// What `/readyz` reports about the rules.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    pub rules_version: String,
-    /// The errors of the last reload that failed (the previous rules keep deciding).
-    pub rules_error: Option<String>,
-    /// The worker that died, and why: the service is unready and on its way out.
-    pub failed_worker: Option<String>,
-    /// Why batches keep failing (the store refuses them, say): the service is unready until
-    /// one is applied again, so that deciding stopped is never hidden behind a "ready".
-    pub consumer_error: Option<String>,
-}
-
-/// State shared by the consumer thread, the relay, the watcher and the HTTP handlers.
+/// State shared by the consumer thread, the relay, the watcher and the e-mail sender. The HTTP
+/// handlers see only the parts in `crate::http::AppState`.
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub env: ArcSwap<DecideEnv>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// The runtime the consumer thread blocks on for store calls.
     pub runtime: tokio::runtime::Handle,
@@ -66,17 +54,13 @@ pub struct Shared {
     pub kafka_ok: AtomicBool,
     /// Outbox rows not yet relayed, as the relay last saw them.
     pub backlog: AtomicI64,
-    pub relay_wake: tokio::sync::Notify,
+    pub relay_wake: Arc<tokio::sync::Notify>,
     pub consumer_done: AtomicBool,
     /// Set when stopping must not wait for a store that does not answer.
     pub abandon: AtomicBool,
     pub readiness: Mutex<Readiness>,
-    /// The packing stations' bearer tokens.
-    pub tokens: crate::station::Tokens,
-    /// Insert lists answered from memory for a moment.
-    pub insert_lists: crate::station::InsertListCache,
-    /// Effect reports computed lately (`GET /v1/report`).
-    pub reports: crate::report::route::ReportCache,
+    /// Insert lists answered from memory for a moment; a batch forgets the orders it changed.
+    pub insert_lists: Arc<InsertListCache>,
 }
 
 impl Shared {
@@ -117,14 +101,23 @@ async fn supervised(shared: Arc<Shared>, worker: &'static str, task: impl Future
 }
 
 /// Waits for a task until `deadline`; past it the task is abandoned (aborted) and the log says
-/// so. Returns whether it finished.
+/// so. A task that panicked fails the service (it exits non-zero), like a worker that died
+/// while running. Returns whether it finished.
 async fn finish_by<T>(
+    shared: &Shared,
     deadline: tokio::time::Instant,
     what: &str,
     mut task: tokio::task::JoinHandle<T>,
 ) -> bool {
     match tokio::time::timeout_at(deadline, &mut task).await {
-        Ok(_) => true,
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            if e.is_panic() {
+                let why = format!("panicked: {}", crate::panic_message(&*e.into_panic()));
+                shared.fail(what, &why);
+            }
+            true
+        }
         Err(_) => {
             task.abort();
             tracing::warn!("{what} did not stop within [service] shutdown_timeout; abandoned");
@@ -133,10 +126,28 @@ async fn finish_by<T>(
     }
 }
 
-/// The e-mail sender reads the rules, key and shop in force, like the consumer.
+/// The e-mail sender and the HTTP handlers read the rules, key and shop in force, like the
+/// consumer.
 impl crate::email::EnvSource for Shared {
     fn env(&self) -> Arc<DecideEnv> {
         self.env.load_full()
+    }
+}
+
+impl http::Health for Shared {
+    fn kafka_ok(&self) -> bool {
+        self.kafka_ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn readiness(&self) -> Readiness {
+        self.readiness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.is_cancelled()
     }
 }
 
@@ -198,15 +209,7 @@ pub async fn run(
         .shutdown_timeout()
         .map_err(|e| e.to_string())?;
     let retention = duration("[store] retention", &config.store.retention)?;
-    let tokens = crate::station::Tokens::from_config(&config.http.tokens)?;
-    for t in config.http.tokens.iter().filter(|t| t.token.is_some()) {
-        if t.token.as_deref() != Some(crate::cli::DEMO_TOKEN) {
-            tracing::warn!(
-                "[[http.tokens]] {:?} is given in clear text: prefer token_sha256 = \"<hex SHA-256 of the token>\"",
-                t.name
-            );
-        }
-    }
+    let tokens = crate::config::Tokens::from_config(&config.http.tokens)?;
     if tokens.is_empty() {
         tracing::warn!(
             "no [http] tokens are configured: the station API answers 401 to every request"
@@ -219,7 +222,7 @@ pub async fn run(
             key,
             shop: config.shop(),
         }),
-        metrics: Metrics::new(),
+        metrics: Arc::new(Metrics::new()),
         settings: Settings {
             batch_max: config.kafka.batch_max,
             batch_wait: Duration::from_millis(config.kafka.batch_wait_ms),
@@ -231,7 +234,7 @@ pub async fn run(
         stop: stop.clone(),
         kafka_ok: AtomicBool::new(true),
         backlog: AtomicI64::new(0),
-        relay_wake: tokio::sync::Notify::new(),
+        relay_wake: Arc::new(tokio::sync::Notify::new()),
         consumer_done: AtomicBool::new(false),
         abandon: AtomicBool::new(false),
         readiness: Mutex::new(Readiness {
@@ -240,12 +243,10 @@ pub async fn run(
             failed_worker: None,
             consumer_error: None,
         }),
-        tokens,
-        reports: Default::default(),
-        insert_lists: crate::station::InsertListCache::new(
+        insert_lists: Arc::new(InsertListCache::new(
             Duration::from_millis(config.http.cache_ttl_ms),
             config.http.cache_entries,
-        ),
+        )),
     });
 
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
@@ -340,7 +341,16 @@ pub async fn run(
         sender.run(stop.clone()),
     ));
     let app = http::router(
-        shared.clone(),
+        AppState {
+            store: store.clone(),
+            env: shared.clone(),
+            tokens: Arc::new(tokens),
+            insert_lists: shared.insert_lists.clone(),
+            reports: Default::default(),
+            metrics: shared.metrics.clone(),
+            health: shared.clone(),
+            outbox_written: shared.relay_wake.clone(),
+        },
         http::Limits {
             max_body_bytes: config.http.max_body_bytes,
             request_timeout: Duration::from_millis(config.http.request_timeout_ms),
@@ -396,20 +406,20 @@ pub async fn run(
     // start.
     retention_task.abort();
     let (relayed, _) = tokio::join!(
-        finish_by(deadline, "the relay", relay),
-        finish_by(deadline, "the e-mail sender", sender_task),
+        finish_by(&shared, deadline, "the relay", relay),
+        finish_by(&shared, deadline, "the e-mail sender", sender_task),
     );
     if !relayed {
         tracing::warn!("outbox rows not yet sent stay in the store; they go out at the next start");
     }
-    let failure = shared.failure();
-    if failure.is_some() {
+    if shared.failure().is_some() {
         // Unready, for a moment, before the port closes: an orchestrator or load balancer
         // polling `/readyz` sees why the instance goes.
         tokio::time::sleep_until((tokio::time::Instant::now() + FAILED_GRACE).min(deadline)).await;
     }
     http_stop.cancel();
-    finish_by(deadline, "the HTTP server", server).await;
+    finish_by(&shared, deadline, "the HTTP server", server).await;
+    let failure = shared.failure();
     // Stop watching before the state goes, on this runtime.
     drop(_watcher);
     drop(shared);

@@ -315,3 +315,15 @@ pub trait EmailStore: Send + Sync {
         now: i64,
     ) -> Result<EmailControl, StoreError>;
 }
+
+/// The key that names one sending of a job at the provider: the same for every try of it, a
+/// new one only when an operator asks for a resend.
+pub fn idempotency_key(order_id: &str, followup_id: &str, resends: i64) -> String {
+    let mut h = Sha256::new();
+    for field in [order_id.as_bytes(), followup_id.as_bytes()] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field);
+    }
+    h.update(resends.to_be_bytes());
+    format!("pw-{}", hex::encode(&h.finalize()[..16]))
+}

@@ -7,7 +7,6 @@ pub mod attribution;
 mod backend;
 pub mod emails;
 pub mod events;
-pub mod files;
 mod scrub;
 pub mod types;
 

@@ -116,9 +116,8 @@ impl SqliteStore {
             let file = crate::store::sqlite_file(path).unwrap_or(path);
             // The folder 0700 and the file 0600 before SQLite opens it: its -wal and -shm
             // then get the file's mode (see `files.rs`).
-            let (new, narrowed) =
-                crate::store::files::prepare_sqlite_file(std::path::Path::new(file))
-                    .map_err(|e| StoreError::Other(format!("cannot create {file}: {e}")))?;
+            let (new, narrowed) = crate::files::prepare_sqlite_file(std::path::Path::new(file))
+                .map_err(|e| StoreError::Other(format!("cannot create {file}: {e}")))?;
             for n in narrowed {
                 tracing::warn!("{n}");
             }

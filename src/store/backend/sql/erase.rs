@@ -3,10 +3,10 @@
 //! then the backend cleans up the copies the database itself keeps (`backend/erase.rs`).
 
 use super::{Db, This};
-use crate::email::compose::idempotency_key;
 use crate::profile::Profile;
 use crate::store::backend::corrupt;
 use crate::store::backend::erase::{JobRow, add_recipient, names_customer};
+use crate::store::emails::idempotency_key;
 use crate::store::scrub::{Needles, scrub_headers, scrub_payload};
 use crate::store::types::*;
 use serde_json::Value;

@@ -1,26 +1,40 @@
-//! The service's HTTP server: the station API (`crate::station`), `/healthz`, `/readyz`
-//! (store and Kafka reachable, rules loaded, as JSON), `/metrics` (Prometheus text) and the
-//! OpenAPI document generated from the handlers, at `/openapi.json`. Every request has a
-//! body limit and a timeout, and every error answers with a JSON body.
+//! The HTTP layer of `packwell run`: the routes, one file per group (the packing stations'
+//! API and page, the e-mail routes, the report, health and metrics), the state they share,
+//! the error type every route answers with, the bearer-token [`Caller`](crate::config::Caller)
+//! extractor, and the server itself. The OpenAPI document is generated from the handlers, at
+//! `/openapi.json`. Every request has a body limit and a timeout, every error answers with a
+//! JSON body, and open connections are bounded.
+//!
+//! Domain modules (`station`, `email`, `report`) keep their logic and know nothing of HTTP
+//! state; the service builds an [`AppState`] and this module serves it.
 
-use super::Shared;
-use crate::station;
+mod caller;
+mod email;
+pub mod error;
+pub mod health;
+mod report;
+mod state;
+mod station;
+
+pub use error::{ApiError, ErrorBody, JsonBody, json_errors};
+pub use health::{Health, Readiness};
+pub use state::AppState;
+pub use station::{InsertList, PackedItem, PackedRequest};
+
+use crate::metrics::Metrics;
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -53,18 +67,17 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The documented routes and their OpenAPI document.
-pub fn api() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(metrics))
+        .merge(health::routes())
         .merge(station::routes())
-        .merge(crate::email::routes::routes())
-        .merge(crate::report::route::routes())
+        .merge(email::routes())
+        .merge(report::routes())
         .split_for_parts()
 }
 
-pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
+/// Every route, with the limits and the one middleware every answer goes through.
+pub fn router(state: AppState, limits: Limits) -> Router {
     let (documented, document) = api();
     // Built once: the document does not change while the service runs.
     let document = document.to_pretty_json().unwrap_or_default();
@@ -85,13 +98,23 @@ pub fn router(shared: Arc<Shared>, limits: Limits) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout * 2,
         ))
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), answer))
-        .with_state(shared)
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            answer,
+        ))
+        .with_state(state)
 }
 
+/// Open connections at most: past it, accepting waits until one closes (the kernel's backlog
+/// holds the newcomers), so a flood of idle connections cannot exhaust file descriptors or
+/// memory. Packing stations hold a few keep-alive connections each.
+pub const MAX_CONNECTIONS: usize = 4096;
+
 /// Serves HTTP/1 and HTTP/2 until `stop`, then lets open requests finish. Unlike
-/// `axum::serve` it bounds the time to send a request's headers and how long an idle
-/// connection stays open, so slow or silent clients cannot hold connections forever.
+/// `axum::serve` it bounds the time to send a request's headers, how long an idle connection
+/// stays open and how many are open at once ([`MAX_CONNECTIONS`], a semaphore as in tokio's
+/// mini-redis), so slow, silent or too many clients cannot hold the server. Connection tasks
+/// are joined as they end; one that panicked is logged, never lost.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -112,7 +135,20 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break, // closed: never, the semaphore lives here
+            },
+            Some(ended) = connections.join_next() => {
+                connection_ended(ended);
+                continue;
+            }
+            _ = stop.cancelled() => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -123,22 +159,43 @@ pub async fn serve(
                     continue;
                 }
             },
+            Some(ended) = connections.join_next() => {
+                connection_ended(ended);
+                continue;
+            }
             _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%e, "HTTP connection");
             }
+            drop(permit);
         });
     }
     drop(listener);
     // Open requests finish; idle keep-alive connections are closed.
     graceful.shutdown().await;
+    while let Some(ended) = connections.join_next().await {
+        connection_ended(ended);
+    }
     Ok(())
+}
+
+/// A connection task's end: a panic in one is a bug worth an error in the log (the server
+/// goes on; the connection is gone).
+fn connection_ended(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        tracing::error!(
+            panic = crate::panic_message(&*e.into_panic()),
+            "an HTTP connection's task panicked"
+        );
+    }
 }
 
 /// What one request may take.
@@ -150,99 +207,43 @@ pub struct Limits {
 
 /// What every answer goes through, in one middleware rather than one each (each costs a
 /// request a clone of the routes below it and three boxed futures): errors that are not JSON
-/// yet get the JSON body ([`station::json_errors`]), answers under the private paths
-/// `Cache-Control: no-store` ([`station::no_store`]), and requests are counted by route and
+/// yet get the JSON body ([`json_errors`]), answers under the private paths
+/// `Cache-Control: no-store` ([`no_store`]), and requests are counted by route and
 /// status and timed; the route is the matched pattern, so ids in paths never become labels.
-async fn answer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn answer(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     // The matched path is shared (an `Arc<str>` inside); holding it costs no copy.
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let private = station::is_private(req.uri().path());
+    let private = is_private(req.uri().path());
     let started = Instant::now();
-    let mut response = station::json_errors(next.run(req).await);
+    let mut response = json_errors(next.run(req).await);
     if private {
-        station::no_store(&mut response);
+        no_store(&mut response);
     }
-    shared
-        .metrics
+    metrics
         .http_seconds
         .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
-    shared
-        .metrics
+    metrics
         .http_requests
         .with_label_values(&[route, response.status().as_str()])
         .inc();
     response
 }
 
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"}))))]
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// `Cache-Control: no-store` on every answer under `/v1/` and `/u/`: insert lists, cards and
+/// confirmations carry coupon codes and names, the report and the unsubscribe pages the shop's
+/// figures and a customer's link; no browser, proxy or CDN keeps a copy. Errors get it too, so
+/// no answer under those paths depends on which route produced it. Whether `path` is one of
+/// them; [`answer`] sets the header.
+fn is_private(path: &str) -> bool {
+    path.starts_with("/v1/") || path.starts_with("/u/")
 }
 
-/// Ready when the store answers, Kafka was reachable at the last try, rules are loaded and
-/// no worker has failed.
-/// Rules that failed to reload do not make it unready (the previous ones keep deciding, and
-/// taking the instance out of service over a marketer's typo would stop the packing
-/// stations); the detail says why under `rules.error`.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses(
-        (status = 200, description = "Ready: the store answers, Kafka was reachable, rules are loaded", body = Object),
-        (status = 503, description = "Not ready; the body says which part is not", body = Object),
-    ))]
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let store = match shared.store.ping().await {
-        Ok(()) => json!({"ok": true}),
-        Err(e) => json!({"ok": false, "error": e.to_string()}),
-    };
-    let kafka_ok = shared.kafka_ok.load(Ordering::Relaxed);
-    let (rules_version, rules_error, failed, consumer_error) = {
-        let r = shared.readiness.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            r.rules_version.clone(),
-            r.rules_error.clone(),
-            r.failed_worker.clone(),
-            r.consumer_error.clone(),
-        )
-    };
-    // A worker that died (consumer, relay, sender, watcher) is never hidden: the process is
-    // on its way out, to be restarted by its supervisor.
-    let stopping = shared.stop.is_cancelled();
-    let ready = store["ok"] == true
-        && kafka_ok
-        && failed.is_none()
-        && consumer_error.is_none()
-        && !stopping;
-    let body = json!({
-        "ready": ready,
-        "stopping": stopping,
-        "store": store,
-        "kafka": {"ok": kafka_ok},
-        "workers": {"ok": failed.is_none(), "failed": failed},
-        "consumer": {"ok": consumer_error.is_none(), "error": consumer_error},
-        "rules": {
-            "ok": rules_error.is_none(),
-            "version": rules_version,
-            "error": rules_error,
-        },
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
-}
-
-/// Prometheus metrics, all prefixed `packwell_`.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        shared.metrics.render(),
-    )
+/// Marks an answer to a private path (see [`is_private`]) not to be stored.
+fn no_store(response: &mut Response) {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
 }

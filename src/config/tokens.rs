@@ -1,13 +1,10 @@
-//! Bearer tokens of the packing stations, from `[http] tokens`. Only SHA-256 digests are
-//! kept in memory; a presented token is hashed and compared with every digest in constant
-//! time. Tokens are never logged.
+//! Bearer tokens of the packing stations and dashboards, from `[http] tokens`, parsed into the
+//! table requests are checked against. Only SHA-256 digests are kept in memory; a presented
+//! token is hashed and compared with every digest in constant time. Tokens are never logged.
+//! The HTTP layer turns a request's `Authorization` header into a [`Caller`] with this table
+//! (`crate::http::caller`).
 
-use super::error::ApiError;
-use crate::config::TokenConfig;
-use crate::service::Shared;
-use axum::extract::FromRequestParts;
-use axum::http::header;
-use axum::http::request::Parts;
+use super::TokenConfig;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -123,32 +120,6 @@ fn sha256(text: &str) -> [u8; 32] {
 fn parse_digest(text: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(text.trim()).ok()?;
     bytes.try_into().ok()
-}
-
-impl FromRequestParts<Arc<Shared>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        shared: &Arc<Shared>,
-    ) -> Result<Caller, ApiError> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "a bearer token is needed: send the header Authorization: Bearer <token>",
-            ));
-        };
-        // The scheme is case-insensitive (RFC 7235).
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty());
-        token
-            .and_then(|t| shared.tokens.check(t))
-            .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))
-    }
 }
 
 #[cfg(test)]

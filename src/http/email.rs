@@ -5,9 +5,12 @@
 //! page with a button. `POST /u/{token}` unsubscribes: the button's form, or a mail client's
 //! one-click POST (`List-Unsubscribe=One-Click`). The signed token is the proof.
 
-use super::token::verify_unsubscribe_token;
-use crate::service::Shared;
-use crate::station::{ApiError, Caller, ErrorBody, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody};
+use super::state::AppState;
+use crate::config::Caller;
+use crate::email::EnvSource;
+use crate::email::token::verify_unsubscribe_token;
+use crate::store::Store;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -15,10 +18,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tokio::sync::Notify;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub fn routes() -> OpenApiRouter<Arc<Shared>> {
+pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(unsubscribe_page, unsubscribe))
         .routes(routes!(email_events))
@@ -87,15 +91,16 @@ fn unavailable(shop: &str, e: crate::store::StoreError) -> Response {
     )
 )]
 pub async fn unsubscribe_page(
-    State(shared): State<Arc<Shared>>,
+    State(store): State<Arc<dyn Store>>,
+    State(env): State<Arc<dyn EnvSource>>,
     Path(token): Path<String>,
 ) -> Response {
-    let env = shared.env.load();
+    let env = env.env();
     let shop = env.shop.name.clone();
     let Some(customer) = verify_unsubscribe_token(&env.key, &token) else {
         return invalid_link(&shop);
     };
-    match shared.store.is_unsubscribed(&customer).await {
+    match store.is_unsubscribed(&customer).await {
         Ok(true) => page(
             StatusCode::OK,
             &shop,
@@ -132,17 +137,22 @@ pub async fn unsubscribe_page(
         (status = 503, description = "The store did not answer", content_type = "text/html", body = String),
     )
 )]
-pub async fn unsubscribe(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    let env = shared.env.load();
+pub async fn unsubscribe(
+    State(store): State<Arc<dyn Store>>,
+    State(env): State<Arc<dyn EnvSource>>,
+    State(outbox_written): State<Arc<Notify>>,
+    Path(token): Path<String>,
+) -> Response {
+    let env = env.env();
     let shop = env.shop.name.clone();
     let Some(customer) = verify_unsubscribe_token(&env.key, &token) else {
         return invalid_link(&shop);
     };
-    match shared.store.unsubscribe(&customer, Utc::now()).await {
+    match store.unsubscribe(&customer, Utc::now()).await {
         Ok(new) => {
             if new {
                 tracing::info!(customer_id = %customer, "unsubscribed by link");
-                shared.relay_wake.notify_one();
+                outbox_written.notify_one();
             }
             page(
                 StatusCode::OK,
@@ -233,7 +243,8 @@ pub struct EmailEventOutcome {
 )]
 pub async fn email_events(
     caller: Caller,
-    State(shared): State<Arc<Shared>>,
+    State(store): State<Arc<dyn Store>>,
+    State(outbox_written): State<Arc<Notify>>,
     JsonBody(event): JsonBody<EmailEvent>,
 ) -> Result<Json<EmailEventOutcome>, ApiError> {
     if caller.warehouses.is_some() {
@@ -256,8 +267,7 @@ pub async fn email_events(
         EmailEventType::Bounce => "hard_bounce",
         EmailEventType::Complaint => "complaint",
     };
-    let outcome = shared
-        .store
+    let outcome = store
         .suppress(email, reason, occurred_at)
         .await
         .map_err(ApiError::store)?;
@@ -267,7 +277,7 @@ pub async fn email_events(
             customers = outcome.customers.len(),
             "address suppressed"
         );
-        shared.relay_wake.notify_one();
+        outbox_written.notify_one();
     }
     Ok(Json(EmailEventOutcome {
         suppressed: true,

@@ -2,8 +2,10 @@
 //! nothing of the internals (no SQL, no paths), which go to the log instead.
 
 use crate::store::{PackedConfirmation, StoreError};
+use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -198,4 +200,20 @@ pub fn json_errors(response: Response) -> Response {
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The JSON body of a request, whose rejections answer with the JSON error body.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(JsonBody(value))
+    }
 }

@@ -1,70 +1,21 @@
 //! `GET /v1/report`: the effect report as JSON for dashboards (CONTRACT §7), for tokens without
-//! a warehouse limit. A report reads the whole store, so the service keeps each one for a
-//! minute and computes one at a time: a dashboard polling every few seconds, or ten of them,
-//! costs the store one report a minute.
+//! a warehouse limit, answered from `crate::report::ReportCache`.
 
-use super::{Report, ReportOptions};
-use crate::service::Shared;
-use crate::station::{ApiError, Caller, ErrorBody};
+use super::error::{ApiError, ErrorBody};
+use super::state::AppState;
+use crate::config::Caller;
+use crate::email::EnvSource;
+use crate::report::{self, Report, ReportCache, ReportOptions};
+use crate::store::Store;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// How long a computed report is served again.
-pub const REPORT_TTL: Duration = Duration::from_secs(60);
-
-pub fn routes() -> OpenApiRouter<Arc<Shared>> {
+pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(report))
-}
-
-/// A report's options and the version of the rules it was computed with.
-type CacheKey = (ReportOptions, String);
-
-/// Reports computed lately, by their options and the rules' version; one computed at a time.
-#[derive(Default)]
-pub struct ReportCache {
-    entries: std::sync::Mutex<HashMap<CacheKey, (Instant, Arc<Report>)>>,
-    /// Held while a report is computed: the store computes one at a time, and a request that
-    /// waited finds the report it wanted in `entries` when its turn comes.
-    computing: tokio::sync::Mutex<()>,
-}
-
-impl ReportCache {
-    fn cached(&self, key: &CacheKey) -> Option<Arc<Report>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, (at, _)| at.elapsed() < REPORT_TTL);
-        entries.get(key).map(|(_, r)| r.clone())
-    }
-
-    async fn get_or_build(
-        &self,
-        shared: &Shared,
-        options: ReportOptions,
-    ) -> Result<Arc<Report>, ApiError> {
-        let env = shared.env.load_full();
-        let key = (options, env.rules.version.clone());
-        if let Some(r) = self.cached(&key) {
-            return Ok(r);
-        }
-        let _turn = self.computing.lock().await;
-        if let Some(r) = self.cached(&key) {
-            return Ok(r);
-        }
-        let report = super::build(&*shared.store, Some(&env.rules), options)
-            .await
-            .map_err(ApiError::store)?;
-        let report = Arc::new(report);
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (Instant::now(), report.clone()));
-        Ok(report)
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -98,7 +49,9 @@ pub struct ReportParams {
 )]
 pub async fn report(
     caller: Caller,
-    State(shared): State<Arc<Shared>>,
+    State(store): State<Arc<dyn Store>>,
+    State(env): State<Arc<dyn EnvSource>>,
+    State(reports): State<Arc<ReportCache>>,
     Query(params): Query<ReportParams>,
 ) -> Result<Json<Report>, ApiError> {
     if caller.warehouses.is_some() {
@@ -110,17 +63,21 @@ pub async fn report(
         since: params
             .since
             .as_deref()
-            .map(super::parse_since)
+            .map(report::parse_since)
             .transpose()
             .map_err(|e| ApiError::invalid(format!("since: {e}")))?,
         window_days: match params.window.as_deref() {
             Some(w) => {
-                super::parse_window(w).map_err(|e| ApiError::invalid(format!("window: {e}")))?
+                report::parse_window(w).map_err(|e| ApiError::invalid(format!("window: {e}")))?
             }
-            None => super::DEFAULT_WINDOW_DAYS,
+            None => report::DEFAULT_WINDOW_DAYS,
         },
     };
-    let report = shared.reports.get_or_build(&shared, options).await?;
+    let env = env.env();
+    let report = reports
+        .get_or_build(&*store, &env.rules, options)
+        .await
+        .map_err(ApiError::store)?;
     Ok(Json(Report::clone(&report)))
 }
 
@@ -137,6 +94,6 @@ mod tests {
             .find(|p| p.name == "window")
             .expect("a window parameter");
         let schema = serde_json::to_value(&window.schema).expect("schema");
-        assert_eq!(schema["pattern"], super::super::WINDOW_PATTERN, "{schema}");
+        assert_eq!(schema["pattern"], report::WINDOW_PATTERN, "{schema}");
     }
 }

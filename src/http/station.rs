@@ -1,21 +1,52 @@
-//! The routes of one order: its insert list, its printable card and the station's
-//! confirmation of what went into the parcel.
+//! The packing stations' routes (CONTRACT §7), for bearer tokens that may be limited to some
+//! warehouses: an order's insert list, its printable card and the station's confirmation of
+//! what went into the parcel; and the packer's page. Reads go to the store's read pool; a
+//! confirmation is one write transaction through the store's writer.
 
-use super::auth::Caller;
-use super::cache::Cached;
-use super::card;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, JsonBody};
+use super::state::AppState;
+use crate::config::Caller;
+use crate::email::EnvSource;
 use crate::engine::{GivenInsert, ScheduledFollowup};
-use crate::service::Shared;
+use crate::station::{Cached, InsertListCache};
 use crate::store::{
-    NotPackedReason, PackedConfirmation, PackedLine, PackedOutcome, StoredDecision,
+    NotPackedReason, PackedConfirmation, PackedLine, PackedOutcome, Store, StoredDecision,
 };
 use axum::Json;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The station's documented routes.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(inserts))
+        .routes(routes!(card))
+        .routes(routes!(packed))
+}
+
+/// `GET /station`: the packer's page. Its policy allows only its own inline script and style
+/// and requests to this server; the card it prints goes into a sandboxed frame without
+/// scripts.
+pub async fn page() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src 'self' data:; frame-src 'self'; base-uri 'none'; \
+                 form-action 'none'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(crate::station::PAGE),
+    )
+}
 
 /// The insert list of a parcel: the decision without `skipped`, plus the confirmation.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -80,30 +111,14 @@ pub struct PackedItem {
     pub reason: Option<NotPackedReason>,
 }
 
-/// The JSON body of a request, whose rejections answer with the JSON error body.
-pub struct JsonBody<T>(pub T);
-
-impl<T, S> FromRequest<S> for JsonBody<T>
-where
-    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(JsonBody(value))
-    }
-}
-
 /// The order's decision, if the caller may see its warehouse; otherwise the same 404 as for
 /// an order that does not exist.
 async fn visible_decision(
-    shared: &Shared,
+    store: &dyn Store,
     caller: &Caller,
     order_id: &str,
 ) -> Result<StoredDecision, ApiError> {
-    match shared.store.decision(order_id).await {
+    match store.decision(order_id).await {
         Ok(Some(stored)) if caller.may_see(&stored.warehouse) => Ok(stored),
         Ok(_) => Err(ApiError::order_not_found(order_id)),
         Err(e) => Err(ApiError::store(e)),
@@ -128,14 +143,15 @@ async fn visible_decision(
 )]
 pub async fn inserts(
     caller: Caller,
-    State(shared): State<Arc<Shared>>,
+    State(insert_lists): State<Arc<InsertListCache>>,
+    State(store): State<Arc<dyn Store>>,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let cached = match shared.insert_lists.get(&order_id) {
+    let cached = match insert_lists.get(&order_id) {
         Some(hit) => hit,
         None => {
-            let generation = shared.insert_lists.generation();
-            let loaded = match shared.store.decision(&order_id).await {
+            let generation = insert_lists.generation();
+            let loaded = match store.decision(&order_id).await {
                 Ok(None) => Cached::Absent,
                 Ok(Some(stored)) => Cached::Present {
                     warehouse: stored.warehouse.as_str().into(),
@@ -147,9 +163,7 @@ pub async fn inserts(
                 },
                 Err(e) => return Err(ApiError::store(e)),
             };
-            shared
-                .insert_lists
-                .put(&order_id, loaded.clone(), generation);
+            insert_lists.put(&order_id, loaded.clone(), generation);
             loaded
         }
     };
@@ -179,18 +193,18 @@ pub async fn inserts(
 )]
 pub async fn card(
     caller: Caller,
-    State(shared): State<Arc<Shared>>,
+    State(store): State<Arc<dyn Store>>,
+    State(env): State<Arc<dyn EnvSource>>,
     Path(order_id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let stored = visible_decision(&shared, &caller, &order_id).await?;
-    let locale = match shared.store.profile(&stored.decision.customer_id).await {
+    let stored = visible_decision(&*store, &caller, &order_id).await?;
+    let locale = match store.profile(&stored.decision.customer_id).await {
         Ok(profile) => profile.and_then(|p| p.locale),
         Err(e) => return Err(ApiError::store(e)),
     };
     // A code voided since (order cancelled, not packed, by an operator) is not printed: it
     // would be refused at the till.
-    let coupons = shared
-        .store
+    let coupons = store
         .coupons_of_order(&order_id)
         .await
         .map_err(ApiError::store)?;
@@ -201,8 +215,8 @@ pub async fn card(
             .any(|row| row.code == c.code && row.state != "voided"),
         None => true,
     });
-    let shop = shared.env.load().shop.clone();
-    let html = card::render(&decision, &shop, locale.as_deref().unwrap_or("en"));
+    let shop = env.env().shop.clone();
+    let html = crate::station::render_card(&decision, &shop, locale.as_deref().unwrap_or("en"));
     // Only its own inline style and inline SVG: nothing in a card can run or load.
     Ok((
         [
@@ -240,11 +254,13 @@ pub async fn card(
 )]
 pub async fn packed(
     caller: Caller,
-    State(shared): State<Arc<Shared>>,
+    State(store): State<Arc<dyn Store>>,
+    State(env): State<Arc<dyn EnvSource>>,
+    State(insert_lists): State<Arc<InsertListCache>>,
     Path(order_id): Path<String>,
     JsonBody(request): JsonBody<PackedRequest>,
 ) -> Result<Json<InsertList>, ApiError> {
-    let mut stored = visible_decision(&shared, &caller, &order_id).await?;
+    let mut stored = visible_decision(&*store, &caller, &order_id).await?;
     let station = request.station.as_str();
     if station.trim().is_empty() || station.chars().count() > 100 {
         return Err(ApiError::invalid(
@@ -252,14 +268,13 @@ pub async fn packed(
         ));
     }
     let lines = resolve(&stored.decision.inserts, &request.inserts)?;
-    let rules = shared.env.load().rules.clone();
-    let outcome = shared
-        .store
+    let rules = env.env().rules.clone();
+    let outcome = store
         .confirm_packed(&order_id, station, &lines, &rules)
         .await
         .map_err(ApiError::store)?;
     // Whatever came of it, the stored state is what the next look should show.
-    shared.insert_lists.forget(&order_id);
+    insert_lists.forget(&order_id);
     match outcome {
         PackedOutcome::Recorded(confirmation) => {
             tracing::info!(
