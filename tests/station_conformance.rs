@@ -3,8 +3,8 @@
 //! document is valid OpenAPI 3.1, and schemathesis generates requests from it (valid and
 //! invalid ones, with and without the token) and checks every answer against the document:
 //! status codes, content types and bodies, no server errors, authentication enforced. Both
-//! come from PyPI; the test installs them into `target/tools/venv` when they are not there yet
-//! (`.ci/run` does it beforehand).
+//! come from PyPI: `scripts/test-tools.sh` installs them (`.ci/run` runs it); without them the
+//! test says so and is skipped, or fails under `PACKWELL_REQUIRE_TOOLS=1`.
 
 mod service_support;
 
@@ -15,36 +15,11 @@ use std::time::Duration;
 
 const TOKEN: &str = "conformance-token";
 
-fn venv() -> PathBuf {
-    std::env::var_os("PACKWELL_TOOLS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/venv"))
-}
-
-/// The tools' folder, with schemathesis and openapi-spec-validator installed in it.
-fn tools() -> PathBuf {
-    let venv = venv();
-    let bin = venv.join("bin");
-    if bin.join("schemathesis").exists() && bin.join("openapi-spec-validator").exists() {
-        return bin;
-    }
-    let run = |cmd: &mut Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed (the tools come from PyPI: is it reachable?):\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    run(Command::new(bin.join("pip")).args([
-        "install",
-        "--quiet",
-        "schemathesis",
-        "openapi-spec-validator",
-    ]));
-    bin
+/// The tools' folder, with schemathesis and openapi-spec-validator in it.
+fn tools() -> Option<PathBuf> {
+    test_tools_or_skip("schemathesis and openapi-spec-validator", |bin| {
+        bin.join("schemathesis").exists() && bin.join("openapi-spec-validator").exists()
+    })
 }
 
 fn report(out: &std::process::Output) -> String {
@@ -57,7 +32,9 @@ fn report(out: &std::process::Output) -> String {
 
 #[test]
 fn schemathesis_finds_nothing_against_the_openapi_document() {
-    let bin = tools();
+    let Some(bin) = tools() else {
+        return;
+    };
     let broker = TestBroker::start();
     let work = Workdir::new();
     let config = work.path().join("packwell.toml");

@@ -20,4 +20,4 @@ pub mod worker;
 
 pub use compose::{OutgoingEmail, idempotency_key};
 pub use provider::Provider;
-pub use worker::{Clock, EnvSource, ManualClock, SystemClock, Worker, WorkerSettings};
+pub use worker::{Clock, ManualClock, RulesInForce, SystemClock, Worker, WorkerSettings};

@@ -33,13 +33,14 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-/// Where the worker reads the rules, key and shop in force (they change on reload).
-pub trait EnvSource: Send + Sync {
-    fn env(&self) -> Arc<DecideEnv>;
+/// Where the e-mail sender and the HTTP handlers read the rules, coupon key and shop in force
+/// (they change when the rules reload).
+pub trait RulesInForce: Send + Sync {
+    fn in_force(&self) -> Arc<DecideEnv>;
 }
 
-impl EnvSource for arc_swap::ArcSwap<DecideEnv> {
-    fn env(&self) -> Arc<DecideEnv> {
+impl RulesInForce for arc_swap::ArcSwap<DecideEnv> {
+    fn in_force(&self) -> Arc<DecideEnv> {
         self.load_full()
     }
 }
@@ -131,7 +132,7 @@ const ENDS_QUEUED: usize = 1024;
 
 pub struct Worker {
     store: Arc<dyn Store>,
-    env: Arc<dyn EnvSource>,
+    env: Arc<dyn RulesInForce>,
     provider: Arc<dyn Provider>,
     settings: WorkerSettings,
     metrics: EmailMetrics,
@@ -171,7 +172,7 @@ impl Until {
 impl Worker {
     pub fn new(
         store: Arc<dyn Store>,
-        env: Arc<dyn EnvSource>,
+        env: Arc<dyn RulesInForce>,
         provider: Arc<dyn Provider>,
         settings: WorkerSettings,
         metrics: EmailMetrics,

@@ -8,7 +8,7 @@
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::state::AppState;
 use crate::config::Caller;
-use crate::email::EnvSource;
+use crate::email::RulesInForce;
 use crate::email::token::verify_unsubscribe_token;
 use crate::store::Store;
 use axum::Json;
@@ -92,10 +92,10 @@ fn unavailable(shop: &str, e: crate::store::StoreError) -> Response {
 )]
 pub async fn unsubscribe_page(
     State(store): State<Arc<dyn Store>>,
-    State(env): State<Arc<dyn EnvSource>>,
+    State(env): State<Arc<dyn RulesInForce>>,
     Path(token): Path<String>,
 ) -> Response {
-    let env = env.env();
+    let env = env.in_force();
     let shop = env.shop.name.clone();
     let Some(customer) = verify_unsubscribe_token(&env.key, &token) else {
         return invalid_link(&shop);
@@ -139,11 +139,11 @@ pub async fn unsubscribe_page(
 )]
 pub async fn unsubscribe(
     State(store): State<Arc<dyn Store>>,
-    State(env): State<Arc<dyn EnvSource>>,
+    State(env): State<Arc<dyn RulesInForce>>,
     State(outbox_written): State<Arc<Notify>>,
     Path(token): Path<String>,
 ) -> Response {
-    let env = env.env();
+    let env = env.in_force();
     let shop = env.shop.name.clone();
     let Some(customer) = verify_unsubscribe_token(&env.key, &token) else {
         return invalid_link(&shop);

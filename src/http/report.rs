@@ -4,7 +4,7 @@
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
 use crate::config::Caller;
-use crate::email::EnvSource;
+use crate::email::RulesInForce;
 use crate::report::{self, Report, ReportCache, ReportOptions};
 use crate::store::Store;
 use axum::Json;
@@ -50,7 +50,7 @@ pub struct ReportParams {
 pub async fn report(
     caller: Caller,
     State(store): State<Arc<dyn Store>>,
-    State(env): State<Arc<dyn EnvSource>>,
+    State(env): State<Arc<dyn RulesInForce>>,
     State(reports): State<Arc<ReportCache>>,
     Query(params): Query<ReportParams>,
 ) -> Result<Json<Report>, ApiError> {
@@ -73,7 +73,7 @@ pub async fn report(
             None => report::DEFAULT_WINDOW_DAYS,
         },
     };
-    let env = env.env();
+    let env = env.in_force();
     let report = reports
         .get_or_build(&*store, &env.rules, options)
         .await

@@ -5,7 +5,7 @@
 
 use super::health::Health;
 use crate::config::Tokens;
-use crate::email::EnvSource;
+use crate::email::RulesInForce;
 use crate::metrics::Metrics;
 use crate::report::ReportCache;
 use crate::station::InsertListCache;
@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The rules, coupon key and shop in force (they change when the rules reload).
-    pub env: Arc<dyn EnvSource>,
+    pub env: Arc<dyn RulesInForce>,
     /// The configured bearer tokens.
     pub tokens: Arc<Tokens>,
     /// Insert lists answered from memory for a moment.

@@ -6,7 +6,7 @@
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::state::AppState;
 use crate::config::Caller;
-use crate::email::EnvSource;
+use crate::email::RulesInForce;
 use crate::engine::{GivenInsert, ScheduledFollowup};
 use crate::station::{Cached, InsertListCache};
 use crate::store::{
@@ -194,7 +194,7 @@ pub async fn inserts(
 pub async fn card(
     caller: Caller,
     State(store): State<Arc<dyn Store>>,
-    State(env): State<Arc<dyn EnvSource>>,
+    State(env): State<Arc<dyn RulesInForce>>,
     Path(order_id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let stored = visible_decision(&*store, &caller, &order_id).await?;
@@ -215,7 +215,7 @@ pub async fn card(
             .any(|row| row.code == c.code && row.state != "voided"),
         None => true,
     });
-    let shop = env.env().shop.clone();
+    let shop = env.in_force().shop.clone();
     let html = crate::station::render_card(&decision, &shop, locale.as_deref().unwrap_or("en"));
     // Only its own inline style and inline SVG: nothing in a card can run or load.
     Ok((
@@ -255,7 +255,7 @@ pub async fn card(
 pub async fn packed(
     caller: Caller,
     State(store): State<Arc<dyn Store>>,
-    State(env): State<Arc<dyn EnvSource>>,
+    State(env): State<Arc<dyn RulesInForce>>,
     State(insert_lists): State<Arc<InsertListCache>>,
     Path(order_id): Path<String>,
     JsonBody(request): JsonBody<PackedRequest>,
@@ -268,7 +268,7 @@ pub async fn packed(
         ));
     }
     let lines = resolve(&stored.decision.inserts, &request.inserts)?;
-    let rules = env.env().rules.clone();
+    let rules = env.in_force().rules.clone();
     let outcome = store
         .confirm_packed(&order_id, station, &lines, &rules)
         .await

@@ -8,7 +8,7 @@
 //! the offset the store holds. Kafka's committed offsets are written after the store commits,
 //! for lag tools only.
 
-use super::Shared;
+use super::ServiceState;
 use crate::event::{Event, EventBody, parse_event_within};
 use crate::kafka::TOPIC_ORDERS;
 use crate::step::Applied;
@@ -41,13 +41,14 @@ struct Owned {
     fenced: bool,
 }
 
-/// The consumer's context: librdkafka calls it on rebalances, errors and statistics.
-pub struct Context {
-    shared: Arc<Shared>,
+/// The consumer's librdkafka context, named for its main job: taking partitions (bumping their
+/// epoch in the store) and giving them up on rebalances; it also hears errors and statistics.
+pub struct Rebalancer {
+    shared: Arc<ServiceState>,
     owned: Mutex<BTreeMap<i32, Owned>>,
 }
 
-impl ClientContext for Context {
+impl ClientContext for Rebalancer {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "kafka consumer");
         if matches!(
@@ -73,7 +74,7 @@ impl ClientContext for Context {
     }
 }
 
-impl ConsumerContext for Context {
+impl ConsumerContext for Rebalancer {
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -92,9 +93,9 @@ impl ConsumerContext for Context {
     }
 }
 
-impl Context {
-    pub fn new(shared: Arc<Shared>) -> Context {
-        Context {
+impl Rebalancer {
+    pub fn new(shared: Arc<ServiceState>) -> Rebalancer {
+        Rebalancer {
             shared,
             owned: Mutex::new(BTreeMap::new()),
         }
@@ -432,7 +433,7 @@ impl Context {
 
 /// The consumer thread's loop: poll, batch, apply, until the service stops. An error is the
 /// end of consuming, which the service reports as a failed worker.
-pub fn run(consumer: BaseConsumer<Context>, shared: Arc<Shared>) -> Result<(), String> {
+pub fn run(consumer: BaseConsumer<Rebalancer>, shared: Arc<ServiceState>) -> Result<(), String> {
     if let Err(e) = consumer.subscribe(&[TOPIC_ORDERS]) {
         return Err(format!("cannot subscribe to {TOPIC_ORDERS}: {e}"));
     }

@@ -43,7 +43,7 @@ pub struct Settings {
 
 /// State shared by the consumer thread, the relay, the watcher and the e-mail sender. The HTTP
 /// handlers see only the parts in `crate::http::AppState`.
-pub struct Shared {
+pub struct ServiceState {
     pub store: Arc<dyn Store>,
     pub env: ArcSwap<DecideEnv>,
     pub metrics: Arc<Metrics>,
@@ -63,7 +63,7 @@ pub struct Shared {
     pub insert_lists: Arc<InsertListCache>,
 }
 
-impl Shared {
+impl ServiceState {
     /// A worker died (a panic, or an end nobody asked for): `/readyz` answers 503 naming it,
     /// and the service stops, to exit non-zero so that its supervisor restarts it. The first
     /// failure is the one reported.
@@ -88,7 +88,11 @@ impl Shared {
 }
 
 /// Runs a task; its panic, or its end before the service stops, fails the service.
-async fn supervised(shared: Arc<Shared>, worker: &'static str, task: impl Future<Output = ()>) {
+async fn supervised(
+    shared: Arc<ServiceState>,
+    worker: &'static str,
+    task: impl Future<Output = ()>,
+) {
     use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(task).catch_unwind().await {
         Ok(()) if shared.stop.is_cancelled() => {}
@@ -104,7 +108,7 @@ async fn supervised(shared: Arc<Shared>, worker: &'static str, task: impl Future
 /// so. A task that panicked fails the service (it exits non-zero), like a worker that died
 /// while running. Returns whether it finished.
 async fn finish_by<T>(
-    shared: &Shared,
+    shared: &ServiceState,
     deadline: tokio::time::Instant,
     what: &str,
     mut task: tokio::task::JoinHandle<T>,
@@ -128,13 +132,13 @@ async fn finish_by<T>(
 
 /// The e-mail sender and the HTTP handlers read the rules, key and shop in force, like the
 /// consumer.
-impl crate::email::EnvSource for Shared {
-    fn env(&self) -> Arc<DecideEnv> {
+impl crate::email::RulesInForce for ServiceState {
+    fn in_force(&self) -> Arc<DecideEnv> {
         self.env.load_full()
     }
 }
 
-impl http::Health for Shared {
+impl http::Health for ServiceState {
     fn kafka_ok(&self) -> bool {
         self.kafka_ok.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -215,7 +219,7 @@ pub async fn run(
             "no [http] tokens are configured: the station API answers 401 to every request"
         );
     }
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ServiceState {
         store: store.clone(),
         env: ArcSwap::from_pointee(DecideEnv {
             rules: Arc::new(rules),
@@ -272,8 +276,8 @@ pub async fn run(
         c
     };
     consumer_cfg.set("statistics.interval.ms", "5000");
-    let consumer: BaseConsumer<consumer::Context> = consumer_cfg
-        .create_with_context(consumer::Context::new(shared.clone()))
+    let consumer: BaseConsumer<consumer::Rebalancer> = consumer_cfg
+        .create_with_context(consumer::Rebalancer::new(shared.clone()))
         .map_err(|e| format!("Kafka consumer for {}: {e}", opts.brokers))?;
 
     let watcher = reload::watch(

@@ -3,7 +3,7 @@
 //! it runs only while this instance holds the advisory lock. A crash between delivery and
 //! marking re-sends the same rows with the same keys and content; consumers upsert.
 
-use super::Shared;
+use super::ServiceState;
 use crate::store::OutboxRow;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -15,7 +15,7 @@ use std::time::Duration;
 const ROUND: i64 = 1000;
 
 /// Runs until the service stops and the outbox is empty (or `drain_for` has passed since).
-pub async fn run(producer: FutureProducer, shared: Arc<Shared>, drain_for: Duration) {
+pub async fn run(producer: FutureProducer, shared: Arc<ServiceState>, drain_for: Duration) {
     let mut holding = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut wait = Duration::from_millis(100);
@@ -69,7 +69,7 @@ pub async fn run(producer: FutureProducer, shared: Arc<Shared>, drain_for: Durat
     tracing::info!("relay stopped");
 }
 
-async fn sleep_or_wake(shared: &Shared, d: Duration) {
+async fn sleep_or_wake(shared: &ServiceState, d: Duration) {
     tokio::select! {
         _ = shared.relay_wake.notified() => {}
         _ = tokio::time::sleep(d) => {}
@@ -77,7 +77,7 @@ async fn sleep_or_wake(shared: &Shared, d: Duration) {
 }
 
 /// Produces one round of rows; returns how many were sent.
-async fn round(producer: &FutureProducer, shared: &Shared) -> Result<usize, String> {
+async fn round(producer: &FutureProducer, shared: &ServiceState) -> Result<usize, String> {
     let rows = shared
         .store
         .unsent_outbox(ROUND)

@@ -2,7 +2,7 @@
 //! RuleSet on every change and swaps it in only if it validates; otherwise the error goes to
 //! the log, a metric and `/readyz`, and the old rules keep deciding.
 
-use super::Shared;
+use super::ServiceState;
 use crate::rules::load_rules;
 use crate::store::DecideEnv;
 use notify::event::{AccessKind, AccessMode};
@@ -16,7 +16,7 @@ use std::time::Duration;
 /// error text otherwise (and keeps the old rules). Valid rules always clear the error that
 /// `/readyz` shows, also when they are the ones deciding already (a broken file was removed).
 pub fn reload(
-    shared: &Shared,
+    shared: &ServiceState,
     rules_dir: &std::path::Path,
     templates_dir: &std::path::Path,
 ) -> Result<String, String> {
@@ -75,7 +75,7 @@ pub fn reload(
 }
 
 /// Records rules that cannot be swapped in: the log, a metric and `/readyz` say why.
-fn invalid(shared: &Shared, text: String) -> String {
+fn invalid(shared: &ServiceState, text: String) -> String {
     shared
         .metrics
         .rules_reloads
@@ -103,7 +103,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// Watches both folders until the returned watcher is dropped.
 pub fn watch(
-    shared: Arc<Shared>,
+    shared: Arc<ServiceState>,
     rules_dir: PathBuf,
     templates_dir: PathBuf,
 ) -> Result<RecommendedWatcher, String> {
@@ -158,7 +158,7 @@ pub fn watch(
 /// with it the sender) is dropped or the service's state is gone.
 fn watch_loop(
     rx: &std::sync::mpsc::Receiver<()>,
-    shared: &std::sync::Weak<Shared>,
+    shared: &std::sync::Weak<ServiceState>,
     rules_dir: &std::path::Path,
     templates_dir: &std::path::Path,
 ) {

@@ -92,7 +92,9 @@ fn sorted(ids: HashSet<&str>) -> Vec<&str> {
     v
 }
 
-fn uuid_like() -> String {
+/// A name no other scratch store of this machine has at the same time: the process id and a
+/// counter.
+fn unique_scratch_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!(

@@ -367,6 +367,31 @@ pub fn read_topic(
     out
 }
 
+/// The folder of the Python tools some tests drive (`bin/` of `target/tools/venv`, or of
+/// `PACKWELL_TOOLS_VENV`), when `ready` finds in it what the test needs. Tests never install
+/// anything themselves (`scripts/test-tools.sh` does): when the tools are missing this says
+/// the test is skipped and how to install them, and with `PACKWELL_REQUIRE_TOOLS=1` (CI) it
+/// fails instead.
+pub fn test_tools_or_skip(what: &str, ready: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let venv = std::env::var_os("PACKWELL_TOOLS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/venv"));
+    let bin = venv.join("bin");
+    if ready(&bin) {
+        return Some(bin);
+    }
+    let hint = format!(
+        "{what} not found in {}: run scripts/test-tools.sh",
+        bin.display()
+    );
+    assert!(
+        std::env::var("PACKWELL_REQUIRE_TOOLS").as_deref() != Ok("1"),
+        "{hint}"
+    );
+    eprintln!("skipped: {hint}");
+    None
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

@@ -101,7 +101,7 @@ impl Worker {
             }
         };
         drop(claimed);
-        let env = self.env.env();
+        let env = self.env.in_force();
         let now = self.clock.now();
         jobs.into_iter()
             .zip(facts)

@@ -2,7 +2,7 @@
 //! does after `forget`. The rest is written once for both backends in `sql/` and included
 //! here, with `Db` the SQLite database (see `backend.rs`).
 
-use super::{migrate, uuid_like};
+use super::{migrate, unique_scratch_name};
 use crate::store::types::*;
 use sqlx::Row;
 
@@ -109,7 +109,7 @@ impl SqliteStore {
             // A shared in-memory database, for scratch stores (backtest).
             let name = format!(
                 "file:packwell-scratch-{}?mode=memory&cache=shared",
-                uuid_like()
+                unique_scratch_name()
             );
             SqliteConnectOptions::from_str(&format!("sqlite:{name}"))?
         } else {

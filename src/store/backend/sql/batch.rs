@@ -17,7 +17,7 @@ use sqlx::Connection;
 
 /// How a batch writes its effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+enum WriteMode {
     /// All of them at the batch's end; a lost claim rolls the whole batch back.
     Batched,
     /// Each event's under a savepoint as it is applied; a lost claim takes that event again.
@@ -38,7 +38,7 @@ impl This {
         env: &DecideEnv,
     ) -> Result<BatchReport, StoreError> {
         let mut tries: u64 = 0;
-        let mut mode = Mode::Batched;
+        let mut mode = WriteMode::Batched;
         loop {
             match self.apply_batch_once(batch, env, mode).await {
                 Err(StoreError::Db(e)) if is_transient(&e) && tries < 8 => {
@@ -48,7 +48,7 @@ impl This {
                 }
                 Err(StoreError::Contended) if tries < 8 => {
                     tries += 1;
-                    mode = Mode::Careful;
+                    mode = WriteMode::Careful;
                 }
                 other => return other,
             }
@@ -59,7 +59,7 @@ impl This {
         &self,
         batch: &Batch,
         env: &DecideEnv,
-        mode: Mode,
+        mode: WriteMode,
     ) -> Result<BatchReport, StoreError> {
         let mut tx = self.begin_write().await?;
         Self::fence(&mut tx, &batch.fence).await?;
@@ -81,8 +81,8 @@ impl This {
                 explain: false,
             };
             let stepped = match mode {
-                Mode::Batched => step_guarded(&mut state, &mut effects, &input, &env)?,
-                Mode::Careful => {
+                WriteMode::Batched => step_guarded(&mut state, &mut effects, &input, &env)?,
+                WriteMode::Careful => {
                     Self::step_carefully(&mut tx, &mut state, &input, &env, &batch.fence).await?
                 }
             };
@@ -98,7 +98,7 @@ impl This {
                 crate::fault::check(crate::fault::Point::Write, &e.event_id);
             }
         }
-        if mode == Mode::Batched
+        if mode == WriteMode::Batched
             && Self::write_effects(&mut tx, &state, &effects, &batch.fence)
                 .await?
                 .is_err()

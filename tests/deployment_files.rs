@@ -480,7 +480,7 @@ fn every_setting_is_in_the_readme() {
 fn readme_says_the_setup_is_checked_not_run() {
     let readme = read("README.md");
     assert!(readme.contains("## Production setup (docker compose)"));
-    assert!(readme.contains("tests/compose.rs"));
+    assert!(readme.contains("tests/deployment_files.rs"));
     assert!(readme.contains("no Docker engine"));
 }
 
