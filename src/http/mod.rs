@@ -112,13 +112,15 @@ pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Serves HTTP/1 and HTTP/2 until `stop`, then lets open requests finish. Unlike
 /// `axum::serve` it bounds the time to send a request's headers, how long an idle connection
-/// stays open and how many are open at once ([`MAX_CONNECTIONS`], a semaphore as in tokio's
-/// mini-redis), so slow, silent or too many clients cannot hold the server. Connection tasks
+/// stays open and how many are open at once (`max_connections`, [`MAX_CONNECTIONS`] in the
+/// service; a semaphore as in tokio's mini-redis), so slow, silent or too many clients cannot
+/// hold the server. Connection tasks
 /// are joined as they end; one that panicked is logged, never lost.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     header_timeout: Duration,
+    max_connections: usize,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -135,7 +137,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -167,13 +169,22 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         connections.spawn(async move {
-            if let Err(e) = connection.await {
+            let _permit = permit;
+            // A client that connects and sends nothing is let go after the header timeout:
+            // telling HTTP/1 from HTTP/2 waits for its first bytes with no timer of its own,
+            // and a silent connection must not hold one of the places for good.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%e, "HTTP connection");
             }
-            drop(permit);
         });
     }
     drop(listener);
@@ -246,4 +257,45 @@ fn no_store(response: &mut Response) {
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// With room for one connection, a second is served only once the first is gone: here
+    /// the first sends nothing and is let go after the header timeout, so the second's answer
+    /// cannot come sooner than that (without the limit it comes at once).
+    #[tokio::test]
+    async fn a_connection_past_the_limit_waits_for_one_to_close() {
+        let header_timeout = Duration::from_millis(300);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", get(|| async { "ok" }));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve(listener, app, header_timeout, 1, stop.clone()));
+        let started = Instant::now();
+        // Connected first, so accepted first (the kernel queues connections in order).
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut asking = TcpStream::connect(addr).await.unwrap();
+        asking
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        asking.read_to_string(&mut answer).await.unwrap();
+        let waited = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            waited >= header_timeout,
+            "answered after {waited:?}, while the first connection held the only place"
+        );
+        // Nothing was ever sent on the first: the server has let it go.
+        let mut buf = [0u8; 16];
+        assert_eq!(silent.read(&mut buf).await.unwrap(), 0);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
 }

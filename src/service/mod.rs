@@ -367,7 +367,13 @@ pub async fn run(
     let server_shared = shared.clone();
     let header_timeout = Duration::from_millis(config.http.request_timeout_ms);
     let server = tokio::spawn(async move {
-        let serve = http::serve(listener, app, header_timeout, server_stop.clone());
+        let serve = http::serve(
+            listener,
+            app,
+            header_timeout,
+            http::MAX_CONNECTIONS,
+            server_stop.clone(),
+        );
         match serve.await {
             Ok(()) if server_stop.is_cancelled() => {}
             Ok(()) => server_shared.fail("http", "the server ended while the service was running"),
