@@ -24,6 +24,8 @@
 //! - [`config`]: layered configuration (defaults, file, `PACKWELL_*`).
 //! - [`cli`]: the commands behind the `packwell` binary.
 //! - [`fault`]: a switch that makes chosen steps fail, for the tests of failure handling.
+//! - [`suggest`]: "did you mean ...?": the known name closest to a misspelt one, for every
+//!   message that names something unknown.
 //!
 //! Money in and out is exact:
 //! ```
@@ -51,6 +53,7 @@ pub mod service;
 pub mod station;
 pub mod step;
 pub mod store;
+pub mod suggest;
 
 /// The text of a caught panic's payload (a `&str` or `String` for `panic!` with a message).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

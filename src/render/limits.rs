@@ -12,7 +12,13 @@
 //!
 //! The limits are far beyond a marketer's template: the examples nest 3 levels at most.
 
-use crate::rules::limits::Violation;
+/// Where a text first goes beyond a limit (a byte offset into it) and what the limit is. The
+/// rule limits report theirs with it too ([`crate::rules::limits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub offset: usize,
+    pub message: String,
+}
 
 /// Blocks (`{{#if}}`, `{{#each}}`, an `{{else if}}` chain), subexpressions and literals open
 /// inside each other.

@@ -18,6 +18,8 @@ use handlebars::template::{
 use handlebars::{Handlebars, PathSeg, RenderErrorReason};
 use serde_json::Value;
 
+use crate::suggest::{Likeness, closest};
+
 mod compiled;
 mod format;
 pub mod limits;
@@ -950,7 +952,7 @@ impl<'a> Checker<'a> {
         let name_pos = self.token_pos(pos, name);
         if !is_helper(name) {
             let known = BUILTIN_HELPERS.iter().chain(PACKWELL_HELPERS).copied();
-            let message = match closest(name, known) {
+            let message = match closest(name, known, Likeness::FewEdits) {
                 Some(guess) => format!("unknown helper \"{name}\", did you mean \"{guess}\"?"),
                 None => format!("unknown helper \"{name}\""),
             };
@@ -1234,7 +1236,7 @@ impl<'a> Checker<'a> {
                         );
                         return Ty::Any;
                     }
-                    let guess = closest(name, fields.iter().map(|(f, _)| *f));
+                    let guess = closest(name, fields.iter().map(|(f, _)| *f), Likeness::FewEdits);
                     let message = match (guess, offsets.get(index)) {
                         (Some(guess), Some(&(start, end))) => format!(
                             "unknown variable {raw}, did you mean {}{guess}{}?",
@@ -1380,15 +1382,6 @@ fn segment_offsets(raw: &str, names: &[&str]) -> Vec<(usize, usize)> {
         }
     }
     out
-}
-
-/// The known name most like `name`, if it is close enough to be a typo.
-fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
-    known
-        .map(|k| (strsim::damerau_levenshtein(name, k), k))
-        .filter(|(d, k)| *d > 0 && *d <= (name.chars().count().max(k.chars().count()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use zen_expression::intellisense::IntelliSense;
 use zen_expression::intellisense::diagnostic::Severity;
 use zen_expression::variable::VariableType as T;
 
+use crate::suggest::{Likeness::SharedStart, closest};
+
 /// Where in a condition's text a finding is, as a byte range of that text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExprFinding {
@@ -339,7 +341,7 @@ pub fn check(
                 Some((p, s, _)) => (p.clone(), *s),
                 None => (d.args.get("name").cloned().unwrap_or_default(), span),
             };
-            let hint = crate::rules::load::suggest(&path, all_paths.iter().map(String::as_str))
+            let hint = closest(&path, all_paths.iter().map(String::as_str), SharedStart)
                 .map(|s| format!(", did you mean {s}?"))
                 .unwrap_or_default();
             push_err(&mut findings, at, format!("unknown variable {path}{hint}"));
@@ -416,7 +418,7 @@ pub fn check(
                     "segment {name:?} is defined later: segments are evaluated in file order, so it is not known yet here"
                 )
             } else {
-                let hint = crate::rules::load::suggest(name, all.iter().map(String::as_str))
+                let hint = closest(name, all.iter().map(String::as_str), SharedStart)
                     .map(|s| format!(", did you mean {s:?}?"))
                     .unwrap_or_default();
                 format!("unknown segment {name:?}{hint}")

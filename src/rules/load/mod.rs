@@ -6,6 +6,7 @@ use super::model::{self, RuleFile, StockSpec};
 use super::units::{parse_date, parse_duration, parse_percent, parse_time_of_day};
 use super::*;
 use crate::money::{Currency, parse_amount};
+use crate::suggest::{Likeness::SharedStart, closest};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fmt;
@@ -462,22 +463,13 @@ fn check_keys(
 }
 
 fn unknown_key_message(key: &str, known: &[&str], what: &str) -> String {
-    match suggest(key, known.iter().copied()) {
+    match closest(key, known.iter().copied(), SharedStart) {
         Some(s) => format!("unknown key `{key}` in {what}, did you mean `{s}`?"),
         None => format!(
             "unknown key `{key}` in {what} (expected one of: {})",
             known.join(", ")
         ),
     }
-}
-
-/// The closest known name, when it is close enough to be a likely typo.
-pub(crate) fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    known
-        .map(|k| (strsim::jaro_winkler(name, k), k))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k)
 }
 
 /// Ids defined so far, with where, to reject duplicates.
@@ -886,9 +878,13 @@ fn build_insert(
                 return None;
             };
             if !templates.has_note(t.get_ref()) {
-                let hint = suggest(t.get_ref(), templates.notes.iter().map(String::as_str))
-                    .map(|s| format!(", did you mean {s:?}?"))
-                    .unwrap_or_default();
+                let hint = closest(
+                    t.get_ref(),
+                    templates.notes.iter().map(String::as_str),
+                    SharedStart,
+                )
+                .map(|s| format!(", did you mean {s:?}?"))
+                .unwrap_or_default();
                 c.error(
                     src,
                     &t.span(),
@@ -1028,9 +1024,13 @@ fn give_list(
                 }
             }
             None => {
-                let hint = suggest(g.get_ref(), insert_index.keys().map(String::as_str))
-                    .map(|s| format!(", did you mean {s:?}?"))
-                    .unwrap_or_default();
+                let hint = closest(
+                    g.get_ref(),
+                    insert_index.keys().map(String::as_str),
+                    SharedStart,
+                )
+                .map(|s| format!(", did you mean {s:?}?"))
+                .unwrap_or_default();
                 c.error(
                     src,
                     &g.span(),
@@ -1195,9 +1195,10 @@ fn build_followup(
         Some(w) => condition(src, w, ty, Some((segments, all_segments)), c).map(Some),
     };
     if !templates.has_email(spec.template.get_ref()) {
-        let hint = suggest(
+        let hint = closest(
             spec.template.get_ref(),
             templates.emails.iter().map(String::as_str),
+            SharedStart,
         )
         .map(|s| format!(", did you mean {s:?}?"))
         .unwrap_or_default();
