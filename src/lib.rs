@@ -27,6 +27,8 @@
 //! - [`cli`]: the commands behind the `packwell` binary.
 //! - [`files`]: the data folder's private files and folders (0700/0600 from the start).
 //! - [`fault`]: a switch that makes chosen steps fail, for the tests of failure handling.
+//! - [`suggest`]: "did you mean ...?": the known name closest to a misspelt one, for every
+//!   message that names something unknown.
 //!
 //! Money in and out is exact:
 //! ```
@@ -57,6 +59,7 @@ pub mod service;
 pub mod station;
 pub mod step;
 pub mod store;
+pub mod suggest;
 
 /// The text of a caught panic's payload (a `&str` or `String` for `panic!` with a message).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -49,8 +49,11 @@ pub fn setting_for(
             .filter(|i| matches!(i.body, InsertBody::Item { stock: Some(_), .. }))
             .map(|i| i.id.as_str())
             .collect();
-        let hint = match crate::rules::suggest(insert, rules.inserts.iter().map(|i| i.id.as_str()))
-        {
+        let hint = match crate::suggest::closest(
+            insert,
+            rules.inserts.iter().map(|i| i.id.as_str()),
+            crate::suggest::Likeness::SharedStart,
+        ) {
             Some(s) => format!(", did you mean {s:?}?"),
             None if stocked.is_empty() => " (no insert in the rules has stock)".to_string(),
             None => format!(" (inserts with stock: {})", stocked.join(", ")),

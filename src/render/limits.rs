@@ -12,7 +12,15 @@
 //!
 //! The limits are far beyond a marketer's template: the examples nest 3 levels at most.
 
-use crate::rules::limits::Violation;
+pub use super::load::note_from_text;
+
+/// Where a text first goes beyond a limit (a byte offset into it) and what the limit is. The
+/// rule limits report theirs with it too ([`crate::rules::limits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub offset: usize,
+    pub message: String,
+}
 
 /// Blocks (`{{#if}}`, `{{#each}}`, an `{{else if}}` chain), subexpressions and literals open
 /// inside each other.
@@ -46,7 +54,7 @@ pub fn template_depth(source: &str) -> Result<usize, Violation> {
     Ok(s.max)
 }
 
-fn too_large() -> Violation {
+pub(super) fn too_large() -> Violation {
     Violation {
         offset: 0,
         message: format!(
@@ -55,77 +63,6 @@ fn too_large() -> Violation {
             MAX_TEMPLATE_BYTES / 1024
         ),
     }
-}
-
-/// Which file of the templates folder a text is, for [`check_template`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TemplateKind {
-    /// `notes/NAME.hbs`
-    Note,
-    /// `emails/NAME/subject.hbs`
-    Subject,
-    /// `emails/NAME/html.hbs`
-    Html,
-    /// `emails/NAME/text.hbs`
-    Text,
-}
-
-/// Checks one template's text as `packwell validate` does (limits, syntax, the names it reads
-/// and calls), reporting against `file`. Any text is safe to pass: this never panics and never
-/// recurses deeper than the limits allow.
-pub fn check_template(
-    file: &std::path::Path,
-    source: &str,
-    kind: TemplateKind,
-) -> Vec<super::TemplateIssue> {
-    let part = match kind {
-        TemplateKind::Note => super::Part::Note,
-        TemplateKind::Subject => super::Part::Subject,
-        TemplateKind::Html => super::Part::Html,
-        TemplateKind::Text => super::Part::Text,
-    };
-    super::check_source(file, source, "check", part).1
-}
-
-/// Templates holding one note `name` of the given text, checked as [`super::Templates::load`]
-/// checks a folder; for rendering a text without writing it to disk.
-pub fn note_from_text(
-    name: &str,
-    source: &str,
-) -> Result<super::Templates, Vec<super::TemplateIssue>> {
-    let mut loader = super::Loader::default();
-    let file = std::path::PathBuf::from(format!("notes/{name}.hbs"));
-    let (template, issues) =
-        super::check_source(&file, source, &super::note_key(name), super::Part::Note);
-    match template {
-        Some(t) if issues.is_empty() => loader.notes.push((name.to_owned(), t)),
-        _ => loader.issues.extend(issues),
-    }
-    loader.finish()
-}
-
-/// Reads a template file, refusing one larger than [`MAX_TEMPLATE_BYTES`] without reading it
-/// all. `Err` holds the line, column and message for the marketer.
-pub(crate) fn read_template_file(path: &std::path::Path) -> Result<String, (usize, usize, String)> {
-    use std::io::Read;
-    let at_start = |message: String| (1, 1, message);
-    let file =
-        std::fs::File::open(path).map_err(|e| at_start(format!("cannot read the file: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TEMPLATE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| at_start(format!("cannot read the file: {e}")))?;
-    if bytes.len() > MAX_TEMPLATE_BYTES {
-        // What was read, up to the last whole character, tells where nesting went too deep.
-        let head = match std::str::from_utf8(&bytes) {
-            Ok(text) => text,
-            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
-        };
-        let v = template_depth(head).err().unwrap_or_else(too_large);
-        let (line, col) = super::line_col(head, v.offset);
-        return Err((line, col, v.message));
-    }
-    String::from_utf8(bytes).map_err(|_| at_start("the file is not UTF-8 text".to_owned()))
 }
 
 /// The grammar's implicit whitespace between tokens.

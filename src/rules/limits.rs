@@ -29,12 +29,8 @@ pub const MAX_EXPR_BYTES: usize = 16 * 1024;
 /// delay every change.
 pub const MAX_RULE_FILE_BYTES: u64 = 1024 * 1024;
 
-/// Where a text first goes beyond a limit (a byte offset into it) and what the limit is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub offset: usize,
-    pub message: String,
-}
+/// Where a text first goes beyond a limit; the templates' limits report theirs with it too.
+pub use crate::render::limits::Violation;
 
 /// What one pass over a condition counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

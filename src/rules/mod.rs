@@ -7,7 +7,6 @@ mod load;
 pub mod model;
 pub mod units;
 
-pub(crate) use load::suggest;
 pub use load::{Finding, LoadOutcome, load_rules};
 pub use model::InsertKind;
 
