@@ -15,12 +15,29 @@ use tokio_util::sync::CancellationToken;
 /// The station token `run --demo` adds when the configuration has none.
 pub const DEMO_TOKEN: &str = "demo";
 
-pub fn run(
-    common: &Common,
-    rules: &RulesArgs,
-    check_config: bool,
-    demo: Option<&Path>,
-) -> CliResult {
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Once started, send the events of FILE (retimed so the newest happened now) and
+    /// print each packing instruction as it appears: a first look, with nothing else to run.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "examples/history.ndjson")]
+    pub demo: Option<PathBuf>,
+}
+
+pub fn run(args: &RunArgs) -> CliResult {
+    let RunArgs {
+        common,
+        rules,
+        check_config,
+        demo,
+    } = args;
+    let (check_config, demo) = (*check_config, demo.as_deref());
     let mut config = load_config(common)?;
     let loopback = config
         .http
@@ -381,7 +398,13 @@ fn start_demo(common: Common, file: PathBuf, brokers: String, stop: Cancellation
         }
     });
     std::thread::spawn(move || {
-        if let Err(f) = super::send::run(&common, &file, Some(&brokers), true) {
+        let send = super::send::SendArgs {
+            common,
+            events: file,
+            brokers: Some(brokers),
+            retime: true,
+        };
+        if let Err(f) = super::send::run(&send) {
             eprintln!("{}", f.message.trim_end());
             stop.cancel();
         }
