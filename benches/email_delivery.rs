@@ -37,7 +37,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use packwell::config::{Config, EmailConfig};
+use packwell::config::{Config, EmailConfig, EmailProvider};
 use packwell::coupon::CouponKey;
 use packwell::email::provider::Http;
 use packwell::email::{ManualClock, Worker, WorkerSettings};
@@ -101,9 +101,14 @@ fn run() -> Result<(), String> {
     runtime.block_on(async {
         let dir = tempfile::tempdir().map_err(|e| format!("a temporary folder: {e}"))?;
         let env = decide_env(dir.path())?;
-        let mut config = Config::default();
-        config.email.provider = "http".into();
-        config.email.http_url = Some(server.url());
+        let config = Config::load(
+            None,
+            [
+                ("PACKWELL_EMAIL_PROVIDER".to_string(), "http".to_string()),
+                ("PACKWELL_EMAIL_HTTP_URL".to_string(), server.url()),
+            ],
+        )
+        .map_err(|e| e.to_string())?;
 
         let path = dir.path().join("packwell.db").display().to_string();
         let sqlite: Arc<dyn Store> = Arc::new(
@@ -163,7 +168,10 @@ async fn measure(
     let settings = WorkerSettings::from_config(config);
     let concurrency = settings.concurrency;
     let lease = i64::try_from(settings.lease().as_secs()).unwrap_or(60);
-    let provider = Http::new(&config.email, settings.timeout)?;
+    let EmailProvider::Http(api) = &config.settings().email.provider else {
+        return Err("the benchmark's configuration names no HTTP provider".into());
+    };
+    let provider = Http::new(api, settings.timeout)?;
     let due: DateTime<Utc> = t(PLACED_AT) + ChronoDuration::minutes(1);
     let metrics = Metrics::new().email;
     let worker = Arc::new(Worker::new(

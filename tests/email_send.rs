@@ -8,10 +8,10 @@
 mod store_support;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use packwell::config::EmailConfig;
+use packwell::config::HttpApi;
 use packwell::email::provider::{Http, OutboxDir, Provider};
 use packwell::email::{ManualClock, Worker, WorkerSettings};
 use packwell::metrics::Metrics;
@@ -754,15 +754,12 @@ async fn start_provider(script: &[&'static str]) -> (LocalProvider, String) {
 }
 
 fn http_provider(url: &str, timeout_ms: u64) -> Arc<dyn Provider> {
-    let config = EmailConfig {
-        provider: "http".into(),
-        http_url: Some(url.to_string()),
-        http_auth_header: "X-Api-Key".into(),
-        http_auth: Some(packwell::config::Secret("k-123".into())),
-        timeout_ms,
-        ..EmailConfig::default()
+    let api = HttpApi {
+        url: url.to_string(),
+        auth_header: HeaderName::from_static("x-api-key"),
+        auth: Some(packwell::config::Secret("k-123".into())),
     };
-    Arc::new(Http::new(&config, Duration::from_millis(timeout_ms)).unwrap())
+    Arc::new(Http::new(&api, Duration::from_millis(timeout_ms)).unwrap())
 }
 
 /// Drains again after each retry's due time until nothing is left or `rounds` ran out.

@@ -18,7 +18,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct RuleStats {
@@ -313,21 +313,51 @@ pub enum Source<'a> {
 /// Decided with `--from-store` when `--days` is not given.
 pub const STORE_DAYS: u32 = 30;
 
-pub fn run(
-    common: &Common,
-    args: &RulesArgs,
-    source: Source<'_>,
-    days: Option<u32>,
-    format: Format,
-) -> CliResult {
-    let config = super::load_config(common)?;
-    let rules = super::load_valid_rules(args)?;
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("history").required(true).args(["events", "from_store"])))]
+pub struct BacktestArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// The history (NDJSON, one event a line).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Replay the events the configured store keeps (for [store] retention) instead of a
+    /// file, in the order the store applied them. The store is only read.
+    #[arg(long)]
+    pub from_store: bool,
+    /// Decide only the last N days, counted back from the newest event replayed (its
+    /// occurred_at); the events before them are folded into the history first, deciding
+    /// nothing, as import does. Default with --from-store: 30; with --events the whole
+    /// file is decided.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub days: Option<u32>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+impl BacktestArgs {
+    /// The arg group makes `--events` and `--from-store` exclusive and one of them required,
+    /// so no file means the store.
+    pub fn source(&self) -> Source<'_> {
+        match &self.events {
+            Some(path) => Source::File(path),
+            None => Source::Store,
+        }
+    }
+}
+
+pub fn run(args: &BacktestArgs) -> CliResult {
+    let (days, format) = (args.days, args.format);
+    let config = super::load_config(&args.common)?;
+    let rules = super::load_valid_rules(&args.rules)?;
     let key = super::read_only_key(&config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::usage(format!("error: cannot start: {e}")))?;
-    let (parsed, rejected, days) = match source {
+    let (parsed, rejected, days) = match args.source() {
         Source::File(path) => {
             let (parsed, rejected) = read_file(path)?;
             (parsed, rejected, days)

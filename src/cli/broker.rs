@@ -1,12 +1,24 @@
 //! `packwell broker`: only the embedded development broker, until SIGINT or SIGTERM.
 
-use super::{CliResult, Failure, runtime};
+use super::{CliResult, Common, Failure, runtime};
 use crate::kafka::broker::TOPICS;
 use crate::kafka::{BrokerError, DEFAULT_BROKER_ADDR, EmbeddedBroker};
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 
-pub fn run(listen: SocketAddr) -> CliResult {
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    // Accepted like every command's, but unused: the broker reads no configuration, it is
+    // what an unconfigured `run` would start.
+    #[command(flatten)]
+    pub common: Common,
+    /// The address to listen on and advertise to clients (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = crate::kafka::DEFAULT_BROKER_ADDR)]
+    pub listen: SocketAddr,
+}
+
+pub fn run(args: &BrokerArgs) -> CliResult {
+    let listen = args.listen;
     runtime()?.block_on(async {
         // Handlers first: a SIGTERM that arrives right after the address is printed must stop
         // the broker cleanly, not kill it with the default action.

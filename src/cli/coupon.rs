@@ -5,8 +5,41 @@
 use super::{CliResult, Common, Failure, load_config};
 use crate::store::VoidOutcome;
 
-pub fn run(common: &Common, code: &str) -> CliResult {
-    let code = code.trim();
+#[derive(Debug, clap::Args)]
+pub struct CouponArgs {
+    #[command(subcommand)]
+    pub command: CouponCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CouponCommand {
+    /// Void an issued coupon: it can no longer be redeemed.
+    ///
+    /// The coupon's state becomes `voided` and its version grows by one; a `coupon.voided`
+    /// message (reason `operator`) is written to the outbox in the same transaction, for the
+    /// running service to send to `coupons`, with a row of the operator log. An unknown code is
+    /// exit 2; a coupon already voided or redeemed is exit 1 and changes nothing.
+    Void(VoidArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VoidArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The coupon code.
+    #[arg(value_name = "CODE")]
+    pub code: String,
+}
+
+pub fn run(args: &CouponArgs) -> CliResult {
+    match &args.command {
+        CouponCommand::Void(void) => run_void(void),
+    }
+}
+
+fn run_void(args: &VoidArgs) -> CliResult {
+    let common = &args.common;
+    let code = args.code.trim();
     if code.is_empty() {
         return Err(Failure::usage("error: CODE: give a coupon code"));
     }

@@ -30,10 +30,50 @@ const PAGE: i64 = 100;
 /// Rows not replayed listed one by one; past this only counted.
 const MAX_LISTED: usize = 20;
 
-pub fn run(common: &Common, since: Option<&str>, brokers: Option<&str>) -> CliResult {
-    let config = load_config(common)?;
-    let since = since.map(parse_since).transpose()?;
-    let brokers = brokers
+#[derive(Debug, clap::Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// Send the events set aside in `orders.dlq` back to `orders` (after a fix).
+    ///
+    /// Reads the DLQ rows kept in the store's outbox (sent to `orders.dlq` or not) and produces
+    /// each value with its original key to `orders`, waiting for the cluster to acknowledge
+    /// every one. Replaying is safe: the service skips event ids it processed before, and an
+    /// event still invalid goes to `orders.dlq` again. Values cut at 512 KiB (header
+    /// `packwell-truncated`) cannot be replayed and are listed by partition and offset; lines
+    /// rejected by `packwell import` are listed too (import the fixed lines again). Rows
+    /// removed by `[store] retention` are no longer in the store: it says so.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only events set aside at or after this time (RFC 3339, or a date: midnight UTC).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Kafka bootstrap servers (default: `[kafka] brokers`, else 127.0.0.1:9092).
+    #[arg(long, value_name = "HOSTS")]
+    pub brokers: Option<String>,
+}
+
+pub fn run(args: &DlqArgs) -> CliResult {
+    match &args.command {
+        DlqCommand::Replay(replay) => run_replay(replay),
+    }
+}
+
+fn run_replay(args: &ReplayArgs) -> CliResult {
+    let config = load_config(&args.common)?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let brokers = args
+        .brokers
+        .as_deref()
         .or(config.kafka.brokers.as_deref())
         .map(str::trim)
         .filter(|b| !b.is_empty())

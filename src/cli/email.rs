@@ -30,7 +30,66 @@ fn control(id: &str, store: &str, outcome: EmailControl, done: &str, allowed: &s
     }
 }
 
-pub fn cancel(common: &Common, id: &str) -> CliResult {
+#[derive(Debug, clap::Args)]
+pub struct EmailArgs {
+    #[command(subcommand)]
+    pub command: EmailCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum EmailCommand {
+    /// List e-mail jobs (newest first): id (ORDER_ID/FOLLOWUP_ID), state, due time, detail.
+    List(ListArgs),
+    /// Cancel a pending or retrying e-mail: it ends skipped (`cancelled`) and is never sent.
+    Cancel(JobArgs),
+    /// Send a sent, failed, unknown or skipped e-mail again, now: it is checked anew
+    /// (unsubscribes, suppressions, frequency cap, quiet hours) and goes under a new
+    /// idempotency key; coupons it gave before stay the same.
+    Resend(JobArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only this order's e-mails.
+    #[arg(long, value_name = "ID")]
+    pub order: Option<String>,
+    /// Only this customer's e-mails.
+    #[arg(long, value_name = "ID")]
+    pub customer: Option<String>,
+    /// At most this many.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// `cancel` and `resend` name one job.
+#[derive(Debug, clap::Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The job: ORDER_ID/FOLLOWUP_ID.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+pub fn run(args: &EmailArgs) -> CliResult {
+    match &args.command {
+        EmailCommand::List(list_args) => list(
+            &list_args.common,
+            list_args.order.as_deref(),
+            list_args.customer.as_deref(),
+            list_args.limit,
+            list_args.format,
+        ),
+        EmailCommand::Cancel(job) => cancel(&job.common, &job.id),
+        EmailCommand::Resend(job) => resend(&job.common, &job.id),
+    }
+}
+
+fn cancel(common: &Common, id: &str) -> CliResult {
     let (order, followup) = job(id)?;
     let config = load_config(common)?;
     let store = super::ExistingStore::open(&config)?;
@@ -44,7 +103,7 @@ pub fn cancel(common: &Common, id: &str) -> CliResult {
     )
 }
 
-pub fn resend(common: &Common, id: &str) -> CliResult {
+fn resend(common: &Common, id: &str) -> CliResult {
     let (order, followup) = job(id)?;
     let config = load_config(common)?;
     let store = super::ExistingStore::open(&config)?;
@@ -64,7 +123,7 @@ pub fn resend(common: &Common, id: &str) -> CliResult {
     )
 }
 
-pub fn list(
+fn list(
     common: &Common,
     order: Option<&str>,
     customer: Option<&str>,

@@ -8,8 +8,18 @@
 use super::{CliResult, Common, Failure};
 use crate::store::{self, ForgetReport};
 
-pub fn run(common: &Common, customer: &str) -> CliResult {
-    let customer = customer.trim();
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The customer id.
+    #[arg(long, value_name = "ID")]
+    pub customer: String,
+}
+
+pub fn run(args: &ForgetArgs) -> CliResult {
+    let common = &args.common;
+    let customer = args.customer.trim();
     if customer.is_empty() {
         return Err(Failure::usage("error: --customer: give a customer id"));
     }

@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -159,10 +159,27 @@ fn skip_lines(reader: &mut impl BufRead, lines: i64) -> std::io::Result<Result<u
     Ok(Ok(bytes))
 }
 
-pub fn run(common: &Common, args: &RulesArgs, events: &Path, batch: usize) -> CliResult {
-    let config = super::load_config(common)?;
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// The history (NDJSON, one event a line).
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+    /// Lines per transaction.
+    #[arg(long, value_name = "N", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch: u32,
+}
+
+pub fn run(args: &ImportArgs) -> CliResult {
+    let events = args.events.as_path();
+    let batch = args.batch as usize;
+    let config = super::load_config(&args.common)?;
     // Nothing is decided, but the store's batch procedure takes what deciding needs.
-    let rules = super::load_valid_rules(args)?;
+    let rules = super::load_valid_rules(&args.rules)?;
     // No code is made, so no key is created and none is needed: the preview key stands in.
     let key = CouponKey::read(&config.coupons.key_file)
         .map_err(|e| Failure::usage(format!("error: {e}")))?

@@ -5,7 +5,7 @@ use super::simulate::simulate_order;
 use super::{CliResult, Common, Failure, RulesArgs};
 use crate::engine::{CouponGiven, GivenInsert, template_context};
 use crate::event::EventBody;
-use std::path::Path;
+use std::path::PathBuf;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -14,18 +14,31 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn run(
-    common: &Common,
-    args: &RulesArgs,
-    template: &str,
-    order: &Path,
-    history: Option<&Path>,
-    out: Option<&Path>,
-) -> CliResult {
-    let config = super::load_config(common)?;
-    let event = super::read_event_file(order)?;
-    let history = super::read_history(history)?;
-    let rules = super::load_valid_rules(args)?;
+#[derive(Debug, clap::Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// A note (templates/notes/NAME.hbs) or e-mail (templates/emails/NAME/) template.
+    #[arg(long, value_name = "NAME")]
+    pub template: String,
+    #[arg(long, value_name = "FILE")]
+    pub order: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// Where to write the HTML (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: &PreviewArgs) -> CliResult {
+    let template = args.template.as_str();
+    let out = args.out.as_deref();
+    let config = super::load_config(&args.common)?;
+    let event = super::read_event_file(&args.order)?;
+    let history = super::read_history(args.history.as_deref())?;
+    let rules = super::load_valid_rules(&args.rules)?;
     let key = super::read_only_key(&config)?;
     let shop = config.shop();
     let outcome = simulate_order(&rules, &key, &shop, &history, &event, None, false)?;

@@ -190,11 +190,19 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-pub fn run(common: &Common, args: &RulesArgs) -> CliResult {
-    let config = super::load_config(common)?;
-    let rules = super::load_valid_rules(args)?;
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+}
+
+pub fn run(args: &TestArgs) -> CliResult {
+    let config = super::load_config(&args.common)?;
+    let rules = super::load_valid_rules(&args.rules)?;
     let key = super::read_only_key(&config)?;
-    let results = run_rule_tests(&args.rules, &rules, &key, &config.shop())?;
+    let results = run_rule_tests(&args.rules.rules, &rules, &key, &config.shop())?;
     let mut failed = 0;
     for r in &results {
         if r.problems.is_empty() {
@@ -208,7 +216,10 @@ pub fn run(common: &Common, args: &RulesArgs) -> CliResult {
         }
     }
     if results.is_empty() {
-        println!("no rule tests in {}", args.rules.join("tests").display());
+        println!(
+            "no rule tests in {}",
+            args.rules.rules.join("tests").display()
+        );
     }
     println!("{} passed, {failed} failed", results.len() - failed);
     if failed > 0 {

@@ -3,11 +3,10 @@
 
 use super::broker::StopSignals;
 use super::{CliResult, Common, Failure, RulesArgs, load_config, runtime};
-use crate::config::{Config, mask_url_password};
+use crate::config::{Config, EmailProvider, mask_url_password};
 use crate::kafka::EmbeddedBroker;
 use crate::service::{self, Options};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -15,18 +14,31 @@ use tokio_util::sync::CancellationToken;
 /// The station token `run --demo` adds when the configuration has none.
 pub const DEMO_TOKEN: &str = "demo";
 
-pub fn run(
-    common: &Common,
-    rules: &RulesArgs,
-    check_config: bool,
-    demo: Option<&Path>,
-) -> CliResult {
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Once started, send the events of FILE (retimed so the newest happened now) and
+    /// print each packing instruction as it appears: a first look, with nothing else to run.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "examples/history.ndjson")]
+    pub demo: Option<PathBuf>,
+}
+
+pub fn run(args: &RunArgs) -> CliResult {
+    let RunArgs {
+        common,
+        rules,
+        check_config,
+        demo,
+    } = args;
+    let (check_config, demo) = (*check_config, demo.as_deref());
     let mut config = load_config(common)?;
-    let loopback = config
-        .http
-        .listen
-        .parse::<SocketAddr>()
-        .is_ok_and(|a| a.ip().is_loopback());
+    let loopback = config.settings().http.listen.ip().is_loopback();
     if demo.is_some() && config.http.tokens.is_empty() && loopback {
         // The demo is tried on one's own machine: a known token opens the station page, on
         // a loopback address only (anyone who can reach the port would know it).
@@ -50,10 +62,7 @@ pub fn run(
         }
     }
     let begun = Instant::now();
-    let shutdown_bound = config
-        .service
-        .shutdown_timeout()
-        .map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let shutdown_bound = config.settings().service.shutdown_timeout;
     let rt = runtime()?;
     let result = rt.block_on(async {
         let mut signals = StopSignals::install()?;
@@ -66,9 +75,7 @@ pub fn run(
         let (brokers, embedded) = match config.kafka.brokers.clone().filter(|b| !b.trim().is_empty()) {
             Some(b) => (b, None),
             None => {
-                let listen: SocketAddr = config.kafka.embedded_listen.parse().map_err(|_| {
-                    Failure::usage(format!("error: [kafka] embedded_listen = {:?} is not an address", config.kafka.embedded_listen))
-                })?;
+                let listen = config.settings().kafka.embedded_listen;
                 let broker = EmbeddedBroker::start(listen).await.map_err(|e| {
                     Failure::usage(format!(
                         "error: {e}\n  a broker already running there (`packwell broker`)? use it: PACKWELL_KAFKA_BROKERS={listen} packwell run"
@@ -172,15 +179,16 @@ fn banner(
     let e = &config.email;
     // Settings are shown masked: the banner goes to logs that many people read.
     let mask = |setting: &Option<String>| mask_url_password(setting.as_deref().unwrap_or(""));
-    let emails = match e.provider.as_str() {
-        "smtp" => format!(
+    // The provider is told by its parsed form, its place as it was written.
+    let emails = match &config.settings().email.provider {
+        EmailProvider::Smtp(server) => format!(
             "by SMTP to {}:{} ({})",
             mask(&e.smtp_host),
-            e.smtp_port,
+            server.port,
             e.smtp_tls
         ),
-        "http" => format!("to {}", mask(&e.http_url)),
-        _ => format!("written to {}/ as .eml files", e.outbox_dir.display()),
+        EmailProvider::Http(_) => format!("to {}", mask(&e.http_url)),
+        EmailProvider::Outbox { dir } => format!("written to {}/ as .eml files", dir.display()),
     };
     let text = format!(
         "packwell run: serving on http://{http} (started in {ms} ms)\n\
@@ -381,7 +389,13 @@ fn start_demo(common: Common, file: PathBuf, brokers: String, stop: Cancellation
         }
     });
     std::thread::spawn(move || {
-        if let Err(f) = super::send::run(&common, &file, Some(&brokers), true) {
+        let send = super::send::SendArgs {
+            common,
+            events: file,
+            brokers: Some(brokers),
+            retime: true,
+        };
+        if let Err(f) = super::send::run(&send) {
             eprintln!("{}", f.message.trim_end());
             stop.cancel();
         }

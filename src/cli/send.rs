@@ -17,7 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde_json::Value;
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -29,9 +29,27 @@ pub(super) const MESSAGE_TIMEOUT_MS: u64 = 30_000;
 /// Invalid lines reported one by one; past this only counted.
 const MAX_REPORTED: usize = 10;
 
-pub fn run(common: &Common, events: &Path, brokers: Option<&str>, retime: bool) -> CliResult {
-    let config = load_config(common)?;
-    let brokers = brokers
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The events (NDJSON, one event a line).
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+    /// Kafka bootstrap servers (default: `[kafka] brokers`, else 127.0.0.1:9092).
+    #[arg(long, value_name = "HOSTS")]
+    pub brokers: Option<String>,
+    /// Move every timestamp by the same amount so that the newest occurred_at is now.
+    #[arg(long)]
+    pub retime: bool,
+}
+
+pub fn run(args: &SendArgs) -> CliResult {
+    let (events, retime) = (args.events.as_path(), args.retime);
+    let config = load_config(&args.common)?;
+    let brokers = args
+        .brokers
+        .as_deref()
         .or(config.kafka.brokers.as_deref())
         .map(str::trim)
         .filter(|b| !b.is_empty())

@@ -8,7 +8,7 @@ use crate::replay::{Applied, Replay};
 use crate::rules::RuleSet;
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
 /// Replays `history` (deciding it, as the service would have) and decides `order` at `at`.
 pub fn simulate_order(
@@ -52,23 +52,45 @@ pub fn simulate_order(
     }
 }
 
-pub fn run(
-    common: &Common,
-    args: &RulesArgs,
-    order: &Path,
-    history: Option<&Path>,
-    at: Option<&str>,
-    format: Format,
-    explain: bool,
-) -> CliResult {
-    let config = super::load_config(common)?;
-    let event = super::read_event_file(order)?;
-    let history = super::read_history(history)?;
-    let at = at.map(super::parse_time).transpose()?;
-    let rules = super::load_valid_rules(args)?;
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// An order.placed event (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub order: PathBuf,
+    /// Earlier events of that customer (NDJSON), replayed through the rules first.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// The decision time (RFC 3339); default: the event's occurred_at.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Also show why each segment and rule matched or not.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+pub fn run(args: &SimulateArgs) -> CliResult {
+    let config = super::load_config(&args.common)?;
+    let event = super::read_event_file(&args.order)?;
+    let history = super::read_history(args.history.as_deref())?;
+    let at = args.at.as_deref().map(super::parse_time).transpose()?;
+    let rules = super::load_valid_rules(&args.rules)?;
     let key = super::read_only_key(&config)?;
-    let outcome = simulate_order(&rules, &key, &config.shop(), &history, &event, at, explain)?;
-    match format {
+    let outcome = simulate_order(
+        &rules,
+        &key,
+        &config.shop(),
+        &history,
+        &event,
+        at,
+        args.explain,
+    )?;
+    match args.format {
         Format::Json => {
             let text = serde_json::to_string_pretty(&outcome.decision)
                 .map_err(|e| Failure::usage(format!("error: cannot write JSON: {e}")))?;

@@ -11,16 +11,57 @@ use super::{CliResult, Common, Failure, RulesArgs, load_config, load_valid_rules
 use crate::rules::{InsertBody, RuleSet, Stock, StockSlot};
 use crate::store::{StockChange, StockSetting};
 
-pub fn run(
-    common: &Common,
-    rules_args: &RulesArgs,
-    insert: &str,
-    warehouse: Option<&str>,
-    remaining: u32,
-) -> CliResult {
-    let config = load_config(common)?;
-    let rules = load_valid_rules(rules_args)?;
-    let (setting, place) = setting_for(&rules, insert.trim(), warehouse.map(str::trim), remaining)?;
+#[derive(Debug, clap::Args)]
+pub struct StockArgs {
+    #[command(subcommand)]
+    pub command: StockCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StockCommand {
+    /// Set how many of an insert remain to be given (in a warehouse, or its pool).
+    ///
+    /// Stock is an allocation, the insert's `stock` in the rules (read with --rules: use the
+    /// rules the service runs), less what was given: setting N remaining counts
+    /// `allocation - N` as given. N cannot be more than the allocation, since the service
+    /// never gives more than that: to have more to give, raise `stock` in the rules (what was
+    /// given stays counted). Written in one transaction with a row of the operator log.
+    Set(SetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// The insert id (an `[[insert]]` with `stock` in the rules).
+    #[arg(value_name = "INSERT")]
+    pub insert: String,
+    /// The warehouse, for stock counted per warehouse (`stock = { WH-BER = 300, … }`);
+    /// leave it out for one pool (`stock = 500`).
+    #[arg(long, value_name = "WH")]
+    pub warehouse: Option<String>,
+    /// How many remain to be given, from 0 to the allocation.
+    #[arg(value_name = "N")]
+    pub remaining: u32,
+}
+
+pub fn run(args: &StockArgs) -> CliResult {
+    match &args.command {
+        StockCommand::Set(set) => run_set(set),
+    }
+}
+
+fn run_set(args: &SetArgs) -> CliResult {
+    let config = load_config(&args.common)?;
+    let rules = load_valid_rules(&args.rules)?;
+    let (setting, place) = setting_for(
+        &rules,
+        args.insert.trim(),
+        args.warehouse.as_deref().map(str::trim),
+        args.remaining,
+    )?;
     let store = super::ExistingStore::open(&config)?;
     let changes = store.block_on(
         store

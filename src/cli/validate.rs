@@ -3,8 +3,16 @@
 use super::{CliResult, Common, Failure, RulesArgs};
 use crate::rules::load_rules;
 
-pub fn run(_common: &Common, args: &RulesArgs) -> CliResult {
-    let outcome = load_rules(&args.rules, &args.templates_dir());
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+}
+
+pub fn run(args: &ValidateArgs) -> CliResult {
+    let outcome = load_rules(&args.rules.rules, &args.rules.templates_dir());
     for f in &outcome.findings {
         println!("{f}");
     }

@@ -2,7 +2,10 @@
 //! (`postgres://user:secret@host/db`), the whole user part of an HTTP URL (an API key is often
 //! given as `https://KEY@api.example/`), and query or fragment parameters that name a secret
 //! (`?password=…`, `?sslpassword=…`, `&token=…`). Masking errs on the side of hiding: a URL
-//! that is not well formed is masked as far as it can be read, never shown less masked.
+//! that is not well formed is masked as far as it can be read, never shown less masked. The
+//! effective configuration is printed (`run --check-config`) with every such setting masked.
+
+use super::{Config, Secret};
 
 /// What takes the place of a secret.
 pub const MASK: &str = "********";
@@ -134,9 +137,42 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+impl Config {
+    /// The effective configuration as TOML, with secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        for t in &mut masked.http.tokens {
+            if t.token.is_some() {
+                t.token = Some("********".into());
+            }
+        }
+        // Every setting that may be a URL: a password or key can hide in any of them.
+        for url in [
+            &mut masked.store.url,
+            &mut masked.email.http_url,
+            &mut masked.email.smtp_host,
+            &mut masked.http.public_url,
+            &mut masked.kafka.brokers,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *url = mask_url_password(url);
+        }
+        masked.shop.url = mask_url_password(&masked.shop.url);
+        for secret in [&mut masked.email.smtp_password, &mut masked.email.http_auth] {
+            if secret.is_some() {
+                *secret = Some(Secret(MASK.into()));
+            }
+        }
+        toml::to_string_pretty(&masked).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TokenConfig;
 
     #[test]
     fn passwords_in_the_user_part_are_masked() {
@@ -280,5 +316,22 @@ mod tests {
         ] {
             assert!(!is_secret_name(name), "{name}");
         }
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut c = Config::default();
+        c.store.url = Some("postgres://pw:hunter2@db/packwell".into());
+        c.http.tokens.push(TokenConfig {
+            name: "s".into(),
+            token_sha256: None,
+            token: Some("abc".into()),
+            warehouses: None,
+        });
+        let text = c.to_masked_toml();
+        assert!(
+            !text.contains("hunter2") && !text.contains("\"abc\""),
+            "{text}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! up, or ambiguous (it may have gone out), which decides between retrying and `unknown`.
 
 use super::compose::OutgoingEmail;
-use crate::config::EmailConfig;
+use crate::config::{EmailProvider, EmailSettings, HttpApi, SmtpServer, SmtpTls};
 use async_trait::async_trait;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
@@ -45,12 +45,12 @@ pub fn ensure_tls_provider() {
 }
 
 /// Builds the provider the configuration names.
-pub fn from_config(config: &EmailConfig) -> Result<Box<dyn Provider>, String> {
-    let timeout = Duration::from_millis(config.timeout_ms);
-    match config.provider.as_str() {
-        "smtp" => Ok(Box::new(Smtp::new(config, timeout)?)),
-        "http" => Ok(Box::new(Http::new(config, timeout)?)),
-        _ => Ok(Box::new(OutboxDir::new(config.outbox_dir.clone()))),
+pub fn from_settings(settings: &EmailSettings) -> Result<Box<dyn Provider>, String> {
+    let timeout = settings.timeout;
+    match &settings.provider {
+        EmailProvider::Smtp(server) => Ok(Box::new(Smtp::new(server, timeout)?)),
+        EmailProvider::Http(api) => Ok(Box::new(Http::new(api, timeout)?)),
+        EmailProvider::Outbox { dir } => Ok(Box::new(OutboxDir::new(dir.clone()))),
     }
 }
 
@@ -219,29 +219,24 @@ pub struct Smtp {
 }
 
 impl Smtp {
-    pub fn new(config: &EmailConfig, timeout: Duration) -> Result<Smtp, String> {
+    pub fn new(server: &SmtpServer, timeout: Duration) -> Result<Smtp, String> {
         ensure_tls_provider();
         use lettre::transport::smtp::authentication::Credentials;
-        let host = config
-            .smtp_host
-            .as_deref()
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .ok_or("[email] smtp_host is not set")?;
+        let host = server.host.as_str();
         type T = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
-        let builder = match config.smtp_tls.as_str() {
-            "tls" => T::relay(host),
-            "starttls" => T::starttls_relay(host),
-            _ => Ok(T::builder_dangerous(host)),
+        let builder = match server.tls {
+            SmtpTls::Tls => T::relay(host),
+            SmtpTls::StartTls => T::starttls_relay(host),
+            SmtpTls::None => Ok(T::builder_dangerous(host)),
         }
         .map_err(|e| format!("[email] smtp_host = {host:?}: {e}"))?;
-        let mut builder = builder.port(config.smtp_port).timeout(Some(timeout));
-        if let (Some(user), Some(password)) = (&config.smtp_username, &config.smtp_password) {
+        let mut builder = builder.port(server.port).timeout(Some(timeout));
+        if let (Some(user), Some(password)) = (&server.username, &server.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.0.clone()));
         }
         Ok(Smtp {
             transport: builder.build(),
-            server: format!("{host}:{}", config.smtp_port),
+            server: format!("{host}:{}", server.port),
         })
     }
 }
@@ -321,26 +316,22 @@ impl Provider for Smtp {
 pub struct Http {
     client: reqwest::Client,
     url: String,
-    auth: Option<(String, String)>,
+    auth: Option<(reqwest::header::HeaderName, String)>,
 }
 
 impl Http {
-    pub fn new(config: &EmailConfig, timeout: Duration) -> Result<Http, String> {
+    pub fn new(api: &HttpApi, timeout: Duration) -> Result<Http, String> {
         ensure_tls_provider();
-        let url = config
-            .http_url
-            .clone()
-            .filter(|u| !u.trim().is_empty())
-            .ok_or("[email] http_url is not set")?;
+        let url = api.url.clone();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
             .map_err(|e| format!("the HTTP client: {e}"))?;
-        let auth = config
-            .http_auth
+        let auth = api
+            .auth
             .clone()
-            .map(|value| (config.http_auth_header.clone(), value.0));
+            .map(|value| (api.auth_header.clone(), value.0));
         Ok(Http { client, url, auth })
     }
 }
@@ -362,7 +353,7 @@ impl Provider for Http {
             .header("Idempotency-Key", key)
             .json(email);
         if let Some((name, value)) = &self.auth {
-            request = request.header(name.as_str(), value.as_str());
+            request = request.header(name.clone(), value.as_str());
         }
         let response = match request.send().await {
             Ok(r) => r,

@@ -98,15 +98,16 @@ pub struct WorkerSettings {
 
 impl WorkerSettings {
     pub fn from_config(config: &Config) -> WorkerSettings {
-        let e = &config.email;
+        let e = &config.settings().email;
         WorkerSettings {
-            concurrency: e.concurrency.max(1),
-            max_tries: e.max_tries.max(1),
-            timeout: Duration::from_millis(e.timeout_ms),
-            retry_base: Duration::from_millis(e.retry_base_ms),
-            retry_max: Duration::from_millis(e.retry_max_ms),
-            poll: Duration::from_millis(e.poll_ms),
-            from: e.from.clone(),
+            concurrency: e.concurrency,
+            max_tries: e.max_tries,
+            timeout: e.timeout,
+            retry_base: e.retry_base,
+            retry_max: e.retry_max,
+            poll: e.poll,
+            // As written: it is the From header of every e-mail, parsed when one is built.
+            from: config.email.from.clone(),
             public_url: config.public_url(),
         }
     }

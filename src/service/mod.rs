@@ -174,10 +174,6 @@ pub struct Started {
     pub store: String,
 }
 
-fn duration(setting: &str, text: &str) -> Result<chrono::Duration, String> {
-    crate::rules::units::parse_duration(text).map_err(|e| format!("{setting} = {text:?}: {e}"))
-}
-
 /// Runs the service until `stop` is cancelled. `started` receives the bound addresses once
 /// everything runs. Errors at start-up are returned as a sentence for the operator.
 pub async fn run(
@@ -186,6 +182,7 @@ pub async fn run(
     started: Option<tokio::sync::oneshot::Sender<Started>>,
 ) -> Result<(), String> {
     let config = &opts.config;
+    let settings = config.settings();
     let outcome = load_rules(&opts.rules_dir, &opts.templates_dir);
     for w in outcome.warnings() {
         tracing::warn!("{w}");
@@ -207,12 +204,9 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let rules_version = rules.version.clone();
-    let max_event_age = duration("[decide] max_event_age", &config.decide.max_event_age)?;
-    let shutdown_timeout = config
-        .service
-        .shutdown_timeout()
-        .map_err(|e| e.to_string())?;
-    let retention = duration("[store] retention", &config.store.retention)?;
+    let shutdown_timeout = settings.service.shutdown_timeout;
+    let retention = settings.store.retention;
+    // Built here rather than when loading: `run --demo` may have added a token since.
     let tokens = crate::config::Tokens::from_config(&config.http.tokens)?;
     if tokens.is_empty() {
         tracing::warn!(
@@ -228,11 +222,11 @@ pub async fn run(
         }),
         metrics: Arc::new(Metrics::new()),
         settings: Settings {
-            batch_max: config.kafka.batch_max,
-            batch_wait: Duration::from_millis(config.kafka.batch_wait_ms),
-            max_outbox_backlog: config.kafka.max_outbox_backlog,
-            max_event_age,
-            max_event_bytes: config.kafka.max_event_bytes,
+            batch_max: settings.kafka.batch_max,
+            batch_wait: settings.kafka.batch_wait,
+            max_outbox_backlog: settings.kafka.max_outbox_backlog,
+            max_event_age: settings.decide.max_event_age,
+            max_event_bytes: settings.kafka.max_event_bytes,
         },
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
@@ -248,12 +242,12 @@ pub async fn run(
             consumer_error: None,
         }),
         insert_lists: Arc::new(InsertListCache::new(
-            Duration::from_millis(config.http.cache_ttl_ms),
-            config.http.cache_entries,
+            settings.http.cache_ttl,
+            settings.http.cache_entries,
         )),
     });
 
-    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+    let listener = tokio::net::TcpListener::bind(settings.http.listen)
         .await
         .map_err(|e| {
             format!(
@@ -270,7 +264,7 @@ pub async fn run(
         fast_consumer_config(&opts.brokers, &config.kafka.group)
     } else {
         let mut c = consumer_config(&opts.brokers, &config.kafka.group);
-        let session = config.kafka.session_timeout_ms;
+        let session = settings.kafka.session_timeout.as_millis();
         c.set("session.timeout.ms", session.to_string())
             .set("heartbeat.interval.ms", (session / 4).to_string());
         c
@@ -330,7 +324,7 @@ pub async fn run(
             config.public_url()
         );
     }
-    let provider = crate::email::provider::from_config(&config.email)?;
+    let provider = crate::email::provider::from_settings(&settings.email)?;
     let sender = Arc::new(crate::email::Worker::new(
         store.clone(),
         shared.clone(),
@@ -356,8 +350,8 @@ pub async fn run(
             outbox_written: shared.relay_wake.clone(),
         },
         http::Limits {
-            max_body_bytes: config.http.max_body_bytes,
-            request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+            max_body_bytes: settings.http.max_body_bytes,
+            request_timeout: settings.http.request_timeout,
         },
     );
     // HTTP has a token of its own: it keeps answering (`/readyz` with 503) while the rest
@@ -365,7 +359,7 @@ pub async fn run(
     let http_stop = CancellationToken::new();
     let server_stop = http_stop.clone();
     let server_shared = shared.clone();
-    let header_timeout = Duration::from_millis(config.http.request_timeout_ms);
+    let header_timeout = settings.http.request_timeout;
     let server = tokio::spawn(async move {
         let serve = http::serve(
             listener,

@@ -1,0 +1,250 @@
+//! Loading: the documented defaults, then a TOML file (`--config`), then `PACKWELL_*`
+//! environment variables (`PACKWELL_KAFKA_BROKERS` sets `[kafka] brokers`), then the check that
+//! parses them into [`Settings`].
+
+use super::{Config, ConfigError, Settings};
+use std::path::Path;
+
+const SECTIONS: &[&str] = &[
+    "kafka", "store", "decide", "http", "email", "coupons", "shop", "service",
+];
+
+impl Config {
+    /// Loads the file (if given) and the `PACKWELL_*` variables of `env` over the defaults.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            None => toml::Table::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    ConfigError::Invalid(format!("{}: {}", path.display(), e.message()))
+                })?
+            }
+        };
+        // Environment values are text; a setting whose default is a number or a boolean takes
+        // the variable's text parsed as one, so `PACKWELL_EMAIL_SMTP_PORT=1025` works.
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("PACKWELL_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else {
+                continue;
+            };
+            let key = &rest[section.len() + 1..];
+            let value = typed_env_value(&defaults, section, key, &name, value)?;
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                t.insert(key.to_string(), value);
+            }
+        }
+        let mut config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError::Invalid(format!("configuration: {}", e.message()))
+                })?;
+        config.settings = Settings::parse(config.sections())?;
+        Ok(config)
+    }
+
+    /// Loads from the process environment.
+    pub fn from_env(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load(file, std::env::vars())
+    }
+}
+
+/// An environment variable's text as the TOML value of its setting: an integer or a boolean
+/// where the setting's default is one, else a string.
+fn typed_env_value(
+    defaults: &toml::Table,
+    section: &str,
+    key: &str,
+    name: &str,
+    value: String,
+) -> Result<toml::Value, ConfigError> {
+    let default = defaults
+        .get(section)
+        .and_then(|s| s.as_table())
+        .and_then(|s| s.get(key));
+    match default {
+        Some(toml::Value::Integer(_)) => value
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "[{section}] {key} = {value:?} (from {name}): expected a whole number"
+                ))
+            }),
+        Some(toml::Value::Boolean(_)) => match value.trim() {
+            "true" => Ok(toml::Value::Boolean(true)),
+            "false" => Ok(toml::Value::Boolean(false)),
+            _ => Err(ConfigError::Invalid(format!(
+                "[{section}] {key} = {value:?} (from {name}): expected true or false"
+            ))),
+        },
+        _ => Ok(toml::Value::String(value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn defaults_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[shop]\nname = \"Tea & Books\"\n[kafka]\nbrokers = \"k:9092\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&p),
+            [("PACKWELL_KAFKA_BROKERS".to_string(), "env:9092".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.shop.name, "Tea & Books");
+        assert_eq!(c.kafka.brokers.as_deref(), Some("env:9092"));
+        assert_eq!(c.kafka.group, "packwell");
+        assert_eq!(c.coupons.key_file, PathBuf::from("data/coupon.key"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = Config::load(
+            None,
+            [(
+                "PACKWELL_DECIDE_MAX_EVENT_AGE".to_string(),
+                "7 days".to_string(),
+            )],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[decide] max_event_age = \"7 days\""),
+            "{e}"
+        );
+        let e = Config::load(
+            None,
+            [("PACKWELL_SHOP_COLOUR".to_string(), "red".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn smtp_settings_from_env() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.email.smtp_host, None);
+        assert_eq!(c.email.smtp_port, 587);
+        assert_eq!(c.email.smtp_tls, "starttls");
+
+        let c = Config::load(
+            None,
+            env(&[
+                ("PACKWELL_EMAIL_PROVIDER", "smtp"),
+                ("PACKWELL_EMAIL_SMTP_HOST", "mailpit"),
+                ("PACKWELL_EMAIL_SMTP_PORT", "1025"),
+                ("PACKWELL_EMAIL_SMTP_TLS", "none"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.email.smtp_host.as_deref(), Some("mailpit"));
+        assert_eq!(c.email.smtp_port, 1025);
+        assert_eq!(c.email.smtp_tls, "none");
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let err = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap_err().to_string();
+
+        let e = err(&[("PACKWELL_EMAIL_SMTP_TLS", "ssl")]);
+        assert!(e.contains("[email] smtp_tls = \"ssl\""), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "twenty-five")]);
+        assert!(e.contains("[email] smtp_port = \"twenty-five\""), "{e}");
+        assert!(e.contains("PACKWELL_EMAIL_SMTP_PORT"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "0")]);
+        assert!(e.contains("[email] smtp_port = 0"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_SMTP_PORT", "70000")]);
+        assert!(e.contains("70000"), "{e}");
+        let e = err(&[("PACKWELL_EMAIL_PROVIDER", "smtp")]);
+        assert!(e.contains("[email] smtp_host"), "{e}");
+        let e = err(&[
+            ("PACKWELL_EMAIL_PROVIDER", "smtp"),
+            ("PACKWELL_EMAIL_SMTP_HOST", " "),
+        ]);
+        assert!(e.contains("[email] smtp_host"), "{e}");
+
+        // In a file the port is a TOML integer.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[email]\nprovider = \"smtp\"\nsmtp_host = \"mail.example\"\nsmtp_port = 465\nsmtp_tls = \"tls\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), []).unwrap();
+        assert_eq!(c.email.smtp_port, 465);
+        assert_eq!(c.email.smtp_tls, "tls");
+    }
+
+    #[test]
+    fn numbers_from_the_environment() {
+        let c = Config::load(
+            None,
+            [("PACKWELL_KAFKA_BATCH_MAX".to_string(), "200".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.batch_max, 200);
+        let e = Config::load(
+            None,
+            [("PACKWELL_KAFKA_BATCH_MAX".to_string(), "many".to_string())],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[kafka] batch_max = \"many\" (from PACKWELL_KAFKA_BATCH_MAX)"),
+            "{e}"
+        );
+        let e = Config::load(
+            None,
+            [("PACKWELL_KAFKA_BATCH_MAX".to_string(), "0".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("[kafka] batch_max = 0"), "{e}");
+    }
+
+    #[test]
+    fn store_url_defaults_to_sqlite_under_data() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.store_url(), "data/packwell.db");
+        let c = Config::load(
+            None,
+            [(
+                "PACKWELL_STORE_URL".to_string(),
+                "postgres://packwell@db/packwell".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.store_url(), "postgres://packwell@db/packwell");
+    }
+}
