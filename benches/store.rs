@@ -211,7 +211,7 @@ fn rewrite(v: &Value, n: usize) -> Value {
 
 fn item(value: Vec<u8>, offset: i64, decide: bool) -> BatchItem {
     let event = parse_event(&value);
-    // The Kafka key is the customer id (CONTRACT): the store checks it.
+    // The Kafka key is the customer id (docs/REFERENCE.md §1): the store checks it.
     let key = event
         .as_ref()
         .ok()

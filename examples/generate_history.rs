@@ -1,4 +1,4 @@
-//! Writes a realistic order history as NDJSON (CONTRACT.md §1), in time order, to try
+//! Writes a realistic order history as NDJSON (docs/REFERENCE.md §1), in time order, to try
 //! `packwell backtest` and `packwell import` on something bigger than a handful of orders:
 //!
 //!     cargo run --release --example generate_history -- --customers 3000 --months 4 --seed 42 --out examples/history.ndjson

@@ -89,8 +89,9 @@ impl CouponKey {
     }
 
     /// A short public identifier of the key (not enough to derive codes).
-    /// Reads the key at `path`, creating a new random one there when none exists (CONTRACT
-    /// §3: `run` makes the key on first start). The file is readable by its owner only.
+    /// Reads the key at `path`, creating a new random one there when none exists
+    /// (docs/REFERENCE.md §3: `run` makes the key on first start). The file is readable by its
+    /// owner only.
     pub fn read_or_create(path: &Path) -> Result<Self, KeyError> {
         if let Some(key) = CouponKey::read(path)? {
             return Ok(key);

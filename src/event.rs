@@ -1,4 +1,4 @@
-//! Order events: the wire format of CONTRACT §1, validated into domain types at the edge.
+//! Order events: the wire format of docs/REFERENCE.md §1, validated into domain types at the edge.
 //!
 //! Events are read from a `serde_json::Value` by hand rather than derived, so every rejection
 //! names the exact field (`order.items[2].quantity: must be >= 1`) and money is read exactly.

@@ -1,6 +1,6 @@
-//! The messages Packwell emits (CONTRACT §5) as types: each is built in one place here, turned
-//! into the one shape the outbox stores ([`OutboxMessage`]), and its JSON Schema in `schemas/`
-//! is generated from the same types ([`message_schemas`]).
+//! The messages Packwell emits (docs/REFERENCE.md §5) as types: each is built in one place here,
+//! turned into the one shape the outbox stores ([`OutboxMessage`]), and its JSON Schema in
+//! `schemas/` is generated from the same types ([`message_schemas`]).
 //!
 //! - `coupons`: [`CouponIssued`], [`CouponVoided`] (key: the code).
 //! - `customer-preferences`: [`CustomerUnsubscribed`], [`CustomerSuppressed`] (key: the

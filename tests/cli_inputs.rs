@@ -1,6 +1,6 @@
-//! `packwell simulate` through the binary with bad input files (CONTRACT §1, §4): exit 2, a
-//! message on stderr naming the field (and the history line), never a panic; and the JSON
-//! decision of the valid base project (CONTRACT §3), the same on every run.
+//! `packwell simulate` through the binary with bad input files (docs/REFERENCE.md §1, §4): exit 2,
+//! a message on stderr naming the field (and the history line), never a panic; and the JSON
+//! decision of the valid base project (docs/REFERENCE.md §3), the same on every run.
 
 mod cli_support;
 

@@ -1,6 +1,6 @@
 //! The operator controls `packwell stock set` and `packwell coupon void` through the binary,
-//! on a SQLite store named by `PACKWELL_STORE_URL` (CONTRACT §4): the change is made in the
-//! store and logged; unknown inserts, warehouses and codes are exit 2, a coupon voided or
+//! on a SQLite store named by `PACKWELL_STORE_URL` (docs/REFERENCE.md §4): the change is made in
+//! the store and logged; unknown inserts, warehouses and codes are exit 2, a coupon voided or
 //! redeemed already is exit 1, and a store that does not exist is not created.
 //! (`dlq replay` needs a broker: see `kafka_broker.rs`.)
 

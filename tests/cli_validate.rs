@@ -1,6 +1,6 @@
-//! `packwell validate` through the binary (CONTRACT §2, §4): every class of error is reported as
-//! `file:line:col: message` at the offending token, with exit code 1; a nullable comparison
-//! without a null check is a warning (exit 0).
+//! `packwell validate` through the binary (docs/REFERENCE.md §2, §4): every class of error is
+//! reported as `file:line:col: message` at the offending token, with exit code 1; a nullable
+//! comparison without a null check is a warning (exit 0).
 //!
 //! Each test starts from the valid base project of `cli_support` (one `[package]`, one segment,
 //! a coupon, a note with `templates/notes/hello.hbs`, one rule giving both), breaks one thing and

@@ -1,5 +1,5 @@
-//! The decision procedure of CONTRACT §3 ("How a decision is made"), case by case, through the
-//! public library: the in-memory replay that `simulate` and `backtest` run.
+//! The decision procedure of docs/REFERENCE.md §3 ("How a decision is made"), case by case,
+//! through the public library: the in-memory replay that `simulate` and `backtest` run.
 
 use packwell::coupon::CouponKey;
 use packwell::engine::{Decision, Shop, SkipReason};

@@ -1,5 +1,5 @@
-//! Every message Packwell emits validates against its JSON Schema in `schemas/` (CONTRACT §5),
-//! and those schemas are the ones the message types generate (`packwell::message`).
+//! Every message Packwell emits validates against its JSON Schema in `schemas/` (docs/REFERENCE.md
+//! §5), and those schemas are the ones the message types generate (`packwell::message`).
 //!
 //! A realistic stream (first orders that get coupons, a customer's history and repeat order, a
 //! cancellation that voids a coupon, malformed events, a key mismatch, conflicts, an oversized
@@ -505,7 +505,7 @@ async fn every_emitted_message_matches_its_schema() {
     for row in &rows {
         assert!(
             schema_for_topic(&row.topic).is_some(),
-            "topic {:?} has no schema in schemas/ (CONTRACT §5)",
+            "topic {:?} has no schema in schemas/ (docs/REFERENCE.md §5)",
             row.topic
         );
         topics.insert(row.topic.clone());

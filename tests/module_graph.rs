@@ -1,7 +1,8 @@
 //! The shape of the crate a reader relies on, checked on its source: the top-level modules of
 //! `src/` import each other without a circle, so each can be read knowing only those below
-//! it. A module's imports are the `crate::<module>` paths in its files' code (comments left
-//! out), whether in `use` lines or written in place.
+//! it; and no file of `src/` is longer than a reader takes in at one sitting (600 lines). A
+//! module's imports are the `crate::<module>` paths in its files' code (comments left out),
+//! whether in `use` lines or written in place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -159,6 +160,31 @@ fn top_level_modules_import_each_other_without_a_circle() {
             steps.join("\n")
         );
     }
+}
+
+/// The longest a file of `src/` may be, its tests included.
+const MAX_LINES: usize = 600;
+
+#[test]
+fn no_source_file_is_longer_than_one_sitting() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    assert!(files.len() > 50, "the source files were not found");
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f)
+                .expect("a source file")
+                .lines()
+                .count();
+            (lines > MAX_LINES).then(|| format!("  {} ({lines} lines)", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "files over {MAX_LINES} lines (split them by job):\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! corrected upstream producer).
 //!
 //! The DLQ rows are read from the store's outbox, where each rejected event was written in the
-//! transaction of its batch (DESIGN "The DLQ is an effect like any other"): sent to
+//! transaction of its batch (docs/ARCHITECTURE.md "The DLQ is an effect like any other"): sent to
 //! `orders.dlq` already or not, with the rejected message's key and value unchanged. Each value
 //! is produced with its original key to `orders`, in the order the rows were written, and the
 //! command waits for the cluster to acknowledge every one. Replaying is safe: the service skips

@@ -1,5 +1,5 @@
-//! `packwell report`: the effect of each rule and follow-up (CONTRACT §4), from the store the
-//! configuration names, as text, JSON or one self-contained HTML page.
+//! `packwell report`: the effect of each rule and follow-up (docs/REFERENCE.md §4), from the store
+//! the configuration names, as text, JSON or one self-contained HTML page.
 
 use super::{CliResult, Common, ExistingStore, Failure, RulesArgs};
 use crate::report::{self, ReportOptions};

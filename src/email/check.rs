@@ -1,5 +1,5 @@
-//! A due job checked again at send time (CONTRACT §5): whether it may go now, must wait for
-//! the end of quiet hours, or ends skipped with a reason. The frequency cap is the one check
+//! A due job checked again at send time (docs/REFERENCE.md §5): whether it may go now, must wait
+//! for the end of quiet hours, or ends skipped with a reason. The frequency cap is the one check
 //! not made here: it is counted in the store, under the customer's lock. Pure.
 
 use super::compose::{late_days_of, trigger_time};

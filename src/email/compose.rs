@@ -1,6 +1,6 @@
 //! An e-mail as it leaves Packwell: the follow-up's templates rendered for one customer and
-//! order (CONTRACT §6) with its coupons and unsubscribe link, the `List-Unsubscribe` headers
-//! of RFC 8058, and the idempotency key that names it at the provider. Pure.
+//! order (docs/REFERENCE.md §6) with its coupons and unsubscribe link, the `List-Unsubscribe`
+//! headers of RFC 8058, and the idempotency key that names it at the provider. Pure.
 
 use crate::coupon::CouponKey;
 use crate::engine::{Shop, format_time, template_context_for};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 
-/// What is handed to a provider; also the body the HTTP provider receives (CONTRACT §5).
+/// What is handed to a provider; also the body the HTTP provider receives (docs/REFERENCE.md §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutgoingEmail {
     pub from: String,
@@ -96,8 +96,8 @@ pub struct ComposeInput<'a> {
     pub unsubscribe_url: &'a str,
 }
 
-/// The template data of CONTRACT §6 for an e-mail: the customer and order as known now, the
-/// follow-up's coupons, the delivery where known, the shop and the unsubscribe link.
+/// The template data of docs/REFERENCE.md §6 for an e-mail: the customer and order as known now,
+/// the follow-up's coupons, the delivery where known, the shop and the unsubscribe link.
 pub fn email_context(input: &ComposeInput<'_>) -> Value {
     let order = input.order.to_order(input.profile);
     let coupons: Vec<Value> = input

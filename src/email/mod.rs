@@ -1,5 +1,5 @@
-//! Follow-up e-mails (CONTRACT §5, §6, §7; DESIGN "E-mail jobs"). The consumer schedules jobs
-//! in the store; this module sends them.
+//! Follow-up e-mails (docs/REFERENCE.md §5, §6, §7; docs/ARCHITECTURE.md "E-mail jobs"). The
+//! consumer schedules jobs in the store; this module sends them.
 //!
 //! - [`timing`]: quiet hours in the customer's time zone, expiry, back-off (pure).
 //! - [`check`]: a due job checked again at send time (pure).

@@ -312,7 +312,7 @@ impl Provider for Smtp {
     }
 }
 
-/// An HTTP provider: `POST` of the JSON body of CONTRACT §5 with an `Idempotency-Key`.
+/// An HTTP provider: `POST` of the JSON body of docs/REFERENCE.md §5 with an `Idempotency-Key`.
 pub struct Http {
     client: reqwest::Client,
     url: String,

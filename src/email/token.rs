@@ -1,6 +1,6 @@
 //! Unsubscribe links: `/u/{token}`, where the token is the customer id and a tag keyed with
-//! the service's secret key. The token is the proof (CONTRACT §7): nobody without the key can
-//! make one for another customer, and no state is kept to check it.
+//! the service's secret key. The token is the proof (docs/REFERENCE.md §7): nobody without the key
+//! can make one for another customer, and no state is kept to check it.
 
 use crate::coupon::CouponKey;
 use base64::Engine;

@@ -1,5 +1,6 @@
 //! The e-mail sender: claims due jobs under a lease, checks each again, hands it over to the
-//! provider with bounded concurrency, and records how it ended (DESIGN "E-mail jobs").
+//! provider with bounded concurrency, and records how it ended (docs/ARCHITECTURE.md "E-mail
+//! jobs").
 //!
 //! It works as a pipeline of batches, so that the store's one writer (SQLite) is not paid a
 //! transaction per job and step: [`prepare`] claims due jobs a batch at a time, reads the facts
@@ -45,7 +46,8 @@ impl RulesInForce for arc_swap::ArcSwap<DecideEnv> {
     }
 }
 
-/// The wall clock of sending: quiet hours, expiry, leases and retries (DESIGN "Two clocks").
+/// The wall clock of sending: quiet hours, expiry, leases and retries (docs/ARCHITECTURE.md "Two
+/// clocks").
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }

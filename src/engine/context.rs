@@ -265,7 +265,8 @@ pub fn coupons_json(coupons: &[(&GivenInsert, &CouponGiven)]) -> Vec<Value> {
         .collect()
 }
 
-/// The template context of CONTRACT §6 (`unsubscribe_url` is added for e-mails by the sender).
+/// The template context of docs/REFERENCE.md §6 (`unsubscribe_url` is added for e-mails by the
+/// sender).
 pub fn template_context(
     profile: &Profile,
     order: &Order,

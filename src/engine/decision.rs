@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The `schema_version` of the decision as stored and emitted (CONTRACT §3, §5).
+/// The `schema_version` of the decision as stored and emitted (docs/REFERENCE.md §3, §5).
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Why a rule (or one of its inserts) gave nothing.
@@ -261,8 +261,8 @@ impl Arm {
     }
 }
 
-/// A rule's part in one decision: its arm and the cost (CONTRACT §2) of what it gave, or of
-/// what it would have given when held out or in shadow.
+/// A rule's part in one decision: its arm and the cost (docs/REFERENCE.md §2) of what it gave, or
+/// of what it would have given when held out or in shadow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposure {
     pub rule_id: String,

@@ -32,7 +32,7 @@ pub fn held_out_followups(
 }
 
 /// Whether a follow-up's condition holds for an order now, on the history as it is: the
-/// e-mail sender checks it again before sending (CONTRACT §5, reason `condition`).
+/// e-mail sender checks it again before sending (docs/REFERENCE.md §5, reason `condition`).
 /// `late_days` is the order's lateness for follow-ups on `order.delivered`.
 pub fn followup_holds(
     rules: &RuleSet,

@@ -1,4 +1,4 @@
-//! The e-mail routes of the HTTP API (CONTRACT §7): the unsubscribe page and its one-click
+//! The e-mail routes of the HTTP API (docs/REFERENCE.md §7): the unsubscribe page and its one-click
 //! POST (RFC 8058), and the provider's bounces and complaints.
 //!
 //! `GET /u/{token}` changes nothing (mail scanners fetch links to check them); it shows a

@@ -1,5 +1,5 @@
-//! `GET /v1/report`: the effect report as JSON for dashboards (CONTRACT §7), for tokens without
-//! a warehouse limit, answered from `crate::report::ReportCache`.
+//! `GET /v1/report`: the effect report as JSON for dashboards (docs/REFERENCE.md §7), for tokens
+//! without a warehouse limit, answered from `crate::report::ReportCache`.
 
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
@@ -38,7 +38,7 @@ pub struct ReportParams {
     security(("bearer" = [])),
     params(ReportParams),
     responses(
-        (status = 200, description = "The report (CONTRACT §4 report shape)", body = Report),
+        (status = 200, description = "The report (docs/REFERENCE.md §4 report shape)", body = Report),
         (status = 400, description = "A query parameter is not understood", body = ErrorBody),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
         (status = 403, description = "The token is limited to some warehouses", body = ErrorBody),

@@ -1,5 +1,5 @@
-//! The packing stations' routes (CONTRACT §7), for bearer tokens that may be limited to some
-//! warehouses: an order's insert list, its printable card and the station's confirmation of
+//! The packing stations' routes (docs/REFERENCE.md §7), for bearer tokens that may be limited to
+//! some warehouses: an order's insert list, its printable card and the station's confirmation of
 //! what went into the parcel; and the packer's page. Reads go to the store's read pool; a
 //! confirmation is one write transaction through the store's writer.
 

@@ -1,4 +1,4 @@
-//! Kafka: the topic names of CONTRACT §1 and §5, the client settings every Packwell client
+//! Kafka: the topic names of docs/REFERENCE.md §1 and §5, the client settings every Packwell client
 //! shares, and the embedded development broker ([`broker`]).
 //!
 //! Every consumer and producer is built from [`consumer_config`] or [`producer_config`], so the
@@ -45,8 +45,8 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         // INVALID_SESSION_TIMEOUT. A crashed instance's partitions move within 6 s.
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1500")
-        // The store is the source of truth for offsets (DESIGN, "The store is the source of
-        // truth"); Kafka's committed offsets are written after the store commit, for lag tools.
+        // The store is the source of truth for offsets (docs/ARCHITECTURE.md, "The store is the
+        // source of truth"); Kafka's committed offsets are written after the store commit, for lag tools.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         // With a committed offset past the end (a topic recreated, a broker restarted empty)

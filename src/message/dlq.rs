@@ -1,5 +1,5 @@
 //! The dead letter on `orders.dlq`: the rejected message's key and value as read, with headers
-//! saying why it was rejected and where it came from (CONTRACT §5).
+//! saying why it was rejected and where it came from (docs/REFERENCE.md §5).
 
 use super::OutboxMessage;
 use crate::event::RejectReason;

@@ -1,11 +1,11 @@
-//! Templates for packing-station notes and e-mails (CONTRACT §5, §6).
+//! Templates for packing-station notes and e-mails (docs/REFERENCE.md §5, §6).
 //!
 //! This module owns the template folder (`notes/NAME.hbs`, `emails/NAME/{subject,html,text}.hbs`),
 //! the shape of the data a template may read, the check that `packwell validate` runs over every
 //! template's syntax tree, the `money` and `date` helpers, and rendering (HTML escaped, text
 //! parts not, a text part derived from the HTML when an e-mail has no `text.hbs`).
-//! It builds no context itself: callers pass the JSON object described in CONTRACT §6, with
-//! every key present (strict mode turns a missing key into an error, a null into nothing).
+//! It builds no context itself: callers pass the JSON object described in docs/REFERENCE.md §6,
+//! with every key present (strict mode turns a missing key into an error, a null into nothing).
 //!
 //! Here: the registry of loaded templates and rendering. Next to it: `load` (reading a
 //! folder), `check` (what `validate` reports, with the data's shape in `check/shape.rs`),
@@ -100,7 +100,7 @@ pub enum RenderError {
 #[error("{0}")]
 pub struct FormatError(String);
 
-/// The parts of the template data (CONTRACT §6) that templates read, so that callers build
+/// The parts of the template data (docs/REFERENCE.md §6) that templates read, so that callers build
 /// only those: a top-level key, whole or some of its members. A template that the fast path
 /// does not render needs everything (handlebars may read anything).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

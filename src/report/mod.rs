@@ -1,5 +1,5 @@
-//! The effect report (CONTRACT §4 `report`): does a rule or a follow-up bring customers back?
-//! Each compares the customers it treated with its deterministic holdout, who were chosen
+//! The effect report (docs/REFERENCE.md §4 `report`): does a rule or a follow-up bring customers
+//! back? Each compares the customers it treated with its deterministic holdout, who were chosen
 //! alike and got nothing from it, by how many ordered again within a window.
 //!
 //! The store sums what it holds into a few hundred rows ([`crate::store::attribution`]);
@@ -184,7 +184,8 @@ pub struct RuleEffect {
     pub extra_revenue: Amounts,
     /// Later orders of the treated beyond the held-out group's rate.
     pub extra_orders: Option<f64>,
-    /// What was given to the treated (CONTRACT §2: coupons at face value, items at unit cost).
+    /// What was given to the treated (docs/REFERENCE.md §2: coupons at face value, items at unit
+    /// cost).
     pub cost: Amounts,
     /// What the held-out customers (or a shadow rule's) would have been given.
     pub would_have_cost: Amounts,

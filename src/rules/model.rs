@@ -1,4 +1,4 @@
-//! The rule files as written (CONTRACT §2): serde types with spans, and the JSON Schema
+//! The rule files as written (docs/REFERENCE.md §2): serde types with spans, and the JSON Schema
 //! that editors use for completion (`schemas/rules.schema.json` is generated from these).
 
 use schemars::JsonSchema;

@@ -1,5 +1,6 @@
 //! The consumer: reads `orders` in the consumer group and applies each partition's events in
-//! batches through the store's one-transaction path (DESIGN "The store is the source of truth").
+//! batches through the store's one-transaction path (docs/ARCHITECTURE.md "The store is the source
+//! of truth").
 //!
 //! It runs on a thread of its own around librdkafka's blocking `poll`, so the rebalance
 //! callback (which librdkafka calls inside `poll`) and the batches are never in flight at the

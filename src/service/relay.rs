@@ -1,7 +1,7 @@
 //! The relay: produces outbox rows to Kafka in id order and marks them sent after their
-//! delivery reports (DESIGN "Order per key in the relay"). One relay per store: on PostgreSQL
-//! it runs only while this instance holds the advisory lock. A crash between delivery and
-//! marking re-sends the same rows with the same keys and content; consumers upsert.
+//! delivery reports (docs/ARCHITECTURE.md "Order per key in the relay"). One relay per store: on
+//! PostgreSQL it runs only while this instance holds the advisory lock. A crash between delivery
+//! and marking re-sends the same rows with the same keys and content; consumers upsert.
 
 use super::ServiceState;
 use crate::store::OutboxRow;

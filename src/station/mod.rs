@@ -1,4 +1,4 @@
-//! The packing stations' side of Packwell (CONTRACT §7): the insert-list cache the station
+//! The packing stations' side of Packwell (docs/REFERENCE.md §7): the insert-list cache the station
 //! routes answer from, the printable card of a parcel, and the packer's page. The routes
 //! themselves (tokens limited to some warehouses, the confirmation of what went in) are in
 //! `crate::http`.

@@ -23,8 +23,8 @@ pub(super) fn redeem(state: &mut State, effects: &mut Effects, order_id: &str, c
 }
 
 /// An order cancelled before packing: its coupons are voided (`coupon.voided`), its inserts go
-/// back to stock once (DESIGN's insert state machine: only those still `given`), its e-mails are
-/// cancelled. A parcel a station confirmed keeps what it holds.
+/// back to stock once (docs/ARCHITECTURE.md, the insert state machine: only those still `given`),
+/// its e-mails are cancelled. A parcel a station confirmed keeps what it holds.
 pub(super) fn cancel(state: &mut State, effects: &mut Effects, order_id: &str, at: &str) {
     let given = state.given.get_mut(order_id);
     let packed = state.packed.contains(order_id)

@@ -11,7 +11,7 @@ use crate::rules::StockSlot;
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 
-/// Where a coupon is in its life (CONTRACT §5's `coupon.*` messages follow it).
+/// Where a coupon is in its life (docs/REFERENCE.md §5's `coupon.*` messages follow it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CouponStatus {
     Issued,
@@ -48,7 +48,8 @@ pub struct CouponState {
     pub version: i64,
 }
 
-/// DESIGN's insert state machine: `given → packed | not_packed | voided | returned`.
+/// the insert state machine (docs/ARCHITECTURE.md): `given → packed | not_packed | voided |
+/// returned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GivenStatus {
     Given,

@@ -1,6 +1,6 @@
-//! What the effect report reads from the store (CONTRACT §4 `report`): aggregates per rule or
-//! follow-up and arm, summed in the database so that a store of a million customers sends back
-//! a few hundred rows. The statistics are computed from them in `report`, a pure function.
+//! What the effect report reads from the store (docs/REFERENCE.md §4 `report`): aggregates per
+//! rule or follow-up and arm, summed in the database so that a store of a million customers sends
+//! back a few hundred rows. The statistics are computed from them in `report`, a pure function.
 //!
 //! A customer counts once per rule or follow-up, at their first exposure ever, if that was
 //! on or after `since`: a decision in which the rule gave (`treated`) or was held out

@@ -1,7 +1,7 @@
-//! What the store offers the e-mail sender and the unsubscribe and bounce routes (DESIGN
-//! "E-mail jobs"): claiming due jobs under a lease, the facts a job is checked against, the
-//! hand-over to the provider (frequency cap and coupons under a per-customer lock), the end
-//! of a job, unsubscribes, suppressions and the operators' controls.
+//! What the store offers the e-mail sender and the unsubscribe and bounce routes
+//! (docs/ARCHITECTURE.md "E-mail jobs"): claiming due jobs under a lease, the facts a job is
+//! checked against, the hand-over to the provider (frequency cap and coupons under a per-customer
+//! lock), the end of a job, unsubscribes, suppressions and the operators' controls.
 
 use super::StoreError;
 use crate::profile::{OrderSummary, Profile};
@@ -156,7 +156,7 @@ pub enum EmailEnd {
     },
 }
 
-/// Why an e-mail was not sent (CONTRACT §5), and `holdout` for the control group.
+/// Why an e-mail was not sent (docs/REFERENCE.md §5), and `holdout` for the control group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EmailSkip {
     Unsubscribed,

@@ -41,7 +41,8 @@ pub trait Store: EmailStore + EventStore + Send + Sync {
     async fn mark_sent(&self, ids: &[i64]) -> Result<(), StoreError>;
     /// Outbox rows not yet sent: the relay's backlog, for backpressure and metrics.
     async fn outbox_backlog(&self) -> Result<i64, StoreError>;
-    /// Whether this instance may run the relay (one per store; see DESIGN "Order per key").
+    /// Whether this instance may run the relay (one per store; see docs/ARCHITECTURE.md "Order per
+    /// key in the relay").
     async fn try_relay_lock(&self) -> Result<bool, StoreError>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -49,11 +50,11 @@ pub trait Store: EmailStore + EventStore + Send + Sync {
     async fn coupons_of_order(&self, order_id: &str) -> Result<Vec<CouponRow>, StoreError>;
     /// Remaining stock counters: (insert, slot, used).
     async fn stock_used(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
-    /// A packing station's confirmation (CONTRACT §7): `lines` has one entry per insert of
+    /// A packing station's confirmation (docs/REFERENCE.md §7): `lines` has one entry per insert of
     /// the order's decision, in its order. The first confirmation moves each given insert to
-    /// `packed` or `not_packed` (DESIGN's insert state machine, so nothing settled by a
-    /// cancellation is settled twice) with its effects — an unpacked coupon is voided with a
-    /// `coupon.voided` message, an `other` goes back to stock, an `out_of_stock` empties the
+    /// `packed` or `not_packed` (the insert state machine of docs/ARCHITECTURE.md, so nothing
+    /// settled by a cancellation is settled twice) with its effects — an unpacked coupon is
+    /// voided with a `coupon.voided` message, an `other` goes back to stock, an `out_of_stock` empties the
     /// stock counter it drew on (its allocation in `rules`) — all in one write transaction.
     /// The same station and lines again are `Repeated`; different ones are a `Conflict`.
     async fn confirm_packed(

@@ -154,7 +154,7 @@ pub struct StoredDecision {
     pub packed: Option<PackedConfirmation>,
 }
 
-/// Why a station did not pack an insert (CONTRACT §7), and so what happens to its stock.
+/// Why a station did not pack an insert (docs/REFERENCE.md §7), and so what happens to its stock.
 #[derive(
     Debug,
     Clone,

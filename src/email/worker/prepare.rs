@@ -1,5 +1,5 @@
 //! The first stage of the sender: due jobs claimed a batch at a time, the facts of their checks
-//! read in one go, each checked again (CONTRACT §5) and rendered; what ends here (skipped,
+//! read in one go, each checked again (docs/REFERENCE.md §5) and rendered; what ends here (skipped,
 //! waiting for quiet hours, not renderable, given up) goes to the recorder, the rest waits
 //! for a sending slot.
 

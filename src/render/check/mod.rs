@@ -1,6 +1,6 @@
 //! The check `packwell validate` runs over a template: its size and nesting first, then its
 //! syntax (with messages a marketer can act on), then every name it reads or calls, by a walk
-//! over the parsed syntax tree against the data of CONTRACT §6 ([`shape`]).
+//! over the parsed syntax tree against the data of docs/REFERENCE.md §6 ([`shape`]).
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! What a template may read (CONTRACT §6): the shape of the data given to notes and to
+//! What a template may read (docs/REFERENCE.md §6): the shape of the data given to notes and to
 //! e-mails, as far as the checker can know it ahead of rendering.
 
 #[derive(Clone, Copy, Debug)]

@@ -12,7 +12,7 @@ fn coupon() -> Value {
             "expires_on": "2027-01-19" })
 }
 
-/// A context with every key of CONTRACT §6, as the callers build it.
+/// A context with every key of docs/REFERENCE.md §6, as the callers build it.
 fn ctx(first_name: &str, locale: &str) -> Value {
     json!({
         "customer": { "first_name": first_name, "last_name": null,

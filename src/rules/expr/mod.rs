@@ -1,4 +1,5 @@
-//! Conditions: ZEN expressions checked against the variables of CONTRACT §2 and compiled once.
+//! Conditions: ZEN expressions checked against the variables of docs/REFERENCE.md §2 and compiled
+//! once.
 
 use zen_expression::Expression;
 use zen_expression::expression::Standard;

@@ -1,5 +1,5 @@
-//! The variables a rule condition may read (CONTRACT §2), as the type zen-expression checks a
-//! condition against, and their dotted paths for "did you mean" hints.
+//! The variables a rule condition may read (docs/REFERENCE.md §2), as the type zen-expression
+//! checks a condition against, and their dotted paths for "did you mean" hints.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,7 +18,7 @@ fn nullable(t: T) -> T {
     T::Nullable(Rc::new(t))
 }
 
-/// The variables a rule condition may read (CONTRACT §2), with nullable members marked.
+/// The variables a rule condition may read (docs/REFERENCE.md §2), with nullable members marked.
 pub fn context_type(with_delivery: bool) -> T {
     let item = obj(&[
         ("sku", T::String),

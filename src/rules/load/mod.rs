@@ -1,5 +1,5 @@
 //! Loading a rules folder: TOML syntax, unknown keys, types, then every semantic check of
-//! CONTRACT §2, all reported at once with the file, line and column they point at.
+//! docs/REFERENCE.md §2, all reported at once with the file, line and column they point at.
 //!
 //! Here: [`load_rules`], the findings and where they point. Next to it: `files` (which files,
 //! the version hash, one file parsed), `keys` (the keys each table may have), `names` (ids and

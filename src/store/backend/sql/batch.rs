@@ -1,7 +1,7 @@
 //! Applying a batch of events: the state its events touch is loaded in bulk
 //! ([`batch_load`](super::batch_load)), the one event path ([`crate::step`]) runs over each
 //! event, and the effects are written in bulk ([`batch_write`](super::batch_write)), all in one
-//! transaction fenced by the partition's epoch (DESIGN "Fencing after a rebalance").
+//! transaction fenced by the partition's epoch (docs/ARCHITECTURE.md "Fencing after a rebalance").
 //!
 //! Counter claims are totals per key, each a conditional upsert; when one fails (another
 //! instance took what the batch's view still showed) the batch is rolled back and applied again

@@ -1,5 +1,5 @@
-//! The hand-over of a batch of e-mail jobs, in one write transaction (DESIGN "E-mail jobs"):
-//! each job is marked `sending` (with its rendered message, its coupons issued) before the
+//! The hand-over of a batch of e-mail jobs, in one write transaction (docs/ARCHITECTURE.md "E-mail
+//! jobs"): each job is marked `sending` (with its rendered message, its coupons issued) before the
 //! worker sends it, so that a crash can never send it twice. Locks are taken in one order:
 //! the customers' (the frequency cap's), then the profiles of jobs that give coupons, then
 //! the jobs' rows, each set sorted, as the consumer's batch takes profiles before jobs.

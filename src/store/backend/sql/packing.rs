@@ -85,7 +85,7 @@ impl This {
         for (seq, line) in lines.iter().enumerate() {
             let state = if line.packed { "packed" } else { "not_packed" };
             let reason = line.reason.map(NotPackedReason::as_str);
-            // Only from `given` (DESIGN's insert state machine).
+            // Only from `given` (the insert state machine of docs/ARCHITECTURE.md).
             let moved = sqlx::query(
                 "UPDATE given_inserts SET state = $1, reason = $2 WHERE order_id = $3 AND seq = $4 AND insert_id = $5 AND state = 'given' RETURNING kind, stock_slot",
             )
