@@ -116,8 +116,8 @@ pub fn load_template(
     Some(Templates::load(&dir))
 }
 
-/// Template data of CONTRACT §6: the example order, and an order at the edges of what an event
-/// may hold.
+/// Template data of docs/REFERENCE.md §6: the example order, and an order at the edges of
+/// what an event may hold.
 fn template_contexts() -> &'static [Value] {
     static CONTEXTS: OnceLock<Vec<Value>> = OnceLock::new();
     CONTEXTS.get_or_init(|| {
