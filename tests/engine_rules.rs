@@ -284,6 +284,15 @@ fn an_evaluation_error_counts_as_false_with_reason_error() {
     let s = d.skipped.iter().find(|s| s.rule_id == "r").unwrap();
     assert_eq!(s.reason, SkipReason::Error);
     assert!(s.message.as_deref().is_some_and(|m| !m.is_empty()));
+    // The engine logs nothing itself: the problem comes out as data, for the store to log.
+    assert!(
+        rp.effects
+            .problems
+            .iter()
+            .any(|p| p.starts_with("order 1: rule r: its condition could not be evaluated: ")),
+        "{:?}",
+        rp.effects.problems
+    );
 }
 
 #[test]

@@ -60,8 +60,10 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
         costs,
         rules_given,
         exposures,
+        mut problems,
         ..
     } = parcel;
+    problems.extend(super::followups::problems_of(&followup_skips));
     skipped.extend(followup_skips);
 
     Outcome {
@@ -83,6 +85,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
         rules_given,
         followup_holdouts,
         exposures,
+        problems,
     }
 }
 
@@ -101,6 +104,8 @@ struct Parcel<'i, 'a> {
     costs: Vec<Cost>,
     rules_given: Vec<String>,
     exposures: Vec<Exposure>,
+    /// What could not be evaluated or rendered, for the log ([`Outcome::problems`]).
+    problems: Vec<String>,
     // Counter use within this decision, on top of the view.
     stock_taken: BTreeMap<(String, StockSlot), u32>,
     budget_taken: BTreeMap<(String, Currency), Decimal>,
@@ -126,6 +131,7 @@ impl<'i, 'a> Parcel<'i, 'a> {
             costs: Vec::new(),
             rules_given: Vec::new(),
             exposures: Vec::new(),
+            problems: Vec::new(),
             stock_taken: BTreeMap::new(),
             budget_taken: BTreeMap::new(),
             codes_used: Vec::new(),
@@ -141,7 +147,10 @@ impl<'i, 'a> Parcel<'i, 'a> {
             let matched = match evaluate(&seg.when, &ctx.root, vm) {
                 Ok(m) => m,
                 Err(message) => {
-                    tracing::warn!(segment = %seg.id, order_id = %self.input.order.id, %message, "segment condition could not be evaluated");
+                    self.problems.push(format!(
+                        "segment {}: its condition could not be evaluated: {message}",
+                        seg.id
+                    ));
                     false
                 }
             };
@@ -257,7 +266,10 @@ impl<'i, 'a> Parcel<'i, 'a> {
                 return false;
             }
             Err(message) => {
-                tracing::warn!(rule = %rule.id, order_id = %self.input.order.id, %message, "rule condition could not be evaluated");
+                self.problems.push(format!(
+                    "rule {}: its condition could not be evaluated: {message}",
+                    rule.id
+                ));
                 self.skip(rule, SkipReason::Error, None, Some(message));
                 self.outcome(rule, Some(SkipReason::Error), "");
                 return false;
@@ -508,7 +520,10 @@ impl<'i, 'a> Parcel<'i, 'a> {
             let text = match rules.templates.render_note_with(template, data) {
                 Ok(t) => t,
                 Err(e) => {
-                    tracing::warn!(rule = %rule.id, insert = %rules.inserts[idx].id, error = %e, "note could not be rendered");
+                    self.problems.push(format!(
+                        "rule {}, insert {}: the note could not be rendered: {e}",
+                        rule.id, rules.inserts[idx].id
+                    ));
                     String::new()
                 }
             };

@@ -238,6 +238,9 @@ pub struct Outcome {
     /// Each rule that gave, was held out or ran in shadow, with what it gave or would have
     /// given: the effect report's attribution data.
     pub exposures: Vec<Exposure>,
+    /// What could not be evaluated or rendered (a condition, a note), as sentences for the
+    /// log. The engine does no I/O: whoever applies the decision logs them.
+    pub problems: Vec<String>,
 }
 
 /// How a rule met a customer in a decision, for the effect report.

@@ -100,18 +100,30 @@ pub fn schedule_followups(
                 due_at: format_time(after(at, f.after)),
             }),
             Ok(false) => {}
-            Err(message) => {
-                tracing::warn!(followup = %f.id, %message, "follow-up condition could not be evaluated");
-                skipped.push(Skip {
-                    rule_id: f.id.clone(),
-                    insert_id: None,
-                    reason: SkipReason::Error,
-                    message: Some(message),
-                })
-            }
+            Err(message) => skipped.push(Skip {
+                rule_id: f.id.clone(),
+                insert_id: None,
+                reason: SkipReason::Error,
+                message: Some(message),
+            }),
         }
     }
     (scheduled, skipped)
+}
+
+/// The follow-ups whose condition could not be evaluated, as sentences for the log (the
+/// skips say so too, with reason `error`).
+pub fn problems_of(skipped: &[Skip]) -> impl Iterator<Item = String> + '_ {
+    skipped
+        .iter()
+        .filter(|s| s.reason == SkipReason::Error)
+        .map(|s| {
+            format!(
+                "follow-up {}: its condition could not be evaluated: {}",
+                s.rule_id,
+                s.message.as_deref().unwrap_or("")
+            )
+        })
 }
 
 /// Follow-ups scheduled by a later event about an order (shipped, delivered).

@@ -25,7 +25,9 @@ pub use decision::{
     GivenInsert, NoteGiven, Outcome, RULES_VERSION_PATTERN, SCHEMA_VERSION, ScheduledFollowup,
     Skip, SkipReason,
 };
-pub use followups::{followup_holds, followups_for_event, held_out_followups, schedule_followups};
+pub use followups::{
+    followup_holds, followups_for_event, held_out_followups, problems_of, schedule_followups,
+};
 pub use holdout::{holdout_bucket, in_holdout};
 
 use crate::coupon::CouponKey;

@@ -38,6 +38,12 @@ pub(super) fn decide(
         explain,
     });
     let customer_since = profile.first_order_at;
+    effects.problems.extend(
+        outcome
+            .problems
+            .iter()
+            .map(|p| format!("order {}: {p}", order.id)),
+    );
     record_decision(
         state,
         effects,
@@ -239,6 +245,9 @@ pub(super) fn followups(
     let (scheduled, skipped) =
         engine::followups_for_event(env.rules, profile, &order, trigger, at, late_days);
     let held_out = engine::held_out_followups(env.rules, &skipped, at);
+    effects
+        .problems
+        .extend(engine::problems_of(&skipped).map(|p| format!("order {order_id}: {p}")));
     schedule_emails(
         effects,
         order_id,

@@ -39,6 +39,9 @@ pub struct Effects {
     /// may touch a row only once), in key order.
     pub first_exposures: BTreeMap<FirstExposureKey, FirstExposure>,
     pub feedback: Vec<FeedbackInsert>,
+    /// What a decision could not evaluate or render, as sentences: the step is pure, so the
+    /// store logs them when it applies the batch. They are not written.
+    pub problems: Vec<String>,
     /// Customers subscribed again through the shop, with the time: an unsubscribe by link
     /// from before then no longer holds.
     pub resubscribed: Vec<(String, i64)>,
@@ -271,6 +274,7 @@ impl Effects {
             self.expose(key, first);
         }
         self.feedback.extend(later.feedback);
+        self.problems.extend(later.problems);
         self.resubscribed.extend(later.resubscribed);
         self.profiles.extend(later.profiles);
         self.orders.extend(later.orders);

@@ -211,18 +211,23 @@ impl This {
 
 /// The step, with a panic caught so that it cannot take the consumer down: the transaction
 /// rolls back and the caller tries the batch again, then sets the event aside
-/// (`store::apply_guarded`).
+/// (`store::apply_guarded`). What the decision could not evaluate or render goes to the log
+/// here, at the edge: the step itself is pure.
 fn step_guarded(
     state: &mut State,
     effects: &mut Effects,
     input: &Input,
     env: &step::Env,
 ) -> Result<Stepped, StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         step::apply(state, effects, input, env)
     }))
     .map_err(|panic| StoreError::Panicked {
         offset: input.offset,
         message: crate::panic_message(&*panic),
-    })
+    })?;
+    for problem in effects.problems.drain(..) {
+        tracing::warn!(offset = input.offset, "{problem}");
+    }
+    Ok(stepped)
 }
