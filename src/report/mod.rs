@@ -184,8 +184,7 @@ pub struct RuleEffect {
     pub extra_revenue: Amounts,
     /// Later orders of the treated beyond the held-out group's rate.
     pub extra_orders: Option<f64>,
-    /// What was given to the treated (docs/REFERENCE.md §2: coupons at face value, items at unit
-    /// cost).
+    /// What was given to the treated: coupons at face value, items at unit cost.
     pub cost: Amounts,
     /// What the held-out customers (or a shadow rule's) would have been given.
     pub would_have_cost: Amounts,
