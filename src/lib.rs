@@ -17,6 +17,8 @@
 //! - [`message`]: the messages the outbox sends (coupons, customer preferences, the DLQ) as
 //!   types, and the JSON Schemas of every message, generated from them.
 //! - [`report`]: the effect report: treated against held-out customers, per rule.
+//! - [`connector`]: Shopify and WooCommerce: their webhooks in as events, Packwell's codes out
+//!   into their checkout.
 //! - [`service`]: `packwell run`: consumer, relay, e-mail sender, reloads; it starts [`http`].
 //! - [`http`]: the HTTP layer: routes (one file per group), their state, errors, tokens.
 //! - [`metrics`]: the Prometheus metrics every part counts into.
@@ -39,6 +41,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connector;
 pub mod coupon;
 pub mod email;
 pub mod engine;

@@ -6,8 +6,20 @@ use super::{Config, ConfigError, Settings};
 use std::path::Path;
 
 const SECTIONS: &[&str] = &[
-    "kafka", "store", "decide", "http", "email", "coupons", "shop", "service",
+    "kafka",
+    "store",
+    "decide",
+    "http",
+    "email",
+    "coupons",
+    "shop",
+    "service",
+    "connectors",
 ];
+
+/// The sub-sections of `[connectors]`: `PACKWELL_CONNECTORS_SHOPIFY_ACCESS_TOKEN` sets
+/// `[connectors.shopify] access_token`.
+const CONNECTOR_SECTIONS: &[&str] = &["shopify", "woocommerce"];
 
 impl Config {
     /// Loads the file (if given) and the `PACKWELL_*` variables of `env` over the defaults.
@@ -39,10 +51,24 @@ impl Config {
                 continue;
             };
             let key = &rest[section.len() + 1..];
-            let value = typed_env_value(&defaults, section, key, &name, value)?;
-            let entry = table
+            let mut entry = table
                 .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let (key, value) = match CONNECTOR_SECTIONS
+                .iter()
+                .find(|s| *section == "connectors" && key.starts_with(&format!("{s}_")))
+            {
+                Some(platform) => {
+                    if let toml::Value::Table(t) = entry {
+                        entry = t
+                            .entry(platform.to_string())
+                            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    }
+                    let key = &key[platform.len() + 1..];
+                    (key, connector_env_value(key, value))
+                }
+                None => (key, typed_env_value(&defaults, section, key, &name, value)?),
+            };
             if let toml::Value::Table(t) = entry {
                 t.insert(key.to_string(), value);
             }
@@ -60,6 +86,28 @@ impl Config {
     /// Loads from the process environment.
     pub fn from_env(file: Option<&Path>) -> Result<Config, ConfigError> {
         Config::load(file, std::env::vars())
+    }
+}
+
+/// A connector setting's text from the environment: `webhook_secrets` a comma-separated list,
+/// `sync_coupons` a boolean and `max_rps` a number when they read as one (else the text, which
+/// the check then names), anything else text.
+fn connector_env_value(key: &str, value: String) -> toml::Value {
+    match key {
+        "webhook_secrets" => toml::Value::Array(
+            value
+                .split(',')
+                .map(|s| toml::Value::String(s.trim().to_string()))
+                .collect(),
+        ),
+        "sync_coupons" if matches!(value.trim(), "true" | "false") => {
+            toml::Value::Boolean(value.trim() == "true")
+        }
+        "max_rps" => match value.trim().parse::<i64>() {
+            Ok(n) => toml::Value::Integer(n),
+            Err(_) => toml::Value::String(value),
+        },
+        _ => toml::Value::String(value),
     }
 }
 
@@ -120,6 +168,26 @@ mod tests {
         assert_eq!(c.kafka.brokers.as_deref(), Some("env:9092"));
         assert_eq!(c.kafka.group, "packwell");
         assert_eq!(c.coupons.key_file, PathBuf::from("data/coupon.key"));
+    }
+
+    #[test]
+    fn connector_settings_come_from_the_environment_too() {
+        let c = Config::load(
+            None,
+            [
+                ("PACKWELL_CONNECTORS_SHOPIFY_WEBHOOK_SECRETS", "old, new"),
+                ("PACKWELL_CONNECTORS_SHOPIFY_MAX_RPS", "9"),
+                ("PACKWELL_CONNECTORS_MAX_BODY_BYTES", "4096"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        let shopify = c.settings().connectors.shopify.clone().unwrap();
+        let secrets: Vec<&str> = shopify.webhook_secrets.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(secrets, ["old", "new"]);
+        assert_eq!(shopify.max_rps, 9);
+        assert_eq!(c.settings().connectors.max_body_bytes, 4096);
+        assert!(!c.to_masked_toml().contains("old"));
     }
 
     #[test]

@@ -165,6 +165,27 @@ impl Config {
                 *secret = Some(Secret(MASK.into()));
             }
         }
+        for shop in [&mut masked.connectors.shopify, &mut masked.connectors.woocommerce]
+            .into_iter()
+            .flatten()
+        {
+            for secret in &mut shop.webhook_secrets {
+                *secret = Secret(MASK.into());
+            }
+            for secret in [
+                &mut shop.access_token,
+                &mut shop.consumer_key,
+                &mut shop.consumer_secret,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *secret = Secret(MASK.into());
+            }
+            for url in [&mut shop.admin_url, &mut shop.url].into_iter().flatten() {
+                *url = mask_url_password(url);
+            }
+        }
         toml::to_string_pretty(&masked).unwrap_or_default()
     }
 }

@@ -6,11 +6,16 @@
 
 use serde::{Deserialize, Serialize};
 
+mod connectors;
 mod load;
 mod mask;
 mod sections;
 mod settings;
 mod tokens;
+pub use connectors::{
+    CategorySource, ConnectorSettings, ConnectorsConfig, DEFAULT_WEBHOOK_BODY_BYTES, Platform,
+    ShopApi, ShopConnector, ShopConnectorConfig,
+};
 pub use mask::{MASK, mask_url_password};
 pub use sections::{
     CouponsConfig, DecideConfig, EmailConfig, HttpConfig, KafkaConfig, Secret, ServiceConfig,
@@ -33,6 +38,7 @@ pub struct Config {
     pub coupons: CouponsConfig,
     pub shop: ShopConfig,
     pub service: ServiceConfig,
+    pub connectors: ConnectorsConfig,
     /// The sections above parsed, by `Config::load` (the defaults' for `Config::default()`).
     /// Not a setting of its own: neither read from the file nor printed.
     #[serde(skip)]
@@ -69,6 +75,7 @@ impl Config {
             http: &self.http,
             email: &self.email,
             service: &self.service,
+            connectors: &self.connectors,
         }
     }
 

@@ -22,6 +22,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub email: EmailSettings,
     pub service: ServiceSettings,
+    pub connectors: super::ConnectorSettings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +126,7 @@ pub(super) struct Sections<'a> {
     pub http: &'a HttpConfig,
     pub email: &'a EmailConfig,
     pub service: &'a ServiceConfig,
+    pub connectors: &'a super::ConnectorsConfig,
 }
 
 /// The documented defaults, parsed: what a `Config` holds before (or without) loading.
@@ -137,6 +139,7 @@ impl Default for Settings {
             http: &HttpConfig::default(),
             email: &EmailConfig::default(),
             service: &ServiceConfig::default(),
+            connectors: &super::ConnectorsConfig::default(),
         })
         .expect("the documented defaults are valid")
     }
@@ -185,6 +188,7 @@ impl Settings {
         let kafka = parse_kafka(c.kafka, c.email)?;
         let email = parse_email(c.email)?;
         let http = parse_http(c.http)?;
+        let connectors = super::connectors::parse_connectors(c.connectors)?;
         Ok(Settings {
             kafka,
             store: StoreSettings { retention },
@@ -192,6 +196,7 @@ impl Settings {
             http,
             email,
             service: ServiceSettings { shutdown_timeout },
+            connectors,
         })
     }
 }
