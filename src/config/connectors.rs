@@ -184,7 +184,10 @@ impl ShopConnector {
     /// The warehouse of an order shipped to `country` (any case), else the default.
     pub fn warehouse_for(&self, country: Option<&str>) -> &str {
         country
-            .and_then(|c| self.warehouse_by_country.get(&c.trim().to_ascii_uppercase()))
+            .and_then(|c| {
+                self.warehouse_by_country
+                    .get(&c.trim().to_ascii_uppercase())
+            })
             .unwrap_or(&self.warehouse)
     }
 }
@@ -244,16 +247,27 @@ fn parse_shop(platform: Platform, c: &ShopConnectorConfig) -> Result<ShopConnect
     let category = category_source(platform, c, &section)?;
     let needs_api = matches!(
         category,
-        CategorySource::ProductType | CategorySource::TagPrefix(_) | CategorySource::ProductCategories
+        CategorySource::ProductType
+            | CategorySource::TagPrefix(_)
+            | CategorySource::ProductCategories
     );
     let credentials = match platform {
         Platform::Shopify => "admin_url and access_token",
         Platform::WooCommerce => "url, consumer_key and consumer_secret",
     };
     if needs_api && api.is_none() {
+        let shown = match &category {
+            CategorySource::ProductType => "product_type".to_string(),
+            CategorySource::TagPrefix(p) => format!("tag:{p}"),
+            _ => "product_categories".to_string(),
+        };
+        let default = if c.category.is_none() {
+            " (the default)"
+        } else {
+            ""
+        };
         return Err(invalid(format!(
-            "{section} category = {:?}: it is looked up through the shop's API, which needs {credentials}",
-            c.category.as_deref().unwrap_or_default()
+            "{section} category = {shown:?}{default}: it is looked up through the shop's API, which needs {credentials}; or use category = \"catalogue\""
         )));
     }
     if c.sync_coupons && api.is_none() {
@@ -323,7 +337,9 @@ fn category_source(
         (Platform::WooCommerce, "product_categories") => CategorySource::ProductCategories,
         _ => {
             let expected = match platform {
-                Platform::Shopify => "\"vendor\", \"catalogue\", \"product_type\" or \"tag:PREFIX\"",
+                Platform::Shopify => {
+                    "\"vendor\", \"catalogue\", \"product_type\" or \"tag:PREFIX\""
+                }
                 Platform::WooCommerce => "\"catalogue\" or \"product_categories\"",
             };
             return Err(invalid(format!(
@@ -436,7 +452,11 @@ mod tests {
                 "category = \"colour\": expected",
             ),
             (
-                "[woocommerce]\nwebhook_secrets = [\"a\"]\nsync_coupons = true\n",
+                "[woocommerce]\nwebhook_secrets = [\"a\"]\n",
+                "category = \"product_categories\" (the default)",
+            ),
+            (
+                "[woocommerce]\nwebhook_secrets = [\"a\"]\ncategory = \"catalogue\"\ncatalogue = \"c.csv\"\nsync_coupons = true\n",
                 "sync_coupons = true",
             ),
             (

@@ -183,7 +183,11 @@ mod tests {
         )
         .unwrap();
         let shopify = c.settings().connectors.shopify.clone().unwrap();
-        let secrets: Vec<&str> = shopify.webhook_secrets.iter().map(|s| s.0.as_str()).collect();
+        let secrets: Vec<&str> = shopify
+            .webhook_secrets
+            .iter()
+            .map(|s| s.0.as_str())
+            .collect();
         assert_eq!(secrets, ["old", "new"]);
         assert_eq!(shopify.max_rps, 9);
         assert_eq!(c.settings().connectors.max_body_bytes, 4096);

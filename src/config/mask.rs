@@ -165,9 +165,12 @@ impl Config {
                 *secret = Some(Secret(MASK.into()));
             }
         }
-        for shop in [&mut masked.connectors.shopify, &mut masked.connectors.woocommerce]
-            .into_iter()
-            .flatten()
+        for shop in [
+            &mut masked.connectors.shopify,
+            &mut masked.connectors.woocommerce,
+        ]
+        .into_iter()
+        .flatten()
         {
             for secret in &mut shop.webhook_secrets {
                 *secret = Secret(MASK.into());
