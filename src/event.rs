@@ -28,12 +28,14 @@ pub enum RejectReason {
     TooLarge,
     /// The decision path failed on this event twice; it is set aside so the partition moves on.
     InternalError,
+    /// A shop webhook that could not be turned into an event (docs/REFERENCE.md §8).
+    Unmappable,
 }
 
 impl RejectReason {
     /// Every reason: the `packwell-reason` values the DLQ headers' schema lists (a test holds
     /// this list against an exhaustive `match`).
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::InvalidJson,
         RejectReason::UnknownType,
         RejectReason::MissingField,
@@ -43,6 +45,7 @@ impl RejectReason {
         RejectReason::OutOfRange,
         RejectReason::TooLarge,
         RejectReason::InternalError,
+        RejectReason::Unmappable,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -56,6 +59,7 @@ impl RejectReason {
             RejectReason::OutOfRange => "out_of_range",
             RejectReason::TooLarge => "too_large",
             RejectReason::InternalError => "internal_error",
+            RejectReason::Unmappable => "unmappable",
         }
     }
 }

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub paused: IntGauge,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
+    pub webhooks: IntCounterVec,
     pub email: EmailMetrics,
 }
 
@@ -166,6 +167,11 @@ impl Metrics {
                 &["route"],
             )
             .expect("metric"),
+            webhooks: counter_vec(
+                "webhooks_total",
+                "Shop webhooks received, by platform and outcome (produced, duplicate, ignored, unmappable, bad_signature, order_not_stored, unavailable, ...).",
+                &["platform", "outcome"],
+            ),
             email: EmailMetrics::new(),
             registry,
         };
@@ -182,6 +188,7 @@ impl Metrics {
             Box::new(m.paused.clone()),
             Box::new(m.http_requests.clone()),
             Box::new(m.http_seconds.clone()),
+            Box::new(m.webhooks.clone()),
         ];
         for c in collectors.into_iter().chain(m.email.collectors()) {
             // Registering distinct names in a fresh registry succeeds.

@@ -685,6 +685,7 @@ fn the_openapi_document_matches_the_routes() {
         ("POST", "/u/{token}"),
         ("POST", "/v1/email-events"),
         ("GET", "/v1/report"),
+        ("POST", "/v1/ingest/{platform}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -8,6 +8,7 @@ mod dlq;
 mod email;
 mod forget;
 mod import;
+mod ingest;
 mod preview;
 mod report;
 pub use report::ReportFormat;
@@ -119,6 +120,9 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Operator view and control of follow-up e-mails, in the store the configuration names.
     Email(email::EmailArgs),
+    /// Only the shop webhook routes (Shopify, WooCommerce), for deployments that keep that edge
+    /// apart; needs the PostgreSQL store. `ingest replay` maps a saved webhook body offline.
+    Ingest(ingest::IngestArgs),
 }
 
 /// A command's failure: the exit code and what to say on stderr.
@@ -162,6 +166,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Coupon(args) => coupon::run(args),
         Command::Dlq(args) => dlq::run(args),
         Command::Email(args) => email::run(args),
+        Command::Ingest(args) => ingest::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,10 @@
 //! `/healthz` (the process answers), `/readyz` (store and Kafka reachable, rules loaded, no
 //! worker failed, as JSON) and `/metrics` (Prometheus text).
 
-use super::state::AppState;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -36,8 +35,15 @@ pub trait Health: Send + Sync {
     fn stopping(&self) -> bool;
 }
 
-/// The documented operations routes.
-pub fn routes() -> OpenApiRouter<AppState> {
+/// The documented operations routes, for the service's state or the webhook edge's
+/// (`packwell ingest`).
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<dyn Store>: FromRef<S>,
+    Arc<dyn Health>: FromRef<S>,
+    Arc<Metrics>: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))

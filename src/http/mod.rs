@@ -12,6 +12,7 @@ mod caller;
 mod email;
 pub mod error;
 pub mod health;
+mod ingest;
 mod report;
 mod state;
 mod station;
@@ -47,6 +48,7 @@ use utoipa_axum::router::OpenApiRouter;
     modifiers(&BearerAuth),
     tags(
         (name = "station", description = "Packing stations (a bearer token from `[http] tokens`)"),
+        (name = "connectors", description = "Shop webhooks (authenticated by the platform's signature)"),
         (name = "email", description = "Unsubscribe links (the signed token is the proof) and the e-mail provider's bounces and complaints (a bearer token without a warehouse limit)"),
         (name = "operations", description = "Health, readiness and metrics (no token)")
     )
@@ -66,43 +68,75 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The documented routes and their OpenAPI document.
-pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The documented routes and their OpenAPI document; the shop webhook routes apart, since
+/// their body limit is not the API's.
+pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
         .merge(station::routes())
         .merge(email::routes())
         .merge(report::routes())
-        .split_for_parts()
+        .split_for_parts();
+    let (webhooks, webhook_document) = ingest::routes().split_for_parts();
+    document.merge(webhook_document);
+    (routes, webhooks, document)
 }
 
 /// Every route, with the limits and the one middleware every answer goes through.
 pub fn router(state: AppState, limits: Limits) -> Router {
-    let (documented, document) = api();
+    let (documented, webhooks, document) = api();
     // Built once: the document does not change while the service runs.
     let document = document.to_pretty_json().unwrap_or_default();
-    documented
+    let routes = documented
         .route(
             "/openapi.json",
             get(move || async move { ([("content-type", "application/json")], document) }),
         )
-        .route("/station", get(station::page))
-        // Layers run outside-in from the last: `answer` sees every answer (it counts them,
-        // marks those with order data not to be cached, errors included, and gives errors
-        // the JSON body), then the timeouts and the body limit apply. A body that does not come within the timeout is
-        // the client's doing (408); an answer not ready within twice the timeout is the
-        // server's (503, which clients do not take as their own fault).
+        .route("/station", get(station::page));
+    let metrics = state.metrics.clone();
+    limited(routes, webhooks, limits, metrics).with_state(state)
+}
+
+/// The routes with their limits, and the one middleware every answer goes through. Layers run
+/// outside-in from the last: `answer` sees every answer (it counts them, marks those with
+/// order data not to be cached, errors included, and gives errors the JSON body), then the
+/// timeouts and the body limit apply (the webhooks' own for `webhooks`). A body that does not
+/// come within the timeout is the client's doing (408); an answer not ready within twice the
+/// timeout is the server's (503, which clients do not take as their own fault).
+fn limited<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    webhooks: Router<S>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+) -> Router<S> {
+    routes
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .merge(webhooks.layer(RequestBodyLimitLayer::new(limits.max_webhook_bytes)))
         .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout * 2,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            answer,
-        ))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(metrics, answer))
+}
+
+/// What the webhook edge (`packwell ingest`) serves from: the webhooks, and what its health
+/// routes read.
+#[derive(Clone, axum::extract::FromRef)]
+pub struct EdgeState {
+    pub webhooks: Arc<crate::connector::Webhooks>,
+    pub store: Arc<dyn crate::store::Store>,
+    pub health: Arc<dyn Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The webhook edge's routes: the shop webhooks, `/healthz`, `/readyz` and `/metrics`, with
+/// the same timeouts and answers as the service's.
+pub fn edge_router(state: EdgeState, limits: Limits) -> Router {
+    let (webhooks, _) = ingest::routes::<EdgeState>().split_for_parts();
+    let (operations, _) = health::routes::<EdgeState>().split_for_parts();
+    let metrics = state.metrics.clone();
+    limited(operations, webhooks, limits, metrics).with_state(state)
 }
 
 /// Open connections at most: past it, accepting waits until one closes (the kernel's backlog
@@ -213,6 +247,8 @@ fn connection_ended(ended: Result<(), tokio::task::JoinError>) {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// `[connectors] max_body_bytes`: shop webhooks' own limit.
+    pub max_webhook_bytes: usize,
     pub request_timeout: Duration,
 }
 

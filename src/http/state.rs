@@ -29,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` asks of the service.
     pub health: Arc<dyn Health>,
+    /// The shop webhooks' connectors (none configured: the routes answer 404).
+    pub webhooks: Arc<crate::connector::Webhooks>,
     /// Wakes the relay when a request wrote outbox rows (an unsubscribe, a suppression).
     pub outbox_written: Arc<Notify>,
 }

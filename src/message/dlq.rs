@@ -24,19 +24,20 @@ pub struct DlqHeaders {
     #[serde(rename = "packwell-error")]
     #[schemars(length(min = 1))]
     error: String,
-    /// The topic the event was read from; for `packwell import`, the imported file.
+    /// The topic the event was read from; for `packwell import`, the imported file; for a shop
+    /// webhook that could not be mapped, the platform and its topic (`shopify:orders/create`).
     #[serde(rename = "packwell-source-topic")]
     source_topic: String,
     /// The partition the event was read from, a decimal integer; empty when it was not read
-    /// from Kafka (`packwell import`).
-    #[serde(rename = "packwell-source-partition")]
+    /// from Kafka (`packwell import`); absent for a shop webhook.
+    #[serde(rename = "packwell-source-partition", skip_serializing_if = "Option::is_none")]
     #[schemars(pattern("^(0|[1-9][0-9]*)?$"))]
-    source_partition: String,
+    source_partition: Option<String>,
     /// The event's offset in that partition (for `packwell import`: its line, counted from 0),
-    /// a decimal integer.
-    #[serde(rename = "packwell-source-offset")]
+    /// a decimal integer; absent for a shop webhook.
+    #[serde(rename = "packwell-source-offset", skip_serializing_if = "Option::is_none")]
     #[schemars(pattern("^(0|[1-9][0-9]*)$"))]
-    source_offset: String,
+    source_offset: Option<String>,
     /// Only when the value was cut at 512 KiB: the original value's size in bytes, a decimal
     /// integer.
     #[serde(rename = "packwell-truncated", skip_serializing_if = "Option::is_none")]
@@ -84,9 +85,40 @@ impl DeadLetter {
         reason: RejectReason,
         error: &str,
     ) -> Self {
-        let source_topic = source.topic.to_string();
         let source_partition = source.partition.map(|p| p.to_string()).unwrap_or_default();
+        Self::cut(
+            key,
+            value,
+            reason,
+            error,
+            source.topic.to_string(),
+            Some((source_partition, offset.to_string())),
+        )
+    }
+
+    /// A shop webhook that could not be mapped: its raw body, with the platform and its topic
+    /// as the source (`shopify:orders/create`) and no partition or offset.
+    pub fn webhook(platform: &str, topic: &str, key: Option<Vec<u8>>, body: &[u8], error: &str) -> Self {
+        Self::cut(
+            key,
+            body,
+            RejectReason::Unmappable,
+            error,
+            format!("{platform}:{topic}"),
+            None,
+        )
+    }
+
+    fn cut(
+        key: Option<Vec<u8>>,
+        value: &[u8],
+        reason: RejectReason,
+        error: &str,
+        source_topic: String,
+        position: Option<(String, String)>,
+    ) -> Self {
         let cut = value.len() > DLQ_MAX_VALUE;
+        let (source_partition, source_offset) = position.unzip();
         DeadLetter {
             key,
             value: value[..value.len().min(DLQ_MAX_VALUE)].to_vec(),
@@ -95,7 +127,7 @@ impl DeadLetter {
                 error: error.to_string(),
                 source_topic,
                 source_partition,
-                source_offset: offset.to_string(),
+                source_offset,
                 truncated: cut.then(|| value.len().to_string()),
             },
         }

@@ -9,8 +9,10 @@
 //! sender finishes the hand-overs under way, the HTTP server finishes its requests.
 
 mod consumer;
+mod edge;
 mod relay;
 pub mod reload;
+pub use edge::run_edge;
 
 use crate::config::Config;
 use crate::coupon::CouponKey;
@@ -260,6 +262,14 @@ pub async fn run(
     let producer: FutureProducer = producer_config(&opts.brokers)
         .create()
         .map_err(|e| format!("Kafka producer for {}: {e}", opts.brokers))?;
+    let webhooks = crate::connector::Webhooks::new(
+        &settings.connectors,
+        product_directory,
+        store.clone(),
+        producer.clone(),
+        shared.metrics.clone(),
+        shared.relay_wake.clone(),
+    )?;
     let mut consumer_cfg = if opts.fast_group {
         fast_consumer_config(&opts.brokers, &config.kafka.group)
     } else {
@@ -348,9 +358,11 @@ pub async fn run(
             metrics: shared.metrics.clone(),
             health: shared.clone(),
             outbox_written: shared.relay_wake.clone(),
+            webhooks: Arc::new(webhooks),
         },
         http::Limits {
             max_body_bytes: settings.http.max_body_bytes,
+            max_webhook_bytes: settings.connectors.max_body_bytes,
             request_timeout: settings.http.request_timeout,
         },
     );
@@ -432,6 +444,13 @@ pub async fn run(
         Some(f) => Err(format!("a worker failed: {f}")),
         None => Ok(()),
     }
+}
+
+/// Where a connector looks products up, for categories that come from the shop's API.
+pub fn product_directory(
+    _shop: &crate::config::ShopConnector,
+) -> Option<Arc<dyn crate::connector::ProductDirectory>> {
+    None
 }
 
 /// The stack of the threads that decide (rule expressions and templates recurse; their depth

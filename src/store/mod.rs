@@ -9,12 +9,14 @@ pub mod emails;
 pub mod events;
 mod scrub;
 pub mod types;
+pub mod webhooks;
 
 pub use attribution::{AttributionData, AttributionQuery};
 pub use backend::{PgStore, SqliteStore};
 pub use emails::{EmailJob, EmailStore};
 pub use events::{EventRow, EventStore, KeptEvent};
 pub use types::*;
+pub use webhooks::{HandledWebhook, WebhookStore};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 /// What every backend offers. Writes go through [`Store::apply_batch`]; reads serve the
 /// station API, the relay and the e-mail worker.
 #[async_trait]
-pub trait Store: EmailStore + EventStore + Send + Sync {
+pub trait Store: EmailStore + EventStore + WebhookStore + Send + Sync {
     /// Applies a batch of events in one transaction (all or nothing), fenced by partition epoch.
     async fn apply_batch(&self, batch: &Batch, env: &DecideEnv) -> Result<BatchReport, StoreError>;
     /// Takes ownership of a partition: bumps its epoch; returns (epoch, next offset).

@@ -39,6 +39,9 @@ mod erase;
 #[path = "sql/events.rs"]
 mod events;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
+#[path = "sql/webhooks.rs"]
+mod webhooks;
+#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/fingerprint.rs"]
 mod fingerprint;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/

@@ -21,6 +21,8 @@ impl This {
             "DELETE FROM decisions WHERE order_id IN (SELECT order_id FROM decisions WHERE decided_at < $1 ORDER BY order_id LIMIT $2)",
             "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
             "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE stored_at < $1 ORDER BY seq LIMIT $2)",
+            "DELETE FROM webhook_deliveries WHERE (platform, delivery_id) IN (SELECT platform, delivery_id FROM webhook_deliveries WHERE received_at < $1 LIMIT $2)",
+            "DELETE FROM webhook_events WHERE event_id IN (SELECT event_id FROM webhook_events WHERE produced_at < $1 LIMIT $2)",
             "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state NOT IN ('pending', 'retry', 'sending') AND created_at < $1 LIMIT $2)",
         ] {
             removed += sqlx::query(sql)
