@@ -13,16 +13,21 @@
 //! is not all there), rows written by `packwell import` (their source is a file: import the
 //! fixed lines again, a replay would have the service decide them), and a row with the same key
 //! and value as one already sent by this run (an event set aside again by an earlier replay).
+//! A shop webhook set aside as `unmappable` is mapped again with the configuration as it is
+//! now (after a fix of the catalogue, say), and the events it becomes are produced: never
+//! the platform's raw body, which the consumer could not read.
 
 use super::send::{Deliveries, MESSAGE_TIMEOUT_MS, connect, produce_to_orders};
 use super::{CliResult, Common, ExistingStore, Failure, load_config};
 use crate::kafka::{DEFAULT_BROKER_ADDR, TOPIC_ORDERS, TOPIC_ORDERS_DLQ};
+use crate::config::Platform;
+use crate::connector::{Mapped, Mapper, StoredOrders};
 use crate::store::DlqRow;
 use chrono::{DateTime, NaiveDate, Utc};
 use rdkafka::producer::{BaseProducer, Producer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// DLQ rows read from the store at a time (a value is at most 512 KiB).
@@ -45,7 +50,9 @@ pub enum DlqCommand {
     /// every one. Replaying is safe: the service skips event ids it processed before, and an
     /// event still invalid goes to `orders.dlq` again. Values cut at 512 KiB (header
     /// `packwell-truncated`) cannot be replayed and are listed by partition and offset; lines
-    /// rejected by `packwell import` are listed too (import the fixed lines again). Rows
+    /// rejected by `packwell import` are listed too (import the fixed lines again). Shop
+    /// webhooks set aside as `unmappable` are mapped again with the configuration as it is now
+    /// and their events produced; those that still map to nothing are listed. Rows
     /// removed by `[store] retention` are no longer in the store: it says so.
     Replay(ReplayArgs),
 }
@@ -104,12 +111,23 @@ fn run_replay(args: &ReplayArgs) -> CliResult {
         return Ok(());
     }
     let producer = connect(&brokers)?;
+    let mappers = mappers(&config)?;
+    let mut remap = |platform: Platform, topic: &str, body: &[u8]| {
+        let mapper = mappers.get(&platform).ok_or_else(|| {
+            format!("the {platform} connector is no longer configured ([connectors.{platform}])")
+        })?;
+        let orders = StoredOrders(store.store());
+        store
+            .runtime()
+            .block_on(mapper.map(topic, body, &orders))
+            .map_err(|e| e.to_string())
+    };
     let mut replay = Replay::default();
     // What stopped producing early; the messages queued before it are still delivered first.
     let mut stopped = None;
     'pages: while let Some(last) = rows.last().map(|r| r.id) {
         for row in &rows {
-            if let Err(e) = replay.row(&producer, row) {
+            if let Err(e) = replay.row(&producer, row, &mut remap) {
                 stopped = Some(format!(
                     "error: cannot send to {TOPIC_ORDERS} at {brokers}: {e}"
                 ));
@@ -150,6 +168,21 @@ fn run_replay(args: &ReplayArgs) -> CliResult {
     Ok(())
 }
 
+/// The configured connectors' mappings, for webhooks set aside as unmappable.
+fn mappers(config: &crate::config::Config) -> Result<HashMap<Platform, Mapper>, Failure> {
+    let connectors = &config.settings().connectors;
+    let mut out = HashMap::new();
+    for shop in [&connectors.shopify, &connectors.woocommerce]
+        .into_iter()
+        .flatten()
+    {
+        let mapper = Mapper::new(shop, crate::service::product_directory(shop))
+            .map_err(|e| Failure::usage(format!("error: {e}")))?;
+        out.insert(shop.platform, mapper);
+    }
+    Ok(out)
+}
+
 /// `--since`: an RFC 3339 time, or a date (midnight UTC).
 pub fn parse_since(s: &str) -> Result<DateTime<Utc>, Failure> {
     let s = s.trim();
@@ -173,6 +206,9 @@ pub enum Disposition {
     Truncated(String),
     /// Rejected by `packwell import` of this file: not from `orders`.
     Imported(String),
+    /// A shop webhook that could not be mapped: mapped again with the configuration as it is
+    /// now, and the events it becomes produced (never the raw body).
+    Webhook { platform: Platform, topic: String },
 }
 
 /// The row's DLQ headers (an empty map when it has none or they do not parse).
@@ -202,7 +238,16 @@ pub fn disposition(row: &DlqRow) -> Disposition {
     match header(&h, "packwell-source-topic") {
         // A scratch store's rows name no source; the service's name `orders`.
         "" | TOPIC_ORDERS => Disposition::Replay,
-        source => Disposition::Imported(source.to_string()),
+        source => match source
+            .split_once(':')
+            .and_then(|(p, topic)| Some((Platform::parse(p)?, topic)))
+        {
+            Some((platform, topic)) => Disposition::Webhook {
+                platform,
+                topic: topic.to_string(),
+            },
+            None => Disposition::Imported(source.to_string()),
+        },
     }
 }
 
@@ -215,6 +260,9 @@ pub fn origin(row: &DlqRow) -> String {
     );
     match disposition(row) {
         Disposition::Imported(source) => format!("{source} line {}", offset_as_line(offset)),
+        Disposition::Webhook { platform, topic } => {
+            format!("{platform}:{topic} webhook (outbox row {})", row.id)
+        }
         _ if partition.is_empty() && offset.is_empty() => format!("outbox row {}", row.id),
         _ => format!("partition {partition} offset {offset}"),
     }
@@ -236,6 +284,8 @@ pub struct Replay {
     /// (origin, original size) of values that were cut.
     pub truncated: Vec<(String, String)>,
     pub imported: Vec<String>,
+    /// Webhooks mapped again that became no event now, and why.
+    pub not_remapped: Vec<String>,
     pub duplicates: usize,
     /// Rows read, and the first and last row id.
     pub rows: usize,
@@ -244,12 +294,38 @@ pub struct Replay {
 }
 
 impl Replay {
-    fn row(&mut self, producer: &BaseProducer<Deliveries>, row: &DlqRow) -> Result<(), String> {
+    fn row(
+        &mut self,
+        producer: &BaseProducer<Deliveries>,
+        row: &DlqRow,
+        remap: &mut dyn FnMut(Platform, &str, &[u8]) -> Result<Mapped, String>,
+    ) -> Result<(), String> {
         if self.decide(row) {
             produce_to_orders(producer, row.key.as_deref(), &row.value, self.sent.len())
                 .map_err(|e| e.to_string())?;
             self.sent.push(origin(row));
+            return Ok(());
         }
+        let Disposition::Webhook { platform, topic } = disposition(row) else {
+            return Ok(());
+        };
+        let why = match remap(platform, &topic, &row.value) {
+            Ok(Mapped::Events(events)) => {
+                for e in events {
+                    let value = e.value.to_string();
+                    let key = e.customer_id.as_bytes();
+                    produce_to_orders(producer, Some(key), value.as_bytes(), self.sent.len())
+                        .map_err(|e| e.to_string())?;
+                    self.sent.push(format!("{} ({})", origin(row), e.event_id));
+                }
+                return Ok(());
+            }
+            Ok(Mapped::Nothing(why)) => format!("it maps to no event ({why})"),
+            Ok(Mapped::OrderNotStored(order)) => format!("order {order} is not stored yet"),
+            Ok(Mapped::Unmappable(why)) => format!("still unmappable: {why}"),
+            Err(e) => e,
+        };
+        self.not_remapped.push(format!("{}: {why}", origin(row)));
         Ok(())
     }
 
@@ -269,6 +345,7 @@ impl Replay {
                 self.imported.push(origin(row));
                 false
             }
+            Disposition::Webhook { .. } => false,
             Disposition::Replay => {
                 let mut h = Sha256::new();
                 match &row.key {
@@ -324,6 +401,13 @@ impl Replay {
                 list(&self.imported)
             ));
         }
+        if !self.not_remapped.is_empty() {
+            out.push(format!(
+                "note: {} mapped again produced nothing: {}",
+                plural(self.not_remapped.len(), "webhook", "webhooks"),
+                list(&self.not_remapped)
+            ));
+        }
         if self.duplicates > 0 {
             out.push(format!(
                 "note: {} with the same key and value as an earlier one (set aside again after a replay) sent once",
@@ -346,6 +430,7 @@ impl Replay {
             "duplicates": self.duplicates,
             "truncated": self.truncated.iter().map(|(o, size)| json!({"origin": o, "size": size})).collect::<Vec<_>>(),
             "imported": self.imported,
+            "not_remapped": self.not_remapped,
         })
     }
 }
@@ -389,6 +474,37 @@ mod tests {
         json!({"packwell-reason": "invalid_json", "packwell-error": "not valid JSON",
             "packwell-source-topic": "orders", "packwell-source-partition": partition.to_string(),
             "packwell-source-offset": offset.to_string()})
+    }
+
+    #[test]
+    fn unmappable_webhooks_are_mapped_again_not_sent_raw() {
+        let letter = crate::message::DeadLetter::webhook(
+            "shopify",
+            "orders/create",
+            Some(b"d-1".to_vec()),
+            b"{\"id\":1}",
+            "customer: the order names no customer",
+        );
+        let headers: Value = serde_json::from_str(letter.headers.to_json().as_str()).unwrap();
+        let r = row(9, Some("d-1"), "{\"id\":1}", headers);
+        assert_eq!(
+            disposition(&r),
+            Disposition::Webhook {
+                platform: Platform::Shopify,
+                topic: "orders/create".into()
+            }
+        );
+        assert_eq!(origin(&r), "shopify:orders/create webhook (outbox row 9)");
+        let mut replay = Replay::default();
+        assert!(!replay.decide(&r), "the raw body is never produced");
+        // A file imported from a folder named like a platform is still an import.
+        let imported = row(
+            10,
+            None,
+            "{}",
+            json!({"packwell-source-topic": "exports/shopify.ndjson", "packwell-source-offset": "3"}),
+        );
+        assert!(matches!(disposition(&imported), Disposition::Imported(_)));
     }
 
     #[test]
