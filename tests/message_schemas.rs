@@ -166,11 +166,12 @@ fn every_reject_reason() -> Vec<RejectReason> {
         OutOfRange,
         TooLarge,
         InternalError,
+        Unmappable,
     ];
     for r in all {
         match r {
             InvalidJson | UnknownType | MissingField | InvalidValue | KeyMismatch | Conflict
-            | OutOfRange | TooLarge | InternalError => {}
+            | OutOfRange | TooLarge | InternalError | Unmappable => {}
         }
     }
     all.to_vec()
@@ -487,6 +488,24 @@ async fn emitted() -> Vec<OutboxRow> {
         std::slice::from_ref(&sent.customer_id)
     );
     assert!(store.unsubscribe("C-1001", at).await.unwrap());
+    // A shop webhook that could not be mapped: its dead letter names the platform's topic and
+    // no partition or offset.
+    let letter = packwell::message::DeadLetter::webhook(
+        "shopify",
+        "orders/create",
+        Some(b"delivery-1".to_vec()),
+        br#"{"id": 820982911946154508}"#,
+        "customer: the order names no customer (a guest checkout)",
+    );
+    store
+        .record_webhook(&packwell::store::HandledWebhook {
+            platform: "shopify".into(),
+            delivery_id: "delivery-1".into(),
+            event_ids: Vec::new(),
+            dead_letter: Some(letter.into_outbox()),
+        })
+        .await
+        .unwrap();
 
     store.unsent_outbox(10_000).await.unwrap()
 }
