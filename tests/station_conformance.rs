@@ -40,7 +40,11 @@ fn schemathesis_finds_nothing_against_the_openapi_document() {
     let config = work.path().join("packwell.toml");
     std::fs::write(
         &config,
-        format!("[[http.tokens]]\nname = \"conformance\"\ntoken = \"{TOKEN}\"\n"),
+        // A connector on, so that generated webhooks reach the signature check (401).
+        format!(
+            "[[http.tokens]]\nname = \"conformance\"\ntoken = \"{TOKEN}\"\n\
+             [connectors.shopify]\nwebhook_secrets = [\"conformance-secret\"]\n"
+        ),
     )
     .expect("config");
     let service = ServiceProcess::start_with_args(
@@ -94,7 +98,7 @@ fn schemathesis_finds_nothing_against_the_openapi_document() {
             "schemathesis (order id {order_id:?}) found failures:\n{text}"
         );
         assert!(
-            text.contains("10 selected / 10 total"),
+            text.contains("11 selected / 11 total"),
             "every operation: {text}"
         );
     }
