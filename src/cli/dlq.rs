@@ -19,9 +19,9 @@
 
 use super::send::{Deliveries, MESSAGE_TIMEOUT_MS, connect, produce_to_orders};
 use super::{CliResult, Common, ExistingStore, Failure, load_config};
-use crate::kafka::{DEFAULT_BROKER_ADDR, TOPIC_ORDERS, TOPIC_ORDERS_DLQ};
 use crate::config::Platform;
 use crate::connector::{Mapped, Mapper, StoredOrders};
+use crate::kafka::{DEFAULT_BROKER_ADDR, TOPIC_ORDERS, TOPIC_ORDERS_DLQ};
 use crate::store::DlqRow;
 use chrono::{DateTime, NaiveDate, Utc};
 use rdkafka::producer::{BaseProducer, Producer};

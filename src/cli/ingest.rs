@@ -71,7 +71,12 @@ pub fn run(args: &IngestArgs) -> CliResult {
 
 fn serve(args: &IngestArgs) -> CliResult {
     let config = load_config(&args.common)?;
-    let Some(brokers) = config.kafka.brokers.clone().filter(|b| !b.trim().is_empty()) else {
+    let Some(brokers) = config
+        .kafka
+        .brokers
+        .clone()
+        .filter(|b| !b.trim().is_empty())
+    else {
         return Err(Failure::usage(
             "error: `packwell ingest` produces to the service's Kafka: set [kafka] brokers (PACKWELL_KAFKA_BROKERS)",
         ));
@@ -117,9 +122,8 @@ impl OrderLookup for NoStore {
 fn run_replay(common: &Common, args: &ReplayArgs) -> CliResult {
     let config = load_config(common)?;
     let platform = Platform::from(args.platform);
-    let body = std::fs::read(&args.file).map_err(|e| {
-        Failure::usage(format!("error: cannot read {}: {e}", args.file.display()))
-    })?;
+    let body = std::fs::read(&args.file)
+        .map_err(|e| Failure::usage(format!("error: cannot read {}: {e}", args.file.display())))?;
     let mapped = map_offline(&config, platform, &args.topic, &body)?;
     print_mapped(mapped)
 }

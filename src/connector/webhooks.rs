@@ -145,7 +145,10 @@ impl Webhooks {
         outbox_written: Arc<tokio::sync::Notify>,
     ) -> Result<Webhooks, String> {
         let mut shops = HashMap::new();
-        for shop in [&settings.shopify, &settings.woocommerce].into_iter().flatten() {
+        for shop in [&settings.shopify, &settings.woocommerce]
+            .into_iter()
+            .flatten()
+        {
             let mapper = Mapper::new(shop, products(shop))?;
             shops.insert(
                 shop.platform,
@@ -200,8 +203,7 @@ impl Webhooks {
             .shops
             .get(&platform)
             .ok_or(Refused::NotConfigured(platform))?;
-        if platform == Platform::WooCommerce && d.topic.is_none() && is_woocommerce_ping(d.body)
-        {
+        if platform == Platform::WooCommerce && d.topic.is_none() && is_woocommerce_ping(d.body) {
             return Ok(Received::Ignored("ping"));
         }
         let signature = d.signature.ok_or(Refused::BadSignature)?;

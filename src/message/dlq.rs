@@ -30,12 +30,18 @@ pub struct DlqHeaders {
     source_topic: String,
     /// The partition the event was read from, a decimal integer; empty when it was not read
     /// from Kafka (`packwell import`); absent for a shop webhook.
-    #[serde(rename = "packwell-source-partition", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "packwell-source-partition",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(pattern("^(0|[1-9][0-9]*)?$"))]
     source_partition: Option<String>,
     /// The event's offset in that partition (for `packwell import`: its line, counted from 0),
     /// a decimal integer; absent for a shop webhook.
-    #[serde(rename = "packwell-source-offset", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "packwell-source-offset",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(pattern("^(0|[1-9][0-9]*)$"))]
     source_offset: Option<String>,
     /// Only when the value was cut at 512 KiB: the original value's size in bytes, a decimal
@@ -98,7 +104,13 @@ impl DeadLetter {
 
     /// A shop webhook that could not be mapped: its raw body, with the platform and its topic
     /// as the source (`shopify:orders/create`) and no partition or offset.
-    pub fn webhook(platform: &str, topic: &str, key: Option<Vec<u8>>, body: &[u8], error: &str) -> Self {
+    pub fn webhook(
+        platform: &str,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        body: &[u8],
+        error: &str,
+    ) -> Self {
         Self::cut(
             key,
             body,

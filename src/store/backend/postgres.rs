@@ -39,9 +39,6 @@ mod erase;
 #[path = "sql/events.rs"]
 mod events;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
-#[path = "sql/webhooks.rs"]
-mod webhooks;
-#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/fingerprint.rs"]
 mod fingerprint;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
@@ -68,6 +65,9 @@ mod retention;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/store_impl.rs"]
 mod store_impl;
+#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
+#[path = "sql/webhooks.rs"]
+mod webhooks;
 
 /// The tables `forget` writes: PostgreSQL vacuums them afterwards.
 const TABLES_WRITTEN: &str = "profiles, orders, decisions, email_jobs, outbox, events";

@@ -39,9 +39,6 @@ mod erase;
 #[path = "sql/events.rs"]
 mod events;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
-#[path = "sql/webhooks.rs"]
-mod webhooks;
-#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/fingerprint.rs"]
 mod fingerprint;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
@@ -68,6 +65,9 @@ mod retention;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/store_impl.rs"]
 mod store_impl;
+#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
+#[path = "sql/webhooks.rs"]
+mod webhooks;
 
 /// The `meta` key a SQLite store gets once it has been vacuumed with `secure_delete` on: from
 /// then on everything it frees is overwritten as it is freed. A store made before that setting
