@@ -45,9 +45,11 @@ pub(super) async fn map(
     let result = match topic {
         "orders/create" => placed(m, root).await?,
         "orders/cancelled" => cancelled(root),
-        "fulfillments/create" => shipped(root, orders).await?,
-        "fulfillments/update" => delivered(root, orders).await?,
-        "refunds/create" => returned(root, orders).await?,
+        "fulfillments/create" => {
+            for_stored_order(shipped(root), "fulfillment_failed", orders).await?
+        }
+        "fulfillments/update" => for_stored_order(delivered(root), "not_delivered", orders).await?,
+        "refunds/create" => for_stored_order(returned(root), "money_only_refund", orders).await?,
         _ => consent(root),
     };
     Ok(finish(result))
@@ -263,128 +265,115 @@ fn cancelled(o: Node<'_>) -> Result<Outcome, Why> {
     Ok(Outcome::Events(vec![event(value, customer_id)]))
 }
 
-/// The customer of the order a webhook names, from the store: fulfillments and refunds name
-/// none. None while the order is not stored (webhooks arrive out of order).
-async fn stored_customer(
+/// What a fulfillment or refund says of its order, before the order's customer is known.
+struct OrderNews {
+    event_id: String,
+    kind: &'static str,
+    order_id: String,
+    occurred_at: String,
+    /// The event's own fields beyond the ids.
+    fields: Map<String, Value>,
+}
+
+/// The event of a webhook that names an order but not its customer (fulfillments, refunds):
+/// the customer is the stored order's; while the order is not stored (webhooks arrive out of
+/// order) the platform is asked to retry. `Ok(None)` from `read` maps to nothing, for `why`.
+async fn for_stored_order(
+    read: Result<Option<OrderNews>, Why>,
+    why: &'static str,
     orders: &dyn OrderLookup,
-    order_id: &str,
-) -> Result<Option<String>, LookupError> {
-    orders.customer_of_order(order_id).await
+) -> Step<Outcome> {
+    let news = match read {
+        Ok(Some(n)) => n,
+        Ok(None) => return Ok(Ok(Outcome::Nothing(why))),
+        Err(why) => return Ok(Err(why)),
+    };
+    let Some(customer_id) = orders.customer_of_order(&news.order_id).await? else {
+        return Ok(Ok(Outcome::OrderNotStored(news.order_id)));
+    };
+    let mut value = Map::new();
+    value.insert("event_id".into(), json!(news.event_id));
+    value.insert("type".into(), json!(news.kind));
+    value.insert("occurred_at".into(), json!(news.occurred_at));
+    value.insert("order_id".into(), json!(news.order_id));
+    value.insert("customer_id".into(), json!(customer_id));
+    value.extend(news.fields);
+    Ok(Ok(Outcome::Events(vec![event(
+        Value::Object(value),
+        customer_id,
+    )])))
 }
 
 /// `fulfillments/create`: the first fulfillment ships the order; later ones map to the same
 /// event. A fulfillment that failed or was cancelled ships nothing.
-async fn shipped(f: Node<'_>, orders: &dyn OrderLookup) -> Step<Outcome> {
-    let read = || -> Result<Option<(String, String, Map<String, Value>)>, Why> {
-        if matches!(f.text("status")?, Some("cancelled" | "error" | "failure")) {
-            return Ok(None);
-        }
-        let order_id = f.required_id("order_id")?;
-        let occurred_at = f.required_timestamp("created_at", false)?;
-        let mut extra = Map::new();
-        if let Some(carrier) = f.text("tracking_company")? {
-            extra.insert("carrier".into(), json!(carrier));
-        }
-        if let Some(tracking) = f.text("tracking_number")? {
-            extra.insert("tracking".into(), json!(tracking));
-        }
-        Ok(Some((order_id, occurred_at, extra)))
-    };
-    let (order_id, occurred_at, extra) = match read() {
-        Ok(Some(r)) => r,
-        Ok(None) => return Ok(Ok(Outcome::Nothing("fulfillment_failed"))),
-        Err(why) => return Ok(Err(why)),
-    };
-    let Some(customer_id) = stored_customer(orders, &order_id).await? else {
-        return Ok(Ok(Outcome::OrderNotStored(order_id)));
-    };
-    let mut value = json!({
-        "event_id": format!("shopify:order:{order_id}:shipped"),
-        "type": "order.shipped",
-        "occurred_at": occurred_at,
-        "order_id": order_id,
-        "customer_id": customer_id,
-    });
-    if let Some(map) = value.as_object_mut() {
-        map.extend(extra);
+fn shipped(f: Node<'_>) -> Result<Option<OrderNews>, Why> {
+    if matches!(f.text("status")?, Some("cancelled" | "error" | "failure")) {
+        return Ok(None);
     }
-    Ok(Ok(Outcome::Events(vec![event(value, customer_id)])))
+    let order_id = f.required_id("order_id")?;
+    let mut fields = Map::new();
+    if let Some(carrier) = f.text("tracking_company")? {
+        fields.insert("carrier".into(), json!(carrier));
+    }
+    if let Some(tracking) = f.text("tracking_number")? {
+        fields.insert("tracking".into(), json!(tracking));
+    }
+    Ok(Some(OrderNews {
+        event_id: format!("shopify:order:{order_id}:shipped"),
+        kind: "order.shipped",
+        occurred_at: f.required_timestamp("created_at", false)?,
+        order_id,
+        fields,
+    }))
 }
 
 /// `fulfillments/update`: only a fulfillment reported delivered (by a carrier that sends
-/// tracking events) maps.
-async fn delivered(f: Node<'_>, orders: &dyn OrderLookup) -> Step<Outcome> {
-    let read = || -> Result<Option<(String, String)>, Why> {
-        if f.text("shipment_status")? != Some("delivered") {
-            return Ok(None);
-        }
-        Ok(Some((
-            f.required_id("order_id")?,
-            f.required_timestamp("updated_at", false)?,
-        )))
-    };
-    let (order_id, at) = match read() {
-        Ok(Some(r)) => r,
-        Ok(None) => return Ok(Ok(Outcome::Nothing("not_delivered"))),
-        Err(why) => return Ok(Err(why)),
-    };
-    let Some(customer_id) = stored_customer(orders, &order_id).await? else {
-        return Ok(Ok(Outcome::OrderNotStored(order_id)));
-    };
-    let value = json!({
-        "event_id": format!("shopify:order:{order_id}:delivered"),
-        "type": "order.delivered",
-        "occurred_at": at,
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "delivered_at": at,
-    });
-    Ok(Ok(Outcome::Events(vec![event(value, customer_id)])))
+/// tracking events) maps; every delivered fulfillment of the order is the same event.
+fn delivered(f: Node<'_>) -> Result<Option<OrderNews>, Why> {
+    if f.text("shipment_status")? != Some("delivered") {
+        return Ok(None);
+    }
+    let order_id = f.required_id("order_id")?;
+    let at = f.required_timestamp("updated_at", false)?;
+    let mut fields = Map::new();
+    fields.insert("delivered_at".into(), json!(at));
+    Ok(Some(OrderNews {
+        event_id: format!("shopify:order:{order_id}:delivered"),
+        kind: "order.delivered",
+        occurred_at: at,
+        order_id,
+        fields,
+    }))
 }
 
 /// `refunds/create`: the refunded line items come back; a refund of money only is no return.
-async fn returned(r: Node<'_>, orders: &dyn OrderLookup) -> Step<Outcome> {
-    let read = || -> Result<Option<(String, String, String, Vec<Value>)>, Why> {
-        let mut items = Vec::new();
-        for rl in r.array("refund_line_items")? {
-            let rl = rl.node();
-            rl.expect_object()?;
-            let quantity = rl.quantity("quantity")?;
-            if quantity == 0 {
-                continue;
-            }
-            let line = rl
-                .object("line_item")?
-                .ok_or_else(|| format!("{}: required field is missing", rl.path("line_item")))?;
-            items.push(json!({ "sku": sku_of(line.node())?, "quantity": quantity }));
+fn returned(r: Node<'_>) -> Result<Option<OrderNews>, Why> {
+    let mut items = Vec::new();
+    for rl in r.array("refund_line_items")? {
+        let rl = rl.node();
+        rl.expect_object()?;
+        let quantity = rl.quantity("quantity")?;
+        if quantity == 0 {
+            continue;
         }
-        if items.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some((
-            r.required_id("id")?,
-            r.required_id("order_id")?,
-            r.required_timestamp("created_at", false)?,
-            items,
-        )))
-    };
-    let (refund_id, order_id, occurred_at, items) = match read() {
-        Ok(Some(r)) => r,
-        Ok(None) => return Ok(Ok(Outcome::Nothing("money_only_refund"))),
-        Err(why) => return Ok(Err(why)),
-    };
-    let Some(customer_id) = stored_customer(orders, &order_id).await? else {
-        return Ok(Ok(Outcome::OrderNotStored(order_id)));
-    };
-    let value = json!({
-        "event_id": format!("shopify:refund:{refund_id}:returned"),
-        "type": "order.returned",
-        "occurred_at": occurred_at,
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "items": items,
-    });
-    Ok(Ok(Outcome::Events(vec![event(value, customer_id)])))
+        let line = rl
+            .object("line_item")?
+            .ok_or_else(|| format!("{}: required field is missing", rl.path("line_item")))?;
+        items.push(json!({ "sku": sku_of(line.node())?, "quantity": quantity }));
+    }
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let refund_id = r.required_id("id")?;
+    let mut fields = Map::new();
+    fields.insert("items".into(), Value::Array(items));
+    Ok(Some(OrderNews {
+        event_id: format!("shopify:refund:{refund_id}:returned"),
+        kind: "order.returned",
+        order_id: r.required_id("order_id")?,
+        occurred_at: r.required_timestamp("created_at", false)?,
+        fields,
+    }))
 }
 
 /// `customers/update`: fires for any edit of the customer. Only the e-mail marketing consent

@@ -145,10 +145,13 @@ async fn edited_orders_skip_removed_items_and_fall_back_on_ids_and_addresses() {
     assert_eq!(order["shipping"]["country"], "DE");
 }
 
+/// A change made to a fixture.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[tokio::test]
 async fn orders_that_cannot_be_mapped_name_the_field() {
     let m = catalogue_mapper();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "customer: the order names no customer (a guest checkout)",
             Box::new(|o| o["customer"] = Value::Null),
