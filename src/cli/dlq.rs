@@ -293,12 +293,15 @@ pub struct Replay {
     seen: HashSet<[u8; 32]>,
 }
 
+/// Maps a set-aside webhook again: its platform, topic and body.
+type Remap<'a> = dyn FnMut(Platform, &str, &[u8]) -> Result<Mapped, String> + 'a;
+
 impl Replay {
     fn row(
         &mut self,
         producer: &BaseProducer<Deliveries>,
         row: &DlqRow,
-        remap: &mut dyn FnMut(Platform, &str, &[u8]) -> Result<Mapped, String>,
+        remap: &mut Remap<'_>,
     ) -> Result<(), String> {
         if self.decide(row) {
             produce_to_orders(producer, row.key.as_deref(), &row.value, self.sent.len())

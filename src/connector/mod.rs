@@ -5,13 +5,20 @@
 //! - [`signature`]: a webhook is verified against the platform's HMAC before anything else.
 //! - [`mapping`]: what a verified webhook becomes ([`Mapped`]), and what mapping may ask of the
 //!   store and of the shop's API.
+//! - [`mapper`]: [`Mapper`], one connector's mapping, dispatching to `shopify` and
+//!   `woocommerce`, which read the platforms' bodies (through `payload`) and find each item's
+//!   category through [`category`].
 //! - [`webhooks`]: a webhook from its raw request to its answer: verified, de-duplicated,
 //!   mapped, produced and acknowledged, or set aside.
 
+pub mod category;
 pub mod mapper;
 pub mod mapping;
+mod payload;
+mod shopify;
 pub mod signature;
 pub mod webhooks;
+mod woocommerce;
 
 pub use crate::config::Platform;
 pub use mapper::Mapper;
