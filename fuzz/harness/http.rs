@@ -196,6 +196,36 @@ impl HttpApi {
             warehouses: None,
         }])
         .expect("a token");
+        // A Shopify connector on, so that webhooks reach the signature check; the producer
+        // connects to nothing (a request never gets past the signature).
+        let connectors = packwell::config::Config::load(
+            None,
+            [(
+                "PACKWELL_CONNECTORS_SHOPIFY_WEBHOOK_SECRETS".to_string(),
+                "fuzz-secret".to_string(),
+            )],
+        )
+        .expect("a configuration")
+        .settings()
+        .connectors
+        .clone();
+        let producer: rdkafka::producer::FutureProducer =
+            packwell::kafka::producer_config("127.0.0.1:9")
+                .create()
+                .expect("a producer");
+        let metrics = Arc::new(Metrics::new());
+        let webhooks = runtime
+            .block_on(async {
+                packwell::connector::Webhooks::new(
+                    &connectors,
+                    |_| None,
+                    store.clone(),
+                    producer,
+                    metrics.clone(),
+                    Default::default(),
+                )
+            })
+            .expect("the webhooks");
         let router = http::router(
             AppState {
                 store,
@@ -206,12 +236,14 @@ impl HttpApi {
                     100,
                 )),
                 reports: Default::default(),
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 health: Arc::new(Ready),
                 outbox_written: Default::default(),
+                webhooks: Arc::new(webhooks),
             },
             http::Limits {
                 max_body_bytes: 64 * 1024,
+                max_webhook_bytes: 256 * 1024,
                 request_timeout: Duration::from_secs(5),
             },
         );
