@@ -2,13 +2,15 @@
 //! relays the outbox to Kafka, serves HTTP, reloads rules when their files change, and removes
 //! old rows in the background. Each part has its own module; this one starts and stops them.
 //!
-//! It also sends due follow-up e-mails (`crate::email::Worker`).
+//! It also sends due follow-up e-mails (`crate::email::Worker`), and creates issued coupon
+//! codes in the shop's checkout when a connector syncs them ([`coupon_sync`]).
 //!
 //! Shutdown (SIGINT, SIGTERM, or the caller's token): the consumer applies what it has read
 //! and leaves the group, the relay sends what the outbox still holds (bounded), the e-mail
 //! sender finishes the hand-overs under way, the HTTP server finishes its requests.
 
 mod consumer;
+mod coupon_sync;
 mod relay;
 pub mod reload;
 
@@ -338,6 +340,7 @@ pub async fn run(
         "e-mail sender",
         sender.run(stop.clone()),
     ));
+    let sync_task = coupon_sync::start(&shared, &opts)?;
     let app = http::router(
         AppState {
             store: store.clone(),
@@ -409,9 +412,15 @@ pub async fn run(
     // the bound (none is started); one cut off mid-send is found in `sending` at the next
     // start.
     retention_task.abort();
-    let (relayed, _) = tokio::join!(
+    let sync_done = async {
+        if let Some(task) = sync_task {
+            finish_by(&shared, deadline, "the coupon sync", task).await;
+        }
+    };
+    let (relayed, _, _) = tokio::join!(
         finish_by(&shared, deadline, "the relay", relay),
         finish_by(&shared, deadline, "the e-mail sender", sender_task),
+        sync_done,
     );
     if !relayed {
         tracing::warn!("outbox rows not yet sent stay in the store; they go out at the next start");

@@ -1,5 +1,6 @@
-//! Retention: old decisions, processed event ids, finished e-mail jobs and sent outbox rows
-//! removed a few at a time; how far DLQ rows went is remembered (`dlq replay` tells it).
+//! Retention: old decisions, processed event ids, finished e-mail jobs, sent outbox rows and the
+//! sync rows of codes whose coupon is gone removed a few at a time; how far DLQ rows went is
+//! remembered (`dlq replay` tells it).
 
 use super::This;
 use crate::store::backend::META_DLQ_PURGED;
@@ -22,6 +23,9 @@ impl This {
             "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
             "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE stored_at < $1 ORDER BY seq LIMIT $2)",
             "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state NOT IN ('pending', 'retry', 'sending') AND created_at < $1 LIMIT $2)",
+            // Sync rows of codes the store no longer holds (not written in the last retention
+            // period, so that a row is never removed while its coupon is still on its way).
+            "DELETE FROM coupon_sync WHERE (code, platform) IN (SELECT code, platform FROM coupon_sync s WHERE updated_at < $1 AND NOT EXISTS (SELECT 1 FROM coupons c WHERE c.code = s.code) LIMIT $2)",
         ] {
             removed += sqlx::query(sql)
                 .bind(cutoff)
