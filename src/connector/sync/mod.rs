@@ -266,3 +266,6 @@ async fn attempt(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
