@@ -11,8 +11,10 @@ pub mod shopify;
 pub mod woocommerce;
 
 use crate::config::{ShopApi, ShopConnector};
+use crate::connector::ProductDirectory;
 use async_trait::async_trait;
 use rust_decimal::Decimal;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -116,30 +118,46 @@ pub trait CouponApi: Send + Sync {
     async fn disable_code(&self, found: &ShopCode) -> Result<(), ApiError>;
 }
 
-/// Builds the client of a connector's API; None when the section has no API settings.
+/// Builds the client of a connector's API; None when the section has no API settings. Build
+/// one per platform and share it (the coupon sync and the webhooks' product look-ups), so that
+/// `max_rps` bounds the calls of both together.
 pub fn client_for(connector: &ShopConnector) -> Result<Option<ShopClient>, String> {
     let pacer = Pacer::new(connector.max_rps);
     Ok(match &connector.api {
         None => None,
-        Some(api @ ShopApi::Shopify { .. }) => Some(ShopClient::Shopify(Shopify::new(api, pacer)?)),
+        Some(api @ ShopApi::Shopify { .. }) => {
+            let client = Arc::new(Shopify::new(api, pacer)?);
+            Some(ShopClient {
+                coupons: client.clone(),
+                products: client,
+            })
+        }
         Some(api @ ShopApi::WooCommerce { .. }) => {
-            Some(ShopClient::WooCommerce(WooCommerce::new(api, pacer)?))
+            let client = Arc::new(WooCommerce::new(api, pacer)?);
+            Some(ShopClient {
+                coupons: client.clone(),
+                products: client,
+            })
         }
     })
 }
 
-/// One platform's client.
-pub enum ShopClient {
-    Shopify(Shopify),
-    WooCommerce(WooCommerce),
+/// One shop's client, seen as what each side needs of it; both share one pacer.
+#[derive(Clone)]
+pub struct ShopClient {
+    coupons: Arc<dyn CouponApi>,
+    products: Arc<dyn ProductDirectory>,
 }
 
 impl ShopClient {
-    pub fn coupons(self) -> std::sync::Arc<dyn CouponApi> {
-        match self {
-            ShopClient::Shopify(s) => std::sync::Arc::new(s),
-            ShopClient::WooCommerce(w) => std::sync::Arc::new(w),
-        }
+    /// For the coupon sync.
+    pub fn coupons(&self) -> Arc<dyn CouponApi> {
+        self.coupons.clone()
+    }
+
+    /// For mapping webhooks (product types, tags, categories).
+    pub fn products(&self) -> Arc<dyn ProductDirectory> {
+        self.products.clone()
     }
 }
 
@@ -371,3 +389,6 @@ mod tests {
         assert!(held.elapsed() >= Duration::from_millis(45));
     }
 }
+
+#[cfg(test)]
+mod product_tests;

@@ -5,7 +5,7 @@
 use super::*;
 use crate::config::Platform;
 use crate::connector::api::ShopCode;
-use crate::store::{CouponSyncStore, SqliteStore};
+use crate::store::SqliteStore;
 use async_trait::async_trait;
 use serde_json::json;
 use std::collections::BTreeMap;
