@@ -8,6 +8,9 @@
 //!   the per-event guard (the service turns unready and exits non-zero).
 //! - `write-panic:<event_id>`: writing a batch that holds that event panics, every time (the
 //!   batch is retried, and `/readyz` reports the consumer stuck).
+//! - `sync-crash:<code>`: the coupon sync worker ends the process at once (as `kill -9` would)
+//!   right after the shop answered the create of that code, before the outcome is recorded;
+//!   `*` for any code.
 
 use std::sync::OnceLock;
 
@@ -17,6 +20,7 @@ pub enum Point {
     Decide,
     Consumer,
     Write,
+    SyncCreated,
 }
 
 fn configured() -> &'static Option<(Point, String)> {
@@ -28,6 +32,7 @@ fn configured() -> &'static Option<(Point, String)> {
             "decide-panic" => Point::Decide,
             "consumer-panic" => Point::Consumer,
             "write-panic" => Point::Write,
+            "sync-crash" => Point::SyncCreated,
             _ => return None,
         };
         Some((point, event_id.to_string()))
@@ -42,5 +47,18 @@ pub fn check(point: Point, event_id: &str) {
         && id == event_id
     {
         panic!("fault injected by PACKWELL_FAULT at {point:?} on event {event_id}");
+    }
+}
+
+/// Ends the process at once when the fault configured is `point` on `id` (or `*`) (debug
+/// builds only): a crash that no unwinding or shutdown path sees.
+pub fn crash(point: Point, id: &str) {
+    if cfg!(debug_assertions)
+        && let Some((p, at)) = configured()
+        && *p == point
+        && (at == id || at == "*")
+    {
+        eprintln!("fault injected by PACKWELL_FAULT at {point:?} on {id}: the process ends");
+        std::process::abort();
     }
 }

@@ -22,6 +22,43 @@ pub struct Metrics {
     pub http_seconds: HistogramVec,
     pub webhooks: IntCounterVec,
     pub email: EmailMetrics,
+    pub coupon_sync: CouponSyncMetrics,
+}
+
+/// The coupon sync worker's metrics (labels: platform, outcome). Cheap to clone.
+#[derive(Clone)]
+pub struct CouponSyncMetrics {
+    /// Outcomes: `created`, `existed`, `disabled`, `failed`, `skipped` (a message older than
+    /// the one recorded), `unreadable` (not a coupon message).
+    pub synced: IntCounterVec,
+    pub retried: IntCounterVec,
+}
+
+impl CouponSyncMetrics {
+    fn new() -> CouponSyncMetrics {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("metric")
+        };
+        CouponSyncMetrics {
+            synced: counter_vec(
+                "coupon_sync_total",
+                "Coupon messages synced to a shop, by platform and outcome (created, existed, disabled, failed, skipped, unreadable).",
+                &["platform", "outcome"],
+            ),
+            retried: counter_vec(
+                "coupon_sync_retries_total",
+                "Calls to a shop's API tried again (429, 5xx, throttled, no answer), by platform.",
+                &["platform"],
+            ),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.synced.clone()),
+            Box::new(self.retried.clone()),
+        ]
+    }
 }
 
 /// The e-mail sender's metrics (labels: follow-up ids and skip reasons). Cheap to clone: the
@@ -173,6 +210,7 @@ impl Metrics {
                 &["platform", "outcome"],
             ),
             email: EmailMetrics::new(),
+            coupon_sync: CouponSyncMetrics::new(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -190,7 +228,11 @@ impl Metrics {
             Box::new(m.http_seconds.clone()),
             Box::new(m.webhooks.clone()),
         ];
-        for c in collectors.into_iter().chain(m.email.collectors()) {
+        for c in collectors
+            .into_iter()
+            .chain(m.email.collectors())
+            .chain(m.coupon_sync.collectors())
+        {
             // Registering distinct names in a fresh registry succeeds.
             let _ = m.registry.register(c);
         }

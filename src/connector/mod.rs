@@ -10,13 +10,18 @@
 //!   category through [`category`].
 //! - [`webhooks`]: a webhook from its raw request to its answer: verified, de-duplicated,
 //!   mapped, produced and acknowledged, or set aside.
+//! - [`api`]: the shops' APIs (Shopify Admin GraphQL, WooCommerce REST), paced and sorted into
+//!   retry or refusal; product look-ups for mapping and the coupon calls.
+//! - [`sync`]: the worker that creates issued codes in the shop and disables voided ones.
 
+pub mod api;
 pub mod category;
 pub mod mapper;
 pub mod mapping;
 mod payload;
 mod shopify;
 pub mod signature;
+pub mod sync;
 pub mod webhooks;
 mod woocommerce;
 

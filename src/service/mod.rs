@@ -2,13 +2,15 @@
 //! relays the outbox to Kafka, serves HTTP, reloads rules when their files change, and removes
 //! old rows in the background. Each part has its own module; this one starts and stops them.
 //!
-//! It also sends due follow-up e-mails (`crate::email::Worker`).
+//! It also sends due follow-up e-mails (`crate::email::Worker`), and creates issued coupon
+//! codes in the shop's checkout when a connector syncs them ([`coupon_sync`]).
 //!
 //! Shutdown (SIGINT, SIGTERM, or the caller's token): the consumer applies what it has read
 //! and leaves the group, the relay sends what the outbox still holds (bounded), the e-mail
 //! sender finishes the hand-overs under way, the HTTP server finishes its requests.
 
 mod consumer;
+mod coupon_sync;
 mod edge;
 mod relay;
 pub mod reload;
@@ -262,9 +264,10 @@ pub async fn run(
     let producer: FutureProducer = producer_config(&opts.brokers)
         .create()
         .map_err(|e| format!("Kafka producer for {}: {e}", opts.brokers))?;
+    let shops = shop_clients(&settings.connectors)?;
     let webhooks = crate::connector::Webhooks::new(
         &settings.connectors,
-        product_directory,
+        |shop| shops.get(&shop.platform).map(|c| c.products()),
         store.clone(),
         producer.clone(),
         shared.metrics.clone(),
@@ -348,6 +351,7 @@ pub async fn run(
         "e-mail sender",
         sender.run(stop.clone()),
     ));
+    let sync_task = coupon_sync::start(&shared, &opts, &shops)?;
     let app = http::router(
         AppState {
             store: store.clone(),
@@ -421,9 +425,15 @@ pub async fn run(
     // the bound (none is started); one cut off mid-send is found in `sending` at the next
     // start.
     retention_task.abort();
-    let (relayed, _) = tokio::join!(
+    let sync_done = async {
+        if let Some(task) = sync_task {
+            finish_by(&shared, deadline, "the coupon sync", task).await;
+        }
+    };
+    let (relayed, _, _) = tokio::join!(
         finish_by(&shared, deadline, "the relay", relay),
         finish_by(&shared, deadline, "the e-mail sender", sender_task),
+        sync_done,
     );
     if !relayed {
         tracing::warn!("outbox rows not yet sent stay in the store; they go out at the next start");
@@ -446,11 +456,36 @@ pub async fn run(
     }
 }
 
-/// Where a connector looks products up, for categories that come from the shop's API.
+/// One API client per shop whose section gives the API's settings: the webhooks' product
+/// look-ups and the coupon sync share it, so that `max_rps` bounds their calls together.
+pub(crate) type ShopClients =
+    std::collections::HashMap<crate::config::Platform, crate::connector::api::ShopClient>;
+
+fn shop_clients(connectors: &crate::config::ConnectorSettings) -> Result<ShopClients, String> {
+    let mut clients = ShopClients::new();
+    for shop in [&connectors.shopify, &connectors.woocommerce]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(client) = crate::connector::api::client_for(shop)? {
+            clients.insert(shop.platform, client);
+        }
+    }
+    Ok(clients)
+}
+
+/// Where a connector looks products up, for categories that come from the shop's API, for the
+/// commands that map webhooks on their own (`ingest`, `ingest replay`, `dlq replay`).
 pub fn product_directory(
-    _shop: &crate::config::ShopConnector,
+    shop: &crate::config::ShopConnector,
 ) -> Option<Arc<dyn crate::connector::ProductDirectory>> {
-    None
+    match crate::connector::api::client_for(shop) {
+        Ok(client) => client.map(|c| c.products()),
+        Err(e) => {
+            tracing::warn!("[connectors.{}]: {e}", shop.platform);
+            None
+        }
+    }
 }
 
 /// The stack of the threads that decide (rule expressions and templates recurse; their depth

@@ -5,6 +5,7 @@
 
 pub mod attribution;
 mod backend;
+pub mod coupon_sync;
 pub mod emails;
 pub mod events;
 mod scrub;
@@ -13,6 +14,7 @@ pub mod webhooks;
 
 pub use attribution::{AttributionData, AttributionQuery};
 pub use backend::{PgStore, SqliteStore};
+pub use coupon_sync::{CouponFilter, CouponListing, CouponSyncStore, SyncRecord, SyncState};
 pub use emails::{EmailJob, EmailStore};
 pub use events::{EventRow, EventStore, KeptEvent};
 pub use types::*;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 /// What every backend offers. Writes go through [`Store::apply_batch`]; reads serve the
 /// station API, the relay and the e-mail worker.
 #[async_trait]
-pub trait Store: EmailStore + EventStore + WebhookStore + Send + Sync {
+pub trait Store: EmailStore + EventStore + WebhookStore + CouponSyncStore + Send + Sync {
     /// Applies a batch of events in one transaction (all or nothing), fenced by partition epoch.
     async fn apply_batch(&self, batch: &Batch, env: &DecideEnv) -> Result<BatchReport, StoreError>;
     /// Takes ownership of a partition: bumps its epoch; returns (epoch, next offset).
@@ -72,6 +74,7 @@ pub trait Store: EmailStore + EventStore + WebhookStore + Send + Sync {
     /// rows older than `cutoff` (Unix seconds), at most `limit` rows per table; returns rows
     /// removed. Kept events go by when they were kept (`stored_at`, the wall clock), as
     /// processed event ids go by when they were processed, not by the events' own times.
+    /// Coupon sync rows go when their coupon is gone and they were last written before `cutoff`.
     async fn purge_older_than(&self, cutoff: i64, limit: i64) -> Result<u64, StoreError>;
     /// The fingerprint of the coupon key this store's codes were made with, if recorded.
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError>;

@@ -21,6 +21,9 @@ mod batch_load;
 #[path = "sql/batch_write.rs"]
 mod batch_write;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
+#[path = "sql/coupon_sync.rs"]
+mod coupon_sync;
+#[allow(clippy::duplicate_mod)] // written once for both databases: see sql/
 #[path = "sql/email.rs"]
 mod email;
 #[allow(clippy::duplicate_mod)] // written once for both databases: see sql/

@@ -1,5 +1,6 @@
-//! Retention: old decisions, processed event ids, finished e-mail jobs and sent outbox rows
-//! removed a few at a time; how far DLQ rows went is remembered (`dlq replay` tells it).
+//! Retention: old decisions, processed event ids, finished e-mail jobs, sent outbox rows and the
+//! sync rows of codes whose coupon is gone removed a few at a time; how far DLQ rows went is
+//! remembered (`dlq replay` tells it).
 
 use super::This;
 use crate::store::backend::META_DLQ_PURGED;
@@ -24,6 +25,9 @@ impl This {
             "DELETE FROM webhook_deliveries WHERE (platform, delivery_id) IN (SELECT platform, delivery_id FROM webhook_deliveries WHERE received_at < $1 LIMIT $2)",
             "DELETE FROM webhook_events WHERE event_id IN (SELECT event_id FROM webhook_events WHERE produced_at < $1 LIMIT $2)",
             "DELETE FROM email_jobs WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs WHERE state NOT IN ('pending', 'retry', 'sending') AND created_at < $1 LIMIT $2)",
+            // Sync rows of codes the store no longer holds (not written in the last retention
+            // period, so that a row is never removed while its coupon is still on its way).
+            "DELETE FROM coupon_sync WHERE (code, platform) IN (SELECT code, platform FROM coupon_sync s WHERE updated_at < $1 AND NOT EXISTS (SELECT 1 FROM coupons c WHERE c.code = s.code) LIMIT $2)",
         ] {
             removed += sqlx::query(sql)
                 .bind(cutoff)
