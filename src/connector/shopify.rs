@@ -92,32 +92,43 @@ struct Draft {
     coupon_codes: Vec<String>,
 }
 
-fn read_order(o: Node<'_>) -> Result<Draft, Why> {
-    let order_id = o.required_id("id")?;
-    let occurred_at = o.required_timestamp("created_at", false)?;
-    let Some(c) = o.object("customer")? else {
-        return Err("customer: the order names no customer (a guest checkout)".into());
-    };
-    let c = c.node();
-    let customer_id = c
-        .id("id")?
-        .ok_or_else(|| "customer.id: the order names no customer (a guest checkout)".to_string())?;
-    let billing = o.object("billing_address")?;
-    let shipping_address = o.object("shipping_address")?;
-    let email = match c.text("email")? {
-        Some(e) => e,
+/// The order's customer id and e-mail address: Shopify's customer, or for a guest checkout
+/// (no customer) a hash of the order's address, as WooCommerce guests are known
+/// ([`super::woocommerce::guest_id`]), so that the guest's fulfillments and refunds find the
+/// order.
+fn customer_of(o: Node<'_>) -> Result<(String, String), Why> {
+    let c = o.object("customer")?;
+    let c = c.as_ref().map(|c| c.node());
+    let email = match c.map(|c| c.text("email")).transpose()?.flatten() {
+        Some(e) => e.to_string(),
         None => o
             .text("email")?
             .or(o.text("contact_email")?)
             .ok_or_else(|| {
                 "customer.email: neither the customer nor the order names an e-mail address"
                     .to_string()
-            })?,
+            })?
+            .to_string(),
     };
+    let id = match c.map(|c| c.id("id")).transpose()?.flatten() {
+        Some(id) => id,
+        None => super::woocommerce::guest_id(&email),
+    };
+    Ok((id, email))
+}
+
+fn read_order(o: Node<'_>) -> Result<Draft, Why> {
+    let order_id = o.required_id("id")?;
+    let occurred_at = o.required_timestamp("created_at", false)?;
+    let customer_object = o.object("customer")?;
+    let c = customer_object.as_ref().map(|c| c.node());
+    let (customer_id, email) = customer_of(o)?;
+    let billing = o.object("billing_address")?;
+    let shipping_address = o.object("shipping_address")?;
     // The customer's name, else the name on the addresses (a customer created at checkout
-    // may carry none of its own).
-    let mut first_name = c.text("first_name")?;
-    let mut last_name = c.text("last_name")?;
+    // may carry none of its own; a guest has no customer at all).
+    let mut first_name = c.map(|c| c.text("first_name")).transpose()?.flatten();
+    let mut last_name = c.map(|c| c.text("last_name")).transpose()?.flatten();
     for address in [&billing, &shipping_address].into_iter().flatten() {
         if first_name.is_none() {
             first_name = address.node().text("first_name")?;
@@ -134,7 +145,8 @@ fn read_order(o: Node<'_>) -> Result<Draft, Why> {
     if let Some(last) = last_name {
         customer.insert("last_name".into(), json!(last));
     }
-    let locale = locale(c.text("locale")?.or(o.text("customer_locale")?));
+    let customer_locale = c.map(|c| c.text("locale")).transpose()?.flatten();
+    let locale = locale(customer_locale.or(o.text("customer_locale")?));
     if let Some(l) = locale {
         customer.insert("locale".into(), json!(l));
     }
@@ -248,12 +260,7 @@ fn event(value: Value, customer_id: String) -> MappedEvent {
 
 fn cancelled(o: Node<'_>) -> Result<Outcome, Why> {
     let order_id = o.required_id("id")?;
-    let customer_id = o
-        .object("customer")?
-        .map(|c| c.node().id("id"))
-        .transpose()?
-        .flatten()
-        .ok_or_else(|| "customer: the order names no customer (a guest checkout)".to_string())?;
+    let (customer_id, _) = customer_of(o)?;
     let occurred_at = o.required_timestamp("cancelled_at", false)?;
     let value = json!({
         "event_id": format!("shopify:order:{order_id}:cancelled"),
