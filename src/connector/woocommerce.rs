@@ -61,7 +61,7 @@ fn read_head(o: Node<'_>) -> Result<Head, Why> {
     let customer_id = match o.id("customer_id")? {
         Some(id) => id,
         None => match email {
-            Some(e) => guest_id(&e),
+            Some(e) => guest_id(e),
             None => {
                 return Err(
                     "billing.email: a guest order (customer_id 0) is known by its billing e-mail, and it has none"
