@@ -25,11 +25,11 @@ fn json_fixture(path: &str) -> Value {
 }
 
 /// A config with both connectors on, categories from the Shopify catalogue fixture.
-fn config(workdir: &Path, extra: &str) -> PathBuf {
+fn config(workdir: &Path) -> PathBuf {
     let catalogue =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shopify/catalogue.csv");
     let text = format!(
-        "[connectors]\nmax_body_bytes = 300000\n{extra}\n\
+        "[connectors]\nmax_body_bytes = 300000\n\
          [connectors.shopify]\nwebhook_secrets = [\"old-secret\", \"{SECRET}\"]\ncategory = \"catalogue\"\ncatalogue = {catalogue:?}\n\
          warehouse_by_country = {{ DE = \"WH-BER\" }}\n\
          [connectors.woocommerce]\nwebhook_secrets = [\"{SECRET}\"]\ncategory = \"catalogue\"\ncatalogue = {catalogue:?}\n"
@@ -37,6 +37,50 @@ fn config(workdir: &Path, extra: &str) -> PathBuf {
     let path = workdir.join("packwell.toml");
     std::fs::write(&path, text).expect("config");
     path
+}
+
+/// `packwell run` with both connectors on, on a broker of its own. Fields drop in order: the
+/// service stops before its broker goes.
+struct Running {
+    service: ServiceProcess,
+    broker: TestBroker,
+    work: Workdir,
+}
+
+impl Running {
+    fn start() -> Running {
+        let broker = TestBroker::start();
+        let work = Workdir::new();
+        let cfg = config(work.path());
+        let service = ServiceProcess::start_with_args(
+            work.path(),
+            &broker.addr,
+            &[],
+            &["--config", cfg.to_str().unwrap()],
+        );
+        Running {
+            service,
+            broker,
+            work,
+        }
+    }
+}
+
+/// A coupon's state as `packwell coupon list` shows it.
+fn coupon_state(running: &Running, code: &str) -> Option<String> {
+    let out = std::process::Command::new(BIN)
+        .args(["coupon", "list", "--format", "json", "--config"])
+        .arg(running.work.path().join("packwell.toml"))
+        .current_dir(running.work.path())
+        .env("PACKWELL_STORE_URL", running.work.sqlite_url())
+        .output()
+        .expect("packwell coupon list");
+    let listed: Value = serde_json::from_slice(&out.stdout).ok()?;
+    listed
+        .as_array()?
+        .iter()
+        .find(|c| c["code"] == code)
+        .and_then(|c| c["state"].as_str().map(str::to_string))
 }
 
 /// Headers of one platform's delivery.
@@ -112,16 +156,8 @@ fn count_id(events: &[Value], id: &str) -> usize {
 
 #[test]
 fn shopify_webhooks_become_events_that_are_decided() {
-    let broker = TestBroker::start();
-    let work = Workdir::new();
-    let cfg = config(work.path(), "");
-    let service = ServiceProcess::start_with_args(
-        work.path(),
-        &broker.addr,
-        &[],
-        &["--config", cfg.to_str().unwrap()],
-    );
-    let http = service.http.clone();
+    let running = Running::start();
+    let (broker, http) = (&running.broker, running.service.http.clone());
     let order = json_fixture("shopify/orders-create.json");
     let order_id = order["id"].to_string();
     let placed_id = format!("shopify:order:{order_id}:placed");
@@ -269,6 +305,27 @@ fn shopify_webhooks_become_events_that_are_decided() {
     assert!(!letter.headers.contains_key("packwell-source-offset"));
     assert_eq!(letter.value, guest, "the raw body, unchanged");
 
+    // The coupon in the first parcel comes back as a discount code on a later order: the
+    // Packwell coupon is redeemed (what the effect report counts).
+    let code = decision["inserts"]
+        .as_array()
+        .expect("inserts")
+        .iter()
+        .find_map(|i| i["coupon"]["code"].as_str())
+        .expect("the first order's parcel has a coupon")
+        .to_string();
+    let mut next = order.clone();
+    next["id"] = serde_json::json!(order["id"].as_u64().unwrap() + 1);
+    next["created_at"] = Value::String("2026-03-30T09:00:00+01:00".into());
+    next["discount_codes"] =
+        serde_json::json!([{"code": code, "amount": "10.00", "type": "fixed_amount"}]);
+    let next = serde_json::to_vec(&next).unwrap();
+    let (_, _, answer) = post(&http, &shopify("orders/create", "d-next"), &next);
+    assert_eq!(answer["status"], "produced", "{answer}");
+    wait_for("the code to be redeemed", WAIT, || {
+        coupon_state(&running, &code).as_deref() == Some("redeemed")
+    });
+
     let (_, metrics) = http_get(&http, "/metrics");
     assert!(
         metrics
@@ -285,16 +342,8 @@ fn shopify_webhooks_become_events_that_are_decided() {
 
 #[test]
 fn woocommerce_status_changes_become_events_and_its_ping_is_answered() {
-    let broker = TestBroker::start();
-    let work = Workdir::new();
-    let cfg = config(work.path(), "");
-    let service = ServiceProcess::start_with_args(
-        work.path(),
-        &broker.addr,
-        &[],
-        &["--config", cfg.to_str().unwrap()],
-    );
-    let http = service.http.clone();
+    let running = Running::start();
+    let (broker, http) = (&running.broker, running.service.http.clone());
     // WooCommerce pings a new webhook's URL with an unsigned form body.
     let r = client()
         .post(format!("http://{http}/v1/ingest/woocommerce"))
@@ -343,16 +392,8 @@ fn woocommerce_status_changes_become_events_and_its_ping_is_answered() {
 
 #[test]
 fn webhooks_have_their_own_body_limit_and_unconfigured_platforms_are_404() {
-    let broker = TestBroker::start();
-    let work = Workdir::new();
-    let cfg = config(work.path(), "");
-    let service = ServiceProcess::start_with_args(
-        work.path(),
-        &broker.addr,
-        &[],
-        &["--config", cfg.to_str().unwrap()],
-    );
-    let http = service.http.clone();
+    let running = Running::start();
+    let http = running.service.http.clone();
     // Over the API's 64 KiB but within [connectors] max_body_bytes: taken (an order with a
     // long note attribute), over it: 413.
     let mut big = json_fixture("shopify/orders-create.json");

@@ -262,12 +262,12 @@ fn dlq_replay_maps_a_set_aside_webhook_again() {
             "an earlier configuration could not map it",
         );
         store
-            .record_webhook(&packwell::store::HandledWebhook {
+            .record_webhooks(&[packwell::store::HandledWebhook {
                 platform: "shopify".into(),
                 delivery_id: "d-9".into(),
                 event_ids: Vec::new(),
                 dead_letter: Some(letter.into_outbox()),
-            })
+            }])
             .await
             .unwrap();
     });

@@ -498,12 +498,12 @@ async fn emitted() -> Vec<OutboxRow> {
         "customer: the order names no customer (a guest checkout)",
     );
     store
-        .record_webhook(&packwell::store::HandledWebhook {
+        .record_webhooks(&[packwell::store::HandledWebhook {
             platform: "shopify".into(),
             delivery_id: "delivery-1".into(),
             event_ids: Vec::new(),
             dead_letter: Some(letter.into_outbox()),
-        })
+        }])
         .await
         .unwrap();
 

@@ -19,6 +19,7 @@ pub mod category;
 pub mod mapper;
 pub mod mapping;
 mod payload;
+mod recorder;
 mod shopify;
 pub mod signature;
 pub mod sync;

@@ -110,6 +110,18 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// The `field` texts of an array's elements, those that have one: the codes of
+    /// `discount_codes` or `coupon_lines`.
+    pub fn texts_of(&self, array: &str, field: &str) -> Result<Vec<String>, Why> {
+        let mut out = Vec::new();
+        for element in self.array(array)? {
+            if let Some(text) = element.node().text(field)? {
+                out.push(text.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// This node as an object, for array elements.
     pub fn expect_object(&self) -> Result<(), Why> {
         match self.value {

@@ -190,12 +190,7 @@ fn read_order(o: Node<'_>) -> Result<Draft, Why> {
     if let Some(zip) = a.text("zip")? {
         shipping.insert("postcode".into(), json!(zip));
     }
-    let mut coupon_codes = Vec::new();
-    for d in o.array("discount_codes")? {
-        if let Some(code) = d.node().text("code")? {
-            coupon_codes.push(code.to_string());
-        }
-    }
+    let coupon_codes = o.texts_of("discount_codes", "code")?;
     Ok(Draft {
         order_id,
         occurred_at,

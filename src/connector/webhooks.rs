@@ -7,6 +7,7 @@
 
 use super::mapper::Mapper;
 use super::mapping::{LookupError, Mapped, MappedEvent, OrderLookup, ProductDirectory};
+use super::recorder::Recorder;
 use super::signature;
 use crate::config::{ConnectorSettings, Platform, ShopConnector};
 use crate::kafka::TOPIC_ORDERS;
@@ -69,8 +70,8 @@ pub struct Webhooks {
     store: Arc<dyn Store>,
     producer: FutureProducer,
     metrics: Arc<Metrics>,
-    /// Wakes the relay when a dead letter was written to the outbox.
-    outbox_written: Arc<tokio::sync::Notify>,
+    /// Writes what was handled, many requests to a transaction.
+    recorder: Recorder,
     /// Longest wait for Kafka's acknowledgement of one event.
     produce_timeout: Duration,
 }
@@ -135,7 +136,8 @@ fn is_woocommerce_ping(body: &[u8]) -> bool {
 
 impl Webhooks {
     /// The connectors of `settings`; `products` looks products up for a platform whose
-    /// categories come from its API. An unreadable catalogue is an error naming it.
+    /// categories come from its API. An unreadable catalogue is an error naming it. Starts the
+    /// recorder's task on the current runtime.
     pub fn new(
         settings: &ConnectorSettings,
         products: impl Fn(&ShopConnector) -> Option<Arc<dyn ProductDirectory>>,
@@ -160,10 +162,10 @@ impl Webhooks {
         }
         Ok(Webhooks {
             shops,
-            store,
+            store: store.clone(),
             producer,
             metrics,
-            outbox_written,
+            recorder: Recorder::start(store, outbox_written),
             produce_timeout: Duration::from_secs(5),
         })
     }
@@ -274,10 +276,10 @@ impl Webhooks {
         // Recorded once Kafka has the events: a crash in between makes the platform deliver
         // again, which produces the same event ids (the consumer changes nothing the second
         // time).
-        store.record_webhook(&handled).await.map_err(unavailable)?;
-        if handled.dead_letter.is_some() {
-            self.outbox_written.notify_one();
-        }
+        self.recorder
+            .record(handled)
+            .await
+            .map_err(Refused::Unavailable)?;
         Ok(received)
     }
 

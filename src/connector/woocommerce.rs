@@ -246,12 +246,7 @@ fn read_order(o: Node<'_>) -> Result<Draft, Why> {
             ship.insert("postcode".into(), json!(postcode));
         }
     }
-    let mut coupon_codes = Vec::new();
-    for c in o.array("coupon_lines")? {
-        if let Some(code) = c.node().text("code")? {
-            coupon_codes.push(code.to_string());
-        }
-    }
+    let coupon_codes = o.texts_of("coupon_lines", "code")?;
     Ok(Draft {
         occurred_at: o.required_timestamp("date_created_gmt", true)?,
         customer,

@@ -35,9 +35,10 @@ pub trait WebhookStore {
         &self,
         event_ids: &[String],
     ) -> Result<HashSet<String>, StoreError>;
-    /// Records a delivery handled, in one transaction; what was recorded before stays as it
+    /// Records deliveries handled, all in one transaction (the webhook route groups those that
+    /// arrive together, so that one commit serves many); what was recorded before stays as it
     /// was.
-    async fn record_webhook(&self, handled: &HandledWebhook) -> Result<(), StoreError>;
+    async fn record_webhooks(&self, handled: &[HandledWebhook]) -> Result<(), StoreError>;
     /// The customer id of a stored order (placed and applied by the consumer).
     async fn order_customer(&self, order_id: &str) -> Result<Option<String>, StoreError>;
 }

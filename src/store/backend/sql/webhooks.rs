@@ -45,28 +45,30 @@ impl WebhookStore for This {
         Ok(known)
     }
 
-    async fn record_webhook(&self, handled: &HandledWebhook) -> Result<(), StoreError> {
+    async fn record_webhooks(&self, handled: &[HandledWebhook]) -> Result<(), StoreError> {
         let now = now_secs();
         let mut tx = self.begin_write().await?;
-        let fresh = sqlx::query("INSERT INTO webhook_deliveries (platform, delivery_id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(&handled.platform)
-            .bind(&handled.delivery_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        for id in &handled.event_ids {
-            sqlx::query("INSERT INTO webhook_events (event_id, produced_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(id)
+        for handled in handled {
+            let fresh = sqlx::query("INSERT INTO webhook_deliveries (platform, delivery_id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&handled.platform)
+                .bind(&handled.delivery_id)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
-        }
-        // A delivery handled twice at once (the platform retrying while the first answer was
-        // on its way) sets aside one dead letter, not two.
-        if let (true, Some(letter)) = (fresh, &handled.dead_letter) {
-            Self::outbox_message(&mut tx, letter.clone()).await?;
+                .await?
+                .rows_affected()
+                == 1;
+            for id in &handled.event_ids {
+                sqlx::query("INSERT INTO webhook_events (event_id, produced_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // A delivery handled twice at once (the platform retrying while the first answer
+            // was on its way) sets aside one dead letter, not two.
+            if let (true, Some(letter)) = (fresh, &handled.dead_letter) {
+                Self::outbox_message(&mut tx, letter.clone()).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
