@@ -32,12 +32,15 @@
 //! the pacer (`Pacer::slot`, src/connector/api/mod.rs): it waits with `tokio::time::sleep_until`
 //! even when the slot is already due, and tokio's timer rounds a deadline up to its next
 //! millisecond tick, so each call waits about a millisecond whatever `max_rps` says (the last
-//! row measures that wait alone): about 2.2 ms of the about 3.3 ms a code took on a 2-core
-//! machine (304 codes a second). The rest, about 1 ms, is the two calls (0.3 ms for the bare
-//! client) and the store read and write, commit and `recv`. Skipping the sleep when the slot is
-//! due would raise the ceiling to roughly 1 000 codes a second here; a real shop's round trips
-//! (tens to hundreds of milliseconds, Shopify's budget of about 50 creates a second at best)
-//! bound it far below either.
+//! row measures that wait alone, for slots already due): about 2.2 ms of the 2.9 to 3.3 ms a
+//! code took on a 2-core machine (300 to 345 codes a second over several runs). The rest,
+//! under 1 ms, is the two calls (0.1 to 0.3 ms for the bare client) and the store read and
+//! write, the commit and `recv`. `perf record -g` on the service during a run: about a quarter
+//! of one core busy, most of it thread hand-offs (tokio's workers, sqlx's SQLite thread,
+//! librdkafka's threads) rather than work; the service waits, it does not compute. Skipping the
+//! sleep when the slot is due would, by that arithmetic, raise the ceiling here to the order of
+//! 1 000 codes a second; a real shop's round trips (tens of milliseconds or more) and its
+//! query-cost budget bound it far below either.
 //!
 //! Environment: `PW_BENCH_CODES`. Run: `cargo bench --bench coupon_sync`.
 
@@ -358,9 +361,9 @@ async fn baseline(url: &str, codes: &[Code]) -> Result<(), String> {
     Ok(())
 }
 
-/// The mean wait of the worker's pacer at `max_rps` for `calls` calls in sequence, on a
-/// runtime like the service's: with the calls this cheap, each slot's wait is the tokio
-/// timer's (a millisecond wheel), not the rate.
+/// The mean wait of the worker's pacer at `max_rps` for `calls` calls, each made 0.2 ms after
+/// the one before (about a call's time here, so every slot is already due), on a runtime like
+/// the service's.
 fn pacer_wait(max_rps: u32, calls: u32) -> Result<Duration, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -368,11 +371,15 @@ fn pacer_wait(max_rps: u32, calls: u32) -> Result<Duration, String> {
         .map_err(|e| e.to_string())?;
     Ok(runtime.block_on(async {
         let pacer = Pacer::new(max_rps);
-        let began = Instant::now();
+        let mut waited = Duration::ZERO;
         for _ in 0..calls {
+            // Blocking on purpose: the stand-in for a call must not itself wait on the timer.
+            std::thread::sleep(Duration::from_micros(200));
+            let began = Instant::now();
             pacer.slot().await;
+            waited += began.elapsed();
         }
-        began.elapsed() / calls.max(1)
+        waited / calls.max(1)
     }))
 }
 
