@@ -280,12 +280,17 @@ pub fn status_and_body(text: &str) -> (u16, String) {
 
 /// Produces (key, value) pairs to `orders` and waits for every delivery.
 pub fn produce(brokers: &str, messages: &[(Option<String>, Vec<u8>)]) {
+    produce_to(brokers, "orders", messages);
+}
+
+/// As [`produce`], to `topic`.
+pub fn produce_to(brokers: &str, topic: &str, messages: &[(Option<String>, Vec<u8>)]) {
     let producer: BaseProducer = producer_config(brokers)
         .set("message.max.bytes", "10000000")
         .create()
         .expect("producer");
     for (key, value) in messages {
-        let mut record = BaseRecord::<str, [u8]>::to("orders").payload(value.as_slice());
+        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value.as_slice());
         if let Some(k) = key {
             record = record.key(k.as_str());
         }
