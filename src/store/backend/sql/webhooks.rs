@@ -1,9 +1,10 @@
 //! The shop webhooks' records (`store/webhooks.rs`). Rows are removed by retention
 //! (`retention.rs`).
 
-use super::This;
+use super::{Db, This};
 use crate::store::StoreError;
 use crate::store::backend::now_secs;
+use crate::store::types::statement_chunks;
 use crate::store::webhooks::{HandledWebhook, WebhookStore};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -47,26 +48,44 @@ impl WebhookStore for This {
 
     async fn record_webhooks(&self, handled: &[HandledWebhook]) -> Result<(), StoreError> {
         let now = now_secs();
+        // Multi-row statements: a group is a few statements, not two per webhook.
+        let deliveries: Vec<(&str, &str)> = handled
+            .iter()
+            .map(|h| (h.platform.as_str(), h.delivery_id.as_str()))
+            .collect();
+        let events: Vec<&str> = handled
+            .iter()
+            .flat_map(|h| h.event_ids.iter().map(String::as_str))
+            .collect();
         let mut tx = self.begin_write().await?;
-        for handled in handled {
-            let fresh = sqlx::query("INSERT INTO webhook_deliveries (platform, delivery_id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(&handled.platform)
-                .bind(&handled.delivery_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            for id in &handled.event_ids {
-                sqlx::query("INSERT INTO webhook_events (event_id, produced_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+        let mut fresh: HashSet<(String, String)> = HashSet::new();
+        for chunk in statement_chunks(&deliveries) {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO webhook_deliveries (platform, delivery_id, received_at) ",
+            );
+            qb.push_values(chunk, |mut b, (platform, id)| {
+                b.push_bind(*platform).push_bind(*id).push_bind(now);
+            });
+            qb.push(" ON CONFLICT DO NOTHING RETURNING platform, delivery_id");
+            for r in qb.build().fetch_all(&mut *tx).await? {
+                fresh.insert((r.try_get(0)?, r.try_get(1)?));
             }
-            // A delivery handled twice at once (the platform retrying while the first answer
-            // was on its way) sets aside one dead letter, not two.
-            if let (true, Some(letter)) = (fresh, &handled.dead_letter) {
+        }
+        for chunk in statement_chunks(&events) {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO webhook_events (event_id, produced_at) ",
+            );
+            qb.push_values(chunk, |mut b, id| {
+                b.push_bind(*id).push_bind(now);
+            });
+            qb.push(" ON CONFLICT DO NOTHING");
+            qb.build().execute(&mut *tx).await?;
+        }
+        // A delivery handled twice at once (the platform retrying while the first answer was
+        // on its way) sets aside one dead letter, not two.
+        for h in handled {
+            let key = (h.platform.clone(), h.delivery_id.clone());
+            if let (true, Some(letter)) = (fresh.remove(&key), &h.dead_letter) {
                 Self::outbox_message(&mut tx, letter.clone()).await?;
             }
         }
