@@ -422,3 +422,27 @@ fn webhooks_have_their_own_body_limit_and_unconfigured_platforms_are_404() {
     );
     assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")));
 }
+
+#[test]
+fn webhooks_are_not_answered_200_while_kafka_is_down() {
+    let running = Running::start();
+    let http = running.service.http.clone();
+    let body = fixture("shopify/orders-create.json");
+    running.broker.set_available(false);
+    // Not acknowledged: 503, and the delivery is not recorded as handled.
+    let (status, _, answer) = post(&http, &shopify("orders/create", "k-1"), &body);
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (503, Some("unavailable")),
+        "{answer}"
+    );
+    running.broker.set_available(true);
+    // Shopify delivers it again once Kafka is back: produced now.
+    let mut answer = Value::Null;
+    wait_for("the webhook to be taken again", WAIT, || {
+        let (status, _, a) = post(&http, &shopify("orders/create", "k-1"), &body);
+        answer = a;
+        status == 200
+    });
+    assert_eq!(answer["status"], "produced", "{answer}");
+}

@@ -290,11 +290,20 @@ impl Webhooks {
         let record = FutureRecord::to(TOPIC_ORDERS)
             .key(&event.customer_id)
             .payload(&payload);
-        self.producer
-            .send(record, self.produce_timeout)
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| Refused::Unavailable(format!("Kafka did not take the event: {e}")))
+        // `send`'s own timeout bounds only the wait for room in the queue; the acknowledgement
+        // is bounded here. An event acknowledged after the 503 is delivered again by the
+        // platform under the same id, which the consumer applies once.
+        let sent = self.producer.send(record, self.produce_timeout);
+        match tokio::time::timeout(self.produce_timeout, sent).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(Refused::Unavailable(format!(
+                "Kafka did not take the event: {e}"
+            ))),
+            Err(_) => Err(Refused::Unavailable(format!(
+                "Kafka did not acknowledge the event within {} s",
+                self.produce_timeout.as_secs()
+            ))),
+        }
     }
 }
 
