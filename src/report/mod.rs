@@ -9,6 +9,7 @@
 mod cache;
 mod effect;
 pub mod html;
+pub mod power;
 pub mod stats;
 pub mod text;
 
