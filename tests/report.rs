@@ -190,6 +190,7 @@ async fn exact_figures(b: Backend) {
     let options = ReportOptions {
         since: None,
         window_days: 30,
+        ..Default::default()
     };
     let r = report::build(&*b.store, Some(&env.rules), options)
         .await
@@ -295,6 +296,7 @@ async fn exact_figures(b: Backend) {
         ReportOptions {
             since: Some(chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()),
             window_days: 30,
+            ..Default::default()
         },
     )
     .await
@@ -308,6 +310,7 @@ async fn exact_figures(b: Backend) {
         ReportOptions {
             since: None,
             window_days: 45,
+            ..Default::default()
         },
     )
     .await
@@ -330,6 +333,7 @@ async fn upgrade(b: Backend) {
     let options = ReportOptions {
         since: None,
         window_days: 30,
+        ..Default::default()
     };
     let before = report::build(&*b.store, Some(&env.rules), options)
         .await
@@ -400,6 +404,7 @@ async fn the_report_command_prints_text_json_and_html() {
         ReportOptions {
             since: None,
             window_days: 30,
+            ..Default::default()
         },
     )
     .await
@@ -634,6 +639,15 @@ async fn intervals_hold_the_planted_uplift_and_zero_where_none_was_planted() {
             zero_missed.push(seed);
         }
         assert!(coupon.warning.is_none(), "{:?}", coupon.warning);
+        // An honest split is quiet; the counts say what they can detect.
+        for r in [coupon, sticker] {
+            let p = r.sample_ratio.p_value.expect("a 50% holdout to test");
+            assert!(p >= 0.001, "seed {seed}: {} p = {p}", r.id);
+            assert!(r.sample_ratio.warning.is_none());
+            let d = r.detectable_uplift.expect("both groups have customers");
+            assert!(d > 0.0 && d < 0.15, "seed {seed}: {} detects {d}", r.id);
+            assert!(r.needed_per_group.is_some_and(|n| n > 0));
+        }
         // Each treated customer got a 5.00 coupon; each sticker 0.10.
         assert_eq!(
             coupon.cost,
@@ -647,6 +661,39 @@ async fn intervals_hold_the_planted_uplift_and_zero_where_none_was_planted() {
         planted_missed.len() <= 2,
         "coupon-back's interval missed the planted 0.15 for seeds {planted_missed:?}"
     );
+
+    // A broken split: a third of the held-out customers lost (their events never arrived).
+    let events: Vec<Value> = planted_history(1, 3000)
+        .into_iter()
+        .filter(|e| {
+            let customer = e["order"]["customer"]["id"]
+                .as_str()
+                .or(e["customer_id"].as_str())
+                .unwrap_or_default();
+            let lost = in_holdout(customer, "coupon-back", 5000)
+                && customer.bytes().map(u32::from).sum::<u32>() % 3 == 0;
+            !lost
+        })
+        .collect();
+    let store = packwell::store::SqliteStore::open(":memory:")
+        .await
+        .unwrap();
+    for chunk in events.chunks(500) {
+        store.apply_batch(&batch(chunk), &env).await.unwrap();
+    }
+    let r = report::build(&store, Some(&env.rules), ReportOptions::default())
+        .await
+        .unwrap();
+    let broken = rule(&r, "coupon-back");
+    let p = broken.sample_ratio.p_value.unwrap();
+    assert!(
+        p < 0.001,
+        "{} treated, {} held out: p = {p}",
+        broken.treated,
+        broken.held_out
+    );
+    let w = broken.sample_ratio.warning.as_deref().unwrap();
+    assert!(w.contains("not the configured 50% holdout"), "{w}");
     assert!(
         zero_missed.len() <= 2,
         "sticker's interval missed 0 for seeds {zero_missed:?}"

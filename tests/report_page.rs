@@ -189,6 +189,7 @@ fn the_report() -> Report {
     let options = ReportOptions {
         since: NaiveDate::from_ymd_opt(2026, 1, 1),
         window_days: 90,
+        ..Default::default()
     };
     report::compute(&data(), None, options, Some(as_of))
 }

@@ -25,6 +25,9 @@ pub struct ReportArgs {
     /// How long after the exposure a repeat purchase counts (whole days: 90d, 12w).
     #[arg(long, value_name = "DURATION", default_value = "90d")]
     pub window: String,
+    /// The uplift `needed_per_group` is computed for: a share (0.03) or points (3%).
+    #[arg(long, value_name = "UPLIFT", default_value = "0.03")]
+    pub target_uplift: String,
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
     /// Where to write the report (default: standard output).
@@ -42,6 +45,8 @@ pub fn run(args: &ReportArgs) -> CliResult {
             .map_err(|e| Failure::usage(format!("error: --since: {e}")))?,
         window_days: report::parse_window(&args.window)
             .map_err(|e| Failure::usage(format!("error: --window: {e}")))?,
+        target_uplift_bp: report::parse_target_uplift(&args.target_uplift)
+            .map_err(|e| Failure::usage(format!("error: --target-uplift: {e}")))?,
     };
     let config = super::load_config(&args.common)?;
     // The rules give the report its order and each rule's mode; without them (a folder that

@@ -72,6 +72,7 @@ pub async fn report(
             }
             None => report::DEFAULT_WINDOW_DAYS,
         },
+        target_uplift_bp: report::DEFAULT_TARGET_UPLIFT_BP,
     };
     let env = env.in_force();
     let report = reports

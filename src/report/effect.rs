@@ -16,11 +16,15 @@ struct Group {
 
 pub(super) fn effect(
     data: &AttributionData,
-    id: &str,
-    kind: &str,
-    mode: &str,
-    since: Option<NaiveDate>,
+    source: &Source,
+    options: &ReportOptions,
 ) -> RuleEffect {
+    let (id, kind, mode) = (
+        source.id.as_str(),
+        source.kind.as_str(),
+        source.mode.as_str(),
+    );
+    let since = options.since;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
     for g in data
@@ -197,6 +201,16 @@ pub(super) fn effect(
         |g: Group| (g.matured > 0).then(|| g.tenure_secs as f64 / 86_400.0 / g.matured as f64);
 
     let warning = warning(mode, t, h, mixed.customers);
+    let sample_ratio = sample_ratio(mode, source.holdout_bp, t, h);
+    // The held-out group's rate is the baseline an uplift is measured from; without one, the
+    // treated group's stands in for the customers needed.
+    let baseline = rate(h).or(rate(t));
+    let detectable_uplift = rate(h).and_then(|p| {
+        power::detectable_uplift(p, t.matured, h.matured, power::ALPHA, power::POWER)
+    });
+    let target = f64::from(options.target_uplift_bp) / 10_000.0;
+    let needed_per_group =
+        baseline.and_then(|p| power::needed_per_group(p, target, power::ALPHA, power::POWER));
     RuleEffect {
         id: id.to_string(),
         kind: kind.to_string(),
@@ -239,7 +253,32 @@ pub(super) fn effect(
         },
         redemptions_by_week: weeks(data, id, since),
         warning,
+        sample_ratio,
+        detectable_uplift,
+        needed_per_group,
     }
+}
+
+/// The split of everyone exposed (window over or not) against the configured holdout share.
+/// Nothing to test for a rule that is not live, holds out nobody or everybody, or has no
+/// customers yet.
+fn sample_ratio(mode: &str, holdout_bp: Option<u16>, t: Group, h: Group) -> SampleRatio {
+    let Some(bp) = holdout_bp.filter(|bp| (1..10_000).contains(bp)) else {
+        return SampleRatio::default();
+    };
+    if mode != "live" {
+        return SampleRatio::default();
+    }
+    let (treated, held_out) = (t.customers, h.customers);
+    let weights = [f64::from(10_000 - bp), f64::from(bp)];
+    let p_value = power::sample_ratio_p_value(&[treated, held_out], &weights);
+    let warning = p_value.filter(|p| *p < power::SAMPLE_RATIO_ALPHA).map(|p| {
+        format!(
+            "the split is {treated} treated to {held_out} held out, not the configured {}% holdout (p = {p:.1e}): the assignment or the data is broken, or the holdout changed within the period; no figure of this rule can be trusted until that is explained",
+            f64::from(bp) / 100.0
+        )
+    });
+    SampleRatio { p_value, warning }
 }
 
 /// Why the figures cannot tell much, if they cannot.

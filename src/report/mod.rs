@@ -39,6 +39,28 @@ pub struct ReportOptions {
     /// Exposures on or after this date (UTC); None: all the store holds.
     pub since: Option<NaiveDate>,
     pub window_days: u32,
+    /// The absolute uplift `needed_per_group` is computed for (`--target-uplift`), in basis
+    /// points of repeat rate (300: +3 points), so that the options stay a cache key.
+    pub target_uplift_bp: u16,
+}
+
+/// The default of `--target-uplift`: 3 points of repeat rate.
+pub const DEFAULT_TARGET_UPLIFT_BP: u16 = 300;
+
+/// `--target-uplift`: an absolute uplift as a share (`0.03`) or in points (`3%`), above 0 and
+/// below 1, in whole basis points.
+pub fn parse_target_uplift(text: &str) -> Result<u16, String> {
+    let t = text.trim();
+    let bad = || format!("{text:?}: expected an uplift such as 0.03 or 3% (above 0, below 1)");
+    let share = match t.strip_suffix('%') {
+        Some(points) => points.trim().parse::<Decimal>().map_err(|_| bad())? / Decimal::ONE_HUNDRED,
+        None => t.parse::<Decimal>().map_err(|_| bad())?,
+    };
+    let bp = share * Decimal::from(10_000);
+    if bp.fract() != Decimal::ZERO || bp <= Decimal::ZERO || bp >= Decimal::from(10_000) {
+        return Err(bad());
+    }
+    u16::try_from(bp.mantissa() / 10i128.pow(bp.scale())).map_err(|_| bad())
 }
 
 impl Default for ReportOptions {
@@ -46,6 +68,7 @@ impl Default for ReportOptions {
         ReportOptions {
             since: None,
             window_days: DEFAULT_WINDOW_DAYS,
+            target_uplift_bp: DEFAULT_TARGET_UPLIFT_BP,
         }
     }
 }
@@ -98,6 +121,8 @@ pub struct Report {
     /// Exposures up to here have their whole window behind them and are compared; later ones
     /// are counted as `in_window`.
     pub cohort_until: Option<String>,
+    /// The absolute uplift each rule's `needed_per_group` is for (`--target-uplift`).
+    pub target_uplift: f64,
     pub rules: Vec<RuleEffect>,
 }
 
@@ -201,6 +226,26 @@ pub struct RuleEffect {
     /// Redemptions of its coupons per week, since the start of the report.
     pub redemptions_by_week: Vec<WeekCount>,
     pub warning: Option<String>,
+    /// The observed split of treated and held-out customers against the configured holdout.
+    pub sample_ratio: SampleRatio,
+    /// The smallest absolute uplift the current counts detect (80 % power, two-sided 5 %);
+    /// null when a group is empty.
+    pub detectable_uplift: Option<f64>,
+    /// Customers each group needs to detect the report's target uplift; null without a rate
+    /// to start from.
+    pub needed_per_group: Option<u64>,
+}
+
+/// The sample-ratio check: Pearson's chi-square test of the observed split against the
+/// configured one.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema, schemars::JsonSchema,
+)]
+pub struct SampleRatio {
+    /// Null when there is nothing to test: no holdout, or not live, or nobody exposed.
+    pub p_value: Option<f64>,
+    /// Set when p < 0.001: the split is broken and no other figure of the rule can be trusted.
+    pub warning: Option<String>,
 }
 
 /// The JSON Schema of the report (`schemas/report.schema.json`), from the types it is
@@ -252,22 +297,32 @@ fn time(secs: i64) -> Option<String> {
 
 /// The sources to report on, in order: the rules' rules, then follow-ups, then ids the data
 /// has that the rules do not (removed since).
-fn sources(data: &AttributionData, rules: Option<&RuleSet>) -> Vec<(String, String, String)> {
+fn sources(data: &AttributionData, rules: Option<&RuleSet>) -> Vec<Source> {
     let mode = |m: Mode| match m {
         Mode::Live => "live",
         Mode::Shadow => "shadow",
         Mode::Off => "off",
     };
-    let mut out: Vec<(String, String, String)> = Vec::new();
+    let mut out: Vec<Source> = Vec::new();
     if let Some(r) = rules {
         for rule in &r.rules {
-            out.push((rule.id.clone(), "rule".into(), mode(rule.mode).into()));
+            out.push(Source::new(
+                &rule.id,
+                "rule",
+                mode(rule.mode),
+                Some(rule.holdout_bp),
+            ));
         }
         for f in &r.followups {
-            out.push((f.id.clone(), "followup".into(), mode(f.mode).into()));
+            out.push(Source::new(
+                &f.id,
+                "followup",
+                mode(f.mode),
+                Some(f.holdout_bp),
+            ));
         }
     }
-    let known = |out: &Vec<(String, String, String)>, id: &str| out.iter().any(|(i, _, _)| i == id);
+    let known = |out: &Vec<Source>, id: &str| out.iter().any(|s| s.id == id);
     let mut extra: BTreeMap<String, String> = BTreeMap::new();
     for g in &data.groups {
         extra.entry(g.source_id.clone()).or_insert(g.kind.clone());
@@ -278,10 +333,30 @@ fn sources(data: &AttributionData, rules: Option<&RuleSet>) -> Vec<(String, Stri
     for (id, kind) in extra {
         if !known(&out, &id) {
             let mode = if rules.is_some() { "removed" } else { "live" };
-            out.push((id, kind, mode.into()));
+            out.push(Source::new(&id, &kind, mode, None));
         }
     }
     out
+}
+
+/// A rule or follow-up to report on.
+pub(super) struct Source {
+    id: String,
+    kind: String,
+    mode: String,
+    /// Its holdout share in basis points, as the rules configure it; None once removed.
+    holdout_bp: Option<u16>,
+}
+
+impl Source {
+    fn new(id: &str, kind: &str, mode: &str, holdout_bp: Option<u16>) -> Source {
+        Source {
+            id: id.into(),
+            kind: kind.into(),
+            mode: mode.into(),
+            holdout_bp,
+        }
+    }
 }
 
 fn units(u: i64) -> Decimal {
@@ -303,8 +378,8 @@ pub fn compute(
 ) -> Report {
     let window = i64::from(options.window_days) * 86_400;
     let mut effects = Vec::new();
-    for (id, kind, mode) in sources(data, rules) {
-        effects.push(effect(data, &id, &kind, &mode, options.since));
+    for source in sources(data, rules) {
+        effects.push(effect(data, &source, &options));
     }
     Report {
         schema_version: SCHEMA_VERSION,
@@ -312,6 +387,7 @@ pub fn compute(
         since: options.since.map(|d| d.format("%Y-%m-%d").to_string()),
         as_of: as_of.and_then(time),
         cohort_until: as_of.and_then(|a| time(a - window)),
+        target_uplift: f64::from(options.target_uplift_bp) / 10_000.0,
         rules: effects,
     }
 }
@@ -336,6 +412,12 @@ mod tests {
             Ok("2026-01-31".into())
         );
         assert!(parse_since("2026-13-01").is_err());
+        assert_eq!(parse_target_uplift("0.03"), Ok(300));
+        assert_eq!(parse_target_uplift("3%"), Ok(300));
+        assert_eq!(parse_target_uplift("0.5%"), Ok(50));
+        for bad in ["0", "1", "-0.01", "0.00001", "x", "150%", ""] {
+            assert!(parse_target_uplift(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -66,12 +66,12 @@ pub fn render(r: &Report) -> String {
     );
     for e in &r.rules {
         out.push('\n');
-        effect(&mut out, e);
+        effect(&mut out, e, r.target_uplift);
     }
     out
 }
 
-fn effect(out: &mut String, e: &RuleEffect) {
+fn effect(out: &mut String, e: &RuleEffect, target_uplift: f64) {
     let kind = if e.kind == "followup" {
         "follow-up"
     } else {
@@ -184,7 +184,45 @@ fn effect(out: &mut String, e: &RuleEffect) {
         days(e.relationship_days.treated),
         days(e.relationship_days.held_out)
     );
+    if let Some(line) = power_line(e, target_uplift) {
+        let _ = writeln!(out, "  power              {line}");
+    }
     if let Some(w) = &e.warning {
         let _ = writeln!(out, "  warning: {w}");
     }
+    if let Some(w) = &e.sample_ratio.warning {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+}
+
+/// What the counts can tell: the smallest uplift they detect now, and the customers per group
+/// the target uplift needs.
+fn power_line(e: &RuleEffect, target_uplift: f64) -> Option<String> {
+    let detects = e
+        .detectable_uplift
+        .map(|d| format!("detects {} points or more now", points(d)));
+    let needs = e.needed_per_group.map(|n| {
+        format!(
+            "{} points needs about {} customers per group",
+            points(target_uplift),
+            thousands(n)
+        )
+    });
+    match (detects, needs) {
+        (Some(d), Some(n)) => Some(format!("{d}; {n}")),
+        (d, n) => d.or(n),
+    }
+}
+
+/// 2900 as "2 900".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -226,6 +226,9 @@ mod tests {
             relationship_days: PerGroup::default(),
             redemptions_by_week: Vec::new(),
             warning: None,
+            sample_ratio: crate::report::SampleRatio::default(),
+            detectable_uplift: None,
+            needed_per_group: None,
         }
     }
 
@@ -245,6 +248,7 @@ mod tests {
             since: None,
             as_of: Some("2026-06-01T00:00:00Z".into()),
             cohort_until: Some("2026-03-03T00:00:00Z".into()),
+            target_uplift: 0.03,
             rules,
         }
     }

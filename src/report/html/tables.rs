@@ -41,16 +41,19 @@ pub(super) fn summary(rules: &[RuleEffect]) -> String {
 /// Every figure of one rule or follow-up: the two groups side by side, then the effect.
 pub(super) fn table(rule: &RuleEffect) -> String {
     let verdict = Verdict::of(rule.uplift.as_ref());
-    let warning = rule
-        .warning
-        .as_deref()
-        .map(|w| {
-            format!(
-                "<div class=\"warning\" role=\"note\"><strong>Warning:</strong> {}</div>\n",
-                escape(w)
-            )
-        })
-        .unwrap_or_default();
+    let warning: String = [
+        rule.warning.as_deref(),
+        rule.sample_ratio.warning.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|w| {
+        format!(
+            "<div class=\"warning\" role=\"note\"><strong>Warning:</strong> {}</div>\n",
+            escape(w)
+        )
+    })
+    .collect();
     let pair = |label: &str, treated: String, held_out: String| {
         format!("<tr><th scope=\"row\">{label}</th><td>{treated}</td><td>{held_out}</td></tr>\n")
     };
