@@ -28,7 +28,7 @@ pub use decision::{
 pub use followups::{
     followup_holds, followups_for_event, held_out_followups, problems_of, schedule_followups,
 };
-pub use holdout::{holdout_bucket, in_holdout};
+pub use holdout::{draw_variant, holdout_bucket, in_holdout};
 
 use crate::coupon::CouponKey;
 use crate::event::Order;
