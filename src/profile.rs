@@ -51,6 +51,10 @@ pub struct Profile {
     pub subscribed: bool,
     /// When each rule last gave this customer at least one insert (for cooldowns).
     pub rule_last_given: Vec<(String, i64)>,
+    /// The variant of each experiment (rule or follow-up id, variant id) this customer was
+    /// first given: theirs for good, whatever the weights become.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<(String, String)>,
 }
 
 impl Profile {
@@ -76,6 +80,7 @@ impl Profile {
             nps: None,
             subscribed: true,
             rule_last_given: Vec::new(),
+            variants: Vec::new(),
         }
     }
 
@@ -169,6 +174,26 @@ impl Profile {
         match self.rule_last_given.iter_mut().find(|(r, _)| r == rule_id) {
             Some(entry) => entry.1 = entry.1.max(at),
             None => self.rule_last_given.push((rule_id.to_string(), at)),
+        }
+    }
+
+    /// The variant of a rule's or follow-up's experiment this customer keeps, if any.
+    pub fn variant(&self, rule_id: &str) -> Option<&str> {
+        self.variants
+            .iter()
+            .find(|(r, _)| r == rule_id)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Keeps the variant a customer was given; a variant removed from the rules since is
+    /// replaced by the one drawn instead.
+    pub fn record_variant(&mut self, rule_id: &str, variant_id: &str) {
+        match self.variants.iter_mut().find(|(r, _)| r == rule_id) {
+            Some(entry) if entry.1 != variant_id => entry.1 = variant_id.to_string(),
+            Some(_) => {}
+            None => self
+                .variants
+                .push((rule_id.to_string(), variant_id.to_string())),
         }
     }
 

@@ -490,26 +490,6 @@ async fn the_report_command_prints_text_json_and_html() {
     assert!(!dir.path().join("nowhere").exists());
 }
 
-/// A small deterministic generator (SplitMix64): the same seed, the same history.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const PLANTED_RULES: &str = r#"
 [package]
 max_inserts = 3
@@ -693,7 +673,10 @@ async fn intervals_hold_the_planted_uplift_and_zero_where_none_was_planted() {
         broken.held_out
     );
     let w = broken.sample_ratio.warning.as_deref().unwrap();
-    assert!(w.contains("not the configured 50% holdout"), "{w}");
+    assert!(
+        w.contains("not the configured 50.0% held out, 50.0% treated"),
+        "{w}"
+    );
     assert!(
         zero_missed.len() <= 2,
         "sticker's interval missed 0 for seeds {zero_missed:?}"

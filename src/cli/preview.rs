@@ -106,6 +106,7 @@ pub fn run(args: &PreviewArgs) -> CliResult {
                 template: template.to_string(),
                 after: chrono::Duration::zero(),
                 give: Vec::new(),
+                variants: Vec::new(),
                 holdout_bp: 0,
                 mode: crate::rules::Mode::Live,
             });

@@ -6,12 +6,12 @@
 use super::context::{self, Context};
 use super::{
     Arm, Claim, Cost, CouponGiven, DecideInput, Decision, Explain, ExplainRule, ExplainSegment,
-    Exposure, GivenInsert, NoteGiven, Outcome, SCHEMA_VERSION, Skip, SkipReason, evaluate,
-    format_time, held_out_followups, in_holdout, schedule_followups,
+    Exposure, GivenInsert, NoteGiven, Outcome, SCHEMA_VERSION, Skip, SkipReason, assigned_variant,
+    evaluate, format_time, held_out_followups, in_holdout, schedule_followups,
 };
 use crate::money::{Currency, format_amount};
 use crate::render::TemplateData;
-use crate::rules::{InsertBody, Mode, Rule, StockSlot, Trigger};
+use crate::rules::{InsertBody, Mode, Rule, StockSlot, Trigger, Variant};
 use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -23,10 +23,11 @@ use zen_expression::vm::VM;
 type Passing = (usize, Option<(StockSlot, u32)>, Option<(Currency, Decimal)>);
 
 impl Exposure {
-    fn new(rule_id: &str, arm: Arm, passing: &[Passing]) -> Self {
+    fn new(rule_id: &str, arm: Arm, variant: Option<&Variant>, passing: &[Passing]) -> Self {
         Exposure {
             rule_id: rule_id.to_string(),
             arm,
+            variant: variant.map(|v| v.id.clone()),
             costs: passing.iter().filter_map(|(_, _, cost)| *cost).collect(),
         }
     }
@@ -201,7 +202,11 @@ impl<'i, 'a> Parcel<'i, 'a> {
         if !self.passes_gates(rule, ctx, vm) {
             return;
         }
-        let passing = self.passing_inserts(rule);
+        // An experiment's variant is known before the holdout is: the held-out parcel keeps
+        // the places the customer's variant would have taken.
+        let variant = assigned_variant(self.input.profile, &rule.id, &rule.variants);
+        let give = variant.map_or(rule.give.as_slice(), |v| v.give.as_slice());
+        let passing = self.passing_inserts(rule, give);
         if passing.is_empty() {
             // Every insert was skipped; the rule gives nothing and settles nothing.
             let reason = self.skipped.last().map(|s| s.reason);
@@ -210,7 +215,7 @@ impl<'i, 'a> Parcel<'i, 'a> {
         }
         if rule.mode == Mode::Shadow {
             self.exposures
-                .push(Exposure::new(&rule.id, Arm::Shadow, &passing));
+                .push(Exposure::new(&rule.id, Arm::Shadow, variant, &passing));
             self.skip(rule, SkipReason::Shadow, None, None);
             self.outcome(rule, Some(SkipReason::Shadow), "");
             return;
@@ -223,13 +228,13 @@ impl<'i, 'a> Parcel<'i, 'a> {
                 self.settled_groups.push(g);
             }
             self.exposures
-                .push(Exposure::new(&rule.id, Arm::HeldOut, &passing));
+                .push(Exposure::new(&rule.id, Arm::HeldOut, None, &passing));
             self.skip(rule, SkipReason::Holdout, None, None);
             self.outcome(rule, Some(SkipReason::Holdout), "");
             return;
         }
 
-        let mut given = self.give(rule, &passing);
+        let mut given = self.give(rule, variant, &passing);
         self.write_notes(rule, &passing, &mut given);
         self.places_taken += given.len();
         if let Some(g) = &rule.group {
@@ -237,7 +242,7 @@ impl<'i, 'a> Parcel<'i, 'a> {
         }
         self.rules_given.push(rule.id.clone());
         self.exposures
-            .push(Exposure::new(&rule.id, Arm::Treated, &passing));
+            .push(Exposure::new(&rule.id, Arm::Treated, variant, &passing));
         self.inserts.extend(given);
         self.outcome(rule, None, "given");
     }
@@ -296,8 +301,9 @@ impl<'i, 'a> Parcel<'i, 'a> {
     }
 
     /// The rule's inserts that pass their checks, in `give` order: currency, stock, budget,
-    /// max_inserts. The rule's own earlier inserts count against stock and budget.
-    fn passing_inserts(&mut self, rule: &Rule) -> Vec<Passing> {
+    /// max_inserts, of `give` (the rule's, or its variant's). The rule's own earlier inserts
+    /// count against stock and budget.
+    fn passing_inserts(&mut self, rule: &Rule, give: &[usize]) -> Vec<Passing> {
         let input = self.input;
         let rules = input.rules;
         let order = input.order;
@@ -305,7 +311,7 @@ impl<'i, 'a> Parcel<'i, 'a> {
         let mut passing: Vec<Passing> = Vec::new();
         let mut rule_budget_extra: BTreeMap<Currency, Decimal> = BTreeMap::new();
         let mut rule_stock_extra: BTreeMap<(usize, StockSlot), u32> = BTreeMap::new();
-        for &idx in &rule.give {
+        for &idx in give {
             let insert = &rules.inserts[idx];
             let cost: Option<(Currency, Decimal)> = match &insert.body {
                 InsertBody::Coupon(c) => match c.amount.get(&order.currency) {
@@ -397,7 +403,12 @@ impl<'i, 'a> Parcel<'i, 'a> {
 
     /// The passing inserts given: coupons get their codes (first, so that the rule's notes
     /// can print them), and every stock unit and budget amount becomes a claim.
-    fn give(&mut self, rule: &Rule, passing: &[Passing]) -> Vec<GivenInsert> {
+    fn give(
+        &mut self,
+        rule: &Rule,
+        variant: Option<&Variant>,
+        passing: &[Passing],
+    ) -> Vec<GivenInsert> {
         let input = self.input;
         let order = input.order;
         let date = self.date;
@@ -408,6 +419,7 @@ impl<'i, 'a> Parcel<'i, 'a> {
                 insert_id: insert.id.clone(),
                 kind: insert.kind.as_str().to_string(),
                 rule_id: rule.id.clone(),
+                variant: variant.map(|v| v.id.clone()),
                 title: insert.title.clone(),
                 quantity: 1,
                 sku: None,

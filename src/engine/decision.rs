@@ -102,6 +102,9 @@ pub struct GivenInsert {
     pub kind: String,
     /// The rule that gave it.
     pub rule_id: String,
+    /// The rule's variant the customer is in, when the rule is an experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[schemars(range(min = 1))]
@@ -270,5 +273,35 @@ impl Arm {
 pub struct Exposure {
     pub rule_id: String,
     pub arm: Arm,
+    /// The variant given (treated) or that would have been (shadow); never set when held out,
+    /// since the holdout is one group against every variant.
+    pub variant: Option<String>,
     pub costs: Vec<(Currency, Decimal)>,
+}
+
+/// Between an arm and its variant where the store keeps them as one name (`treated:note`),
+/// so that a customer who met two variants is `mixed` like one who met two arms.
+const VARIANT_SEPARATOR: char = ':';
+
+/// The arm as the store and the report name it: `treated`, or `treated:<variant>`.
+pub fn arm_label(arm: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{arm}{VARIANT_SEPARATOR}{v}"),
+        None => arm.to_string(),
+    }
+}
+
+/// An arm's name split into the arm and its variant (see [`arm_label`]).
+pub fn split_arm_label(label: &str) -> (&str, Option<&str>) {
+    match label.split_once(VARIANT_SEPARATOR) {
+        Some((arm, variant)) => (arm, Some(variant)),
+        None => (label, None),
+    }
+}
+
+impl Exposure {
+    /// See [`arm_label`].
+    pub fn arm_label(&self) -> String {
+        arm_label(self.arm.as_str(), self.variant.as_deref())
+    }
 }

@@ -3,6 +3,8 @@
 //! and the variant a treated customer is drawn into. Both are hashes of (customer, rule); the
 //! variant's hash has one more field, so that it is independent of the holdout.
 
+use crate::profile::Profile;
+use crate::rules::{Variant, variant_weights};
 use sha2::{Digest, Sha256};
 
 /// The first 8 bytes of SHA-256 over the length-prefixed fields, as a number.
@@ -44,6 +46,22 @@ pub fn draw_variant(customer_id: &str, rule_id: &str, weights: &[u32]) -> Option
         point -= w;
     }
     None
+}
+
+/// The variant a customer is in for a rule or follow-up with variants: the one stored at their
+/// first exposure while it still exists, so that changing the weights moves nobody already
+/// exposed; else a fresh draw. `None` for a rule without variants.
+pub fn assigned_variant<'v>(
+    profile: &Profile,
+    rule_id: &str,
+    variants: &'v [Variant],
+) -> Option<&'v Variant> {
+    if let Some(kept) = profile.variant(rule_id)
+        && let Some(v) = variants.iter().find(|v| v.id == kept)
+    {
+        return Some(v);
+    }
+    draw_variant(&profile.customer_id, rule_id, &variant_weights(variants)).map(|i| &variants[i])
 }
 
 #[cfg(test)]

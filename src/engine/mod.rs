@@ -25,10 +25,11 @@ pub use decision::{
     GivenInsert, NoteGiven, Outcome, RULES_VERSION_PATTERN, SCHEMA_VERSION, ScheduledFollowup,
     Skip, SkipReason,
 };
+pub use decision::{arm_label, split_arm_label};
 pub use followups::{
     followup_holds, followups_for_event, held_out_followups, problems_of, schedule_followups,
 };
-pub use holdout::{draw_variant, holdout_bucket, in_holdout};
+pub use holdout::{assigned_variant, draw_variant, holdout_bucket, in_holdout};
 
 use crate::coupon::CouponKey;
 use crate::event::Order;

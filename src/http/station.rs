@@ -390,6 +390,7 @@ mod tests {
             insert_id: insert_id.into(),
             kind: "gift".into(),
             rule_id: rule_id.into(),
+            variant: None,
             title: None,
             quantity: 1,
             sku: None,

@@ -2,16 +2,45 @@
 //! aggregates, the figures that compare them, the warnings when they cannot tell much, and its
 //! coupon redemptions per week.
 
+use super::variants::{difference, variant_effects};
 use super::*;
+use crate::engine::split_arm_label;
 
 /// One group's counts, read from the aggregates.
 #[derive(Debug, Default, Clone, Copy)]
-struct Group {
-    customers: u64,
-    matured: u64,
-    repeaters: u64,
+pub(super) struct Group {
+    /// Exposed in the period, window over or not.
+    pub(super) customers: u64,
+    /// Of them, those whose window is over: the cohort compared.
+    pub(super) matured: u64,
+    pub(super) repeaters: u64,
     tenure_secs: i64,
-    orders: u64,
+    /// The cohort's later orders.
+    pub(super) orders: u64,
+}
+
+impl Group {
+    pub(super) fn rate(self) -> Option<f64> {
+        (self.matured > 0).then(|| self.repeaters as f64 / self.matured as f64)
+    }
+}
+
+/// The groups of one rule by arm (`treated` sums its variants) and by variant.
+#[derive(Default)]
+pub(super) struct Arms<'d> {
+    pub(super) arms: BTreeMap<&'d str, Group>,
+    pub(super) variants: BTreeMap<&'d str, Group>,
+}
+
+impl<'d> Arms<'d> {
+    /// The group of an arm's name as stored (`treated:note` counts for `treated` and `note`).
+    fn update(&mut self, label: &'d str, f: impl Fn(&mut Group)) {
+        let (arm, variant) = split_arm_label(label);
+        f(self.arms.entry(arm).or_default());
+        if let Some(v) = variant {
+            f(self.variants.entry(v).or_default());
+        }
+    }
 }
 
 pub(super) fn effect(
@@ -26,7 +55,7 @@ pub(super) fn effect(
     );
     let since = options.since;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
-    let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
+    let mut groups = Arms::default();
     for g in data
         .groups
         .iter()
@@ -34,11 +63,12 @@ pub(super) fn effect(
     {
         // Sums of stored counts saturate rather than wrap or panic; with the bounds events
         // are checked against at the edge, no real history comes near them.
-        let e = groups.entry(g.arm.as_str()).or_default();
-        e.customers = e.customers.saturating_add(count(g.customers));
-        e.matured = e.matured.saturating_add(count(g.matured));
-        e.repeaters = e.repeaters.saturating_add(count(g.repeaters));
-        e.tenure_secs = e.tenure_secs.saturating_add(g.tenure_secs);
+        groups.update(&g.arm, |e| {
+            e.customers = e.customers.saturating_add(count(g.customers));
+            e.matured = e.matured.saturating_add(count(g.matured));
+            e.repeaters = e.repeaters.saturating_add(count(g.repeaters));
+            e.tenure_secs = e.tenure_secs.saturating_add(g.tenure_secs);
+        });
     }
     let mut revenue: BTreeMap<&str, BTreeMap<String, Decimal>> = BTreeMap::new();
     for r in data
@@ -46,33 +76,24 @@ pub(super) fn effect(
         .iter()
         .filter(|r| r.source_id == id && r.kind == kind)
     {
-        let g = groups.entry(r.arm.as_str()).or_default();
-        g.orders = g.orders.saturating_add(count(r.orders));
+        groups.update(&r.arm, |g| {
+            g.orders = g.orders.saturating_add(count(r.orders))
+        });
         let total = revenue
-            .entry(r.arm.as_str())
+            .entry(split_arm_label(&r.arm).0)
             .or_default()
             .entry(r.currency.clone())
             .or_default();
         *total = total.saturating_add(units(r.units));
     }
-    let t = groups.get("treated").copied().unwrap_or_default();
-    let h = groups.get("held_out").copied().unwrap_or_default();
-    let s = groups.get("shadow").copied().unwrap_or_default();
-    let mixed = groups.get("mixed").copied().unwrap_or_default();
-    let in_window = groups.values().fold(0u64, |n, g| {
+    let arm = |name: &str| groups.arms.get(name).copied().unwrap_or_default();
+    let (t, h, s, mixed) = (arm("treated"), arm("held_out"), arm("shadow"), arm("mixed"));
+    let in_window = groups.arms.values().fold(0u64, |n, g| {
         n.saturating_add(g.customers.saturating_sub(g.matured))
     });
 
-    let rate = |g: Group| (g.matured > 0).then(|| g.repeaters as f64 / g.matured as f64);
-    let uplift =
-        stats::newcombe_difference(t.repeaters, t.matured, h.repeaters, h.matured, stats::Z95).map(
-            |d| Uplift {
-                absolute: d.absolute,
-                low: d.low,
-                high: d.high,
-                method: stats::NEWCOMBE_METHOD.to_string(),
-            },
-        );
+    let rate = Group::rate;
+    let uplift = difference(t, h);
     let relative_uplift =
         stats::relative_uplift(t.repeaters, t.matured, h.repeaters, h.matured, stats::Z95).map(
             |r| RelativeUplift {
@@ -117,26 +138,32 @@ pub(super) fn effect(
             extra_revenue.insert(c.clone(), treated.saturating_sub(scaled));
         }
     }
-    // Extra orders = o_t - o_h * n_t / n_h, kept as the fraction (o_t n_h - o_h n_t) / n_h
-    // so that the cost per extra order is exact.
-    let extra_numerator = (i128::from(t.orders) * i128::from(h.matured))
-        .saturating_sub(i128::from(h.orders) * i128::from(t.matured));
-    let extra_orders = both.then(|| extra_numerator as f64 / h.matured as f64);
+    let extra = ExtraOrders::of(t, h);
 
     let mut cost: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut would_have: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut variant_costs: BTreeMap<&str, BTreeMap<String, Decimal>> = BTreeMap::new();
     for c in data
         .costs
         .iter()
         .filter(|c| c.source_id == id && kind == "rule")
     {
-        let target = match c.arm.as_str() {
+        let (arm, variant) = split_arm_label(&c.arm);
+        let target = match arm {
             "treated" => &mut cost,
             "held_out" | "shadow" => &mut would_have,
             _ => continue,
         };
         let total = target.entry(c.currency.clone()).or_default();
         *total = total.saturating_add(units(c.units));
+        if let (Some(v), "treated") = (variant, arm) {
+            let total = variant_costs
+                .entry(v)
+                .or_default()
+                .entry(c.currency.clone())
+                .or_default();
+            *total = total.saturating_add(units(c.units));
+        }
     }
     let (mut issued, mut redeemed) = (0u64, 0u64);
     let mut redeemed_value: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -162,29 +189,13 @@ pub(super) fn effect(
             *total = total.saturating_add(value);
         }
     }
-    let numerator = Decimal::try_from_i128_with_scale(extra_numerator, 0).ok();
-    let cost_per_extra_order = (both && extra_numerator > 0 && !cost.is_empty())
-        .then_some(numerator)
-        .flatten()
-        .map(|numerator| {
-            money(
-                cost.iter()
-                    .map(|(c, a)| {
-                        let per = a
-                            .saturating_mul(Decimal::from(h.matured))
-                            .checked_div(numerator)
-                            .unwrap_or(Decimal::MAX);
-                        (c.clone(), per)
-                    })
-                    .collect(),
-            )
-        });
+    let cost_per_extra_order = extra.cost_per_order(&cost);
 
     let nps = |arm: &str| {
         let rows: Vec<_> = data
             .nps
             .iter()
-            .filter(|n| n.source_id == id && n.kind == kind && n.arm == arm)
+            .filter(|n| n.source_id == id && n.kind == kind && split_arm_label(&n.arm).0 == arm)
             .collect();
         let answers: i64 = rows.iter().map(|n| n.answers).sum();
         (answers > 0).then(|| {
@@ -201,7 +212,8 @@ pub(super) fn effect(
         |g: Group| (g.matured > 0).then(|| g.tenure_secs as f64 / 86_400.0 / g.matured as f64);
 
     let warning = warning(mode, t, h, mixed.customers);
-    let sample_ratio = sample_ratio(mode, source.holdout_bp, t, h);
+    let sample_ratio = sample_ratio(mode, source, &groups);
+    let (variants, best_variant) = variant_effects(source, &groups.variants, &variant_costs, h);
     // The held-out group's rate is the baseline an uplift is measured from; without one, the
     // treated group's stands in for the customers needed.
     let baseline = rate(h).or(rate(t));
@@ -235,7 +247,7 @@ pub(super) fn effect(
             held_out: per_customer("held_out", h.matured),
         },
         extra_revenue: money(extra_revenue),
-        extra_orders,
+        extra_orders: extra.orders,
         cost: money(cost),
         would_have_cost: money(would_have),
         cost_per_extra_order,
@@ -256,26 +268,107 @@ pub(super) fn effect(
         sample_ratio,
         detectable_uplift,
         needed_per_group,
+        variants,
+        best_variant,
     }
 }
 
-/// The split of everyone exposed (window over or not) against the configured holdout share.
-/// Nothing to test for a rule that is not live, holds out nobody or everybody, or has no
-/// customers yet.
-fn sample_ratio(mode: &str, holdout_bp: Option<u16>, t: Group, h: Group) -> SampleRatio {
-    let Some(bp) = holdout_bp.filter(|bp| (1..10_000).contains(bp)) else {
+/// A group's later orders beyond what the held-out group's rate gives for as many customers:
+/// `o_t - o_h n_t / n_h`, kept as the fraction `(o_t n_h - o_h n_t) / n_h` so that the cost
+/// per extra order is exact.
+pub(super) struct ExtraOrders {
+    numerator: i128,
+    held_out: u64,
+    /// Null unless both groups have a cohort.
+    pub(super) orders: Option<f64>,
+}
+
+impl ExtraOrders {
+    pub(super) fn of(t: Group, h: Group) -> Self {
+        let numerator = (i128::from(t.orders) * i128::from(h.matured))
+            .saturating_sub(i128::from(h.orders) * i128::from(t.matured));
+        let both = t.matured > 0 && h.matured > 0;
+        ExtraOrders {
+            numerator,
+            held_out: h.matured,
+            orders: both.then(|| numerator as f64 / h.matured as f64),
+        }
+    }
+
+    /// What each extra order cost, per currency: null without extra orders or costs.
+    pub(super) fn cost_per_order(&self, cost: &BTreeMap<String, Decimal>) -> Option<Amounts> {
+        if self.orders.is_none() || self.numerator <= 0 || cost.is_empty() {
+            return None;
+        }
+        let numerator = Decimal::try_from_i128_with_scale(self.numerator, 0).ok()?;
+        Some(money(
+            cost.iter()
+                .map(|(c, a)| {
+                    let per = a
+                        .saturating_mul(Decimal::from(self.held_out))
+                        .checked_div(numerator)
+                        .unwrap_or(Decimal::MAX);
+                    (c.clone(), per)
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// The split of everyone exposed (window over or not) against the configured holdout share
+/// and variant weights. Nothing to test for a rule that is not live, or has fewer than two
+/// groups to split between (no holdout and no variants, or everybody held out).
+fn sample_ratio(mode: &str, source: &Source, groups: &Arms<'_>) -> SampleRatio {
+    let Some(bp) = source.holdout_bp.filter(|bp| *bp < 10_000) else {
         return SampleRatio::default();
     };
     if mode != "live" {
         return SampleRatio::default();
     }
-    let (treated, held_out) = (t.customers, h.customers);
-    let weights = [f64::from(10_000 - bp), f64::from(bp)];
-    let p_value = power::sample_ratio_p_value(&[treated, held_out], &weights);
+    let customers = |g: Option<&Group>| g.map_or(0, |g| g.customers);
+    // (name, observed, expected share in basis points of a weight unit)
+    let mut split: Vec<(String, u64, f64)> = Vec::new();
+    if bp > 0 {
+        split.push((
+            "held out".into(),
+            customers(groups.arms.get("held_out")),
+            f64::from(bp),
+        ));
+    }
+    let treated_share = f64::from(10_000 - bp);
+    if source.variants.is_empty() {
+        split.push((
+            "treated".into(),
+            customers(groups.arms.get("treated")),
+            treated_share,
+        ));
+    } else {
+        let total: f64 = source.variants.iter().map(|(_, w)| f64::from(*w)).sum();
+        for (id, weight) in &source.variants {
+            split.push((
+                id.clone(),
+                customers(groups.variants.get(id.as_str())),
+                treated_share * f64::from(*weight) / total,
+            ));
+        }
+    }
+    if split.len() < 2 {
+        return SampleRatio::default();
+    }
+    let observed: Vec<u64> = split.iter().map(|(_, n, _)| *n).collect();
+    let weights: Vec<f64> = split.iter().map(|(_, _, w)| *w).collect();
+    let p_value = power::sample_ratio_p_value(&observed, &weights);
     let warning = p_value.filter(|p| *p < power::SAMPLE_RATIO_ALPHA).map(|p| {
+        let sum: f64 = weights.iter().sum();
+        let seen: Vec<String> = split.iter().map(|(name, n, _)| format!("{n} {name}")).collect();
+        let meant: Vec<String> = split
+            .iter()
+            .map(|(name, _, w)| format!("{:.1}% {name}", 100.0 * w / sum))
+            .collect();
         format!(
-            "the split is {treated} treated to {held_out} held out, not the configured {}% holdout (p = {p:.1e}): the assignment or the data is broken, or the holdout changed within the period; no figure of this rule can be trusted until that is explained",
-            f64::from(bp) / 100.0
+            "the split is {}, not the configured {} (p = {p:.1e}): the assignment or the data is broken, or the holdout or weights changed within the period; no figure of this rule can be trusted until that is explained",
+            seen.join(" to "),
+            meant.join(", ")
         )
     });
     SampleRatio { p_value, warning }

@@ -12,6 +12,7 @@ pub mod html;
 pub mod power;
 pub mod stats;
 pub mod text;
+mod variants;
 
 pub use cache::{REPORT_TTL, ReportCache};
 
@@ -234,6 +235,45 @@ pub struct RuleEffect {
     /// Customers each group needs to detect the report's target uplift; null without a rate
     /// to start from.
     pub needed_per_group: Option<u64>,
+    /// An experiment's variants, each against the holdout and against each other; empty for a
+    /// rule without variants.
+    pub variants: Vec<VariantEffect>,
+    /// The variant whose interval against every other variant lies above zero; null when no
+    /// variant is shown better than all the others (or there are no variants).
+    pub best_variant: Option<String>,
+}
+
+/// One variant of an experiment: its treated customers against the holdout, and against each
+/// other variant.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
+pub struct VariantEffect {
+    pub id: String,
+    /// Its share of the treated, as configured (0 for a variant removed from the rules).
+    pub weight: u32,
+    /// Customers compared: given this variant, their window over.
+    pub treated: u64,
+    /// Share of them that ordered again within the window.
+    pub repeat_rate: Option<f64>,
+    /// Against the held-out group; null without a holdout.
+    pub uplift: Option<Uplift>,
+    /// What it gave its customers compared.
+    pub cost: Amounts,
+    /// Against the held-out group; null without extra orders.
+    pub cost_per_extra_order: Option<Amounts>,
+    /// Against each other variant: this variant's rate less the other's.
+    pub versus: Vec<VariantComparison>,
+}
+
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
+pub struct VariantComparison {
+    /// The other variant.
+    pub variant: String,
+    /// Null until both have a cohort.
+    pub uplift: Option<Uplift>,
 }
 
 /// The sample-ratio check: Pearson's chi-square test of the observed split against the
@@ -306,20 +346,16 @@ fn sources(data: &AttributionData, rules: Option<&RuleSet>) -> Vec<Source> {
     let mut out: Vec<Source> = Vec::new();
     if let Some(r) = rules {
         for rule in &r.rules {
-            out.push(Source::new(
-                &rule.id,
-                "rule",
-                mode(rule.mode),
-                Some(rule.holdout_bp),
-            ));
+            out.push(
+                Source::new(&rule.id, "rule", mode(rule.mode), Some(rule.holdout_bp))
+                    .with_variants(&rule.variants),
+            );
         }
         for f in &r.followups {
-            out.push(Source::new(
-                &f.id,
-                "followup",
-                mode(f.mode),
-                Some(f.holdout_bp),
-            ));
+            out.push(
+                Source::new(&f.id, "followup", mode(f.mode), Some(f.holdout_bp))
+                    .with_variants(&f.variants),
+            );
         }
     }
     let known = |out: &Vec<Source>, id: &str| out.iter().any(|s| s.id == id);
@@ -346,6 +382,8 @@ pub(super) struct Source {
     mode: String,
     /// Its holdout share in basis points, as the rules configure it; None once removed.
     holdout_bp: Option<u16>,
+    /// Its variants' ids and weights, as the rules configure them, in order.
+    variants: Vec<(String, u32)>,
 }
 
 impl Source {
@@ -355,7 +393,13 @@ impl Source {
             kind: kind.into(),
             mode: mode.into(),
             holdout_bp,
+            variants: Vec::new(),
         }
+    }
+
+    fn with_variants(mut self, variants: &[crate::rules::Variant]) -> Source {
+        self.variants = variants.iter().map(|v| (v.id.clone(), v.weight)).collect();
+        self
     }
 }
 

@@ -1,6 +1,6 @@
 //! The effect report as text, for a terminal: one block per rule or follow-up.
 
-use super::{Amounts, Report, RuleEffect};
+use super::{Amounts, Report, RuleEffect, Uplift};
 use std::fmt::Write as _;
 
 fn pct(r: Option<f64>) -> String {
@@ -106,19 +106,11 @@ fn effect(out: &mut String, e: &RuleEffect, target_uplift: f64) {
                 r.high * 100.0
             )
         });
-        let verdict = if u.low > 0.0 {
-            "brings customers back"
-        } else if u.high < 0.0 {
-            "keeps customers away"
-        } else {
-            "no clear effect"
-        };
+        let verdict = verdict(u);
         let _ = writeln!(
             out,
-            "  uplift             {} points [{}, {}]{relative}: {verdict}",
-            points(u.absolute),
-            points(u.low),
-            points(u.high)
+            "  uplift             {}{relative}: {verdict}",
+            interval(u)
         );
     }
     let _ = writeln!(
@@ -152,6 +144,7 @@ fn effect(out: &mut String, e: &RuleEffect, target_uplift: f64) {
         "  cost/extra order   {}",
         e.cost_per_extra_order.as_ref().map_or("-".into(), amounts)
     );
+    variants(out, e);
     if e.coupons_issued > 0 {
         let _ = writeln!(
             out,
@@ -193,6 +186,85 @@ fn effect(out: &mut String, e: &RuleEffect, target_uplift: f64) {
     if let Some(w) = &e.sample_ratio.warning {
         let _ = writeln!(out, "  warning: {w}");
     }
+}
+
+/// What an interval says of the treated against the held out.
+fn verdict(u: &Uplift) -> &'static str {
+    if u.low > 0.0 {
+        "brings customers back"
+    } else if u.high < 0.0 {
+        "keeps customers away"
+    } else {
+        "no clear effect"
+    }
+}
+
+/// `+12.1 points [+6.0, +18.0]`
+fn interval(u: &Uplift) -> String {
+    format!(
+        "{} points [{}, {}]",
+        points(u.absolute),
+        points(u.low),
+        points(u.high)
+    )
+}
+
+/// An experiment's variants: each against the holdout, each pair, and the better one when an
+/// interval says so.
+fn variants(out: &mut String, e: &RuleEffect) {
+    if e.variants.is_empty() {
+        return;
+    }
+    let width = e.variants.iter().map(|v| v.id.len()).max().unwrap_or(0);
+    let _ = writeln!(out, "  variants           each against the held out:");
+    for v in &e.variants {
+        let against = v.uplift.as_ref().map_or("-".to_string(), |u| {
+            format!("{}: {}", interval(u), verdict(u))
+        });
+        let cost = v.cost_per_extra_order.as_ref().map_or(String::new(), |c| {
+            format!(", cost/extra order {}", amounts(c))
+        });
+        let _ = writeln!(
+            out,
+            "    {:<width$}  weight {:<4} treated {:<8} repeat rate {:<7} uplift {against}{cost}",
+            v.id,
+            v.weight,
+            v.treated,
+            pct(v.repeat_rate)
+        );
+    }
+    // Each pair once, in the order the rules list the variants.
+    for (i, v) in e.variants.iter().enumerate() {
+        for other in &e.variants[i + 1..] {
+            let Some(u) = v
+                .versus
+                .iter()
+                .find(|c| c.variant == other.id)
+                .and_then(|c| c.uplift.as_ref())
+            else {
+                continue;
+            };
+            let which = if u.low > 0.0 {
+                format!("{} is better", v.id)
+            } else if u.high < 0.0 {
+                format!("{} is better", other.id)
+            } else {
+                "cannot tell them apart yet".to_string()
+            };
+            let _ = writeln!(
+                out,
+                "    {} vs {}: {}: {which}",
+                v.id,
+                other.id,
+                interval(u)
+            );
+        }
+    }
+    let best = e.best_variant.as_deref().map_or(
+        "none yet (no variant's interval against every other lies above zero)".to_string(),
+        |b| format!("{b} (its interval against every other variant lies above zero)"),
+    );
+    let _ = writeln!(out, "  best variant       {best}");
 }
 
 /// What the counts can tell: the smallest uplift they detect now, and the customers per group

@@ -136,12 +136,32 @@ pub struct Budget {
     pub limits: BTreeMap<Currency, Decimal>,
 }
 
+/// One variant of a rule's or follow-up's experiment (docs/REFERENCE.md §2 Variants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    /// Unique within its rule: letters, digits, `-` and `_`.
+    pub id: String,
+    /// Indices into [`RuleSet::inserts`], in `give` order.
+    pub give: Vec<usize>,
+    /// Positive; the variant's share is its weight over the sum of the weights.
+    pub weight: u32,
+    /// Follow-ups: the variant's own e-mail template, when it has one.
+    pub template: Option<String>,
+}
+
+/// The weights of an experiment's variants, in order, for [`crate::engine::draw_variant`].
+pub fn variant_weights(variants: &[Variant]) -> Vec<u32> {
+    variants.iter().map(|v| v.weight).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
     pub when: Condition,
-    /// Indices into [`RuleSet::inserts`], in `give` order.
+    /// Indices into [`RuleSet::inserts`], in `give` order; empty when the rule has variants.
     pub give: Vec<usize>,
+    /// The experiment's variants; empty when the rule gives `give` to everyone treated.
+    pub variants: Vec<Variant>,
     pub priority: i64,
     pub group: Option<String>,
     pub cooldown: Option<Duration>,
@@ -178,6 +198,8 @@ pub struct Followup {
     pub template: String,
     pub after: Duration,
     pub give: Vec<usize>,
+    /// The experiment's variants; empty when every e-mail is the same.
+    pub variants: Vec<Variant>,
     pub holdout_bp: u16,
     pub mode: Mode,
 }

@@ -121,9 +121,14 @@ pub struct RuleSpec {
     pub id: Spanned<String>,
     #[schemars(with = "String")]
     pub when: Spanned<String>,
-    /// Insert ids, given in this order.
+    /// Insert ids, given in this order. A rule has `give` or `variants`, not both.
+    #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub give: Vec<Spanned<String>>,
+    /// An experiment between inserts: each customer is drawn into one variant (in proportion
+    /// to the weights, independently of the holdout) and keeps it.
+    #[serde(default)]
+    pub variants: Vec<VariantSpec>,
     pub description: Option<String>,
     /// Higher first; ties go by file order (default 0).
     pub priority: Option<i64>,
@@ -144,6 +149,40 @@ pub struct RuleSpec {
     /// live (default) | shadow | off
     #[schemars(with = "Option<String>")]
     pub mode: Option<Spanned<String>>,
+}
+
+/// One variant of a rule's experiment.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    /// Unique within the rule: letters, digits, `-` and `_`.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// Insert ids, given in this order.
+    #[schemars(with = "Vec<String>")]
+    pub give: Vec<Spanned<String>>,
+    /// A positive integer: the variant's share is its weight over the sum of the weights.
+    #[schemars(with = "u32", range(min = 1))]
+    pub weight: Spanned<i64>,
+}
+
+/// One variant of a follow-up's experiment: its coupons and, if it differs, its template.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FollowupVariantSpec {
+    /// Unique within the follow-up: letters, digits, `-` and `_`.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// Coupons put in the e-mail (default: none).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub give: Vec<Spanned<String>>,
+    /// `templates/emails/NAME/` (default: the follow-up's).
+    #[schemars(with = "Option<String>")]
+    pub template: Option<Spanned<String>>,
+    /// A positive integer: the variant's share is its weight over the sum of the weights.
+    #[schemars(with = "u32", range(min = 1))]
+    pub weight: Spanned<i64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -175,6 +214,10 @@ pub struct FollowupSpec {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub give: Vec<Spanned<String>>,
+    /// An experiment between e-mails: each customer is drawn into one variant (in proportion
+    /// to the weights, independently of the holdout) and keeps it.
+    #[serde(default)]
+    pub variants: Vec<FollowupVariantSpec>,
     #[schemars(with = "Option<String>")]
     pub holdout: Option<Spanned<String>>,
     pub description: Option<String>,

@@ -153,6 +153,7 @@ mod tests {
             insert_id: format!("{kind}-1"),
             kind: kind.into(),
             rule_id: "welcome".into(),
+            variant: None,
             title: None,
             quantity: 1,
             sku: None,

@@ -56,6 +56,12 @@ pub(super) fn decide(
         for rule in &outcome.rules_given {
             p.record_given(rule, event.occurred_at);
         }
+        // A variant is the customer's once it was given to them.
+        for e in &outcome.exposures {
+            if let (engine::Arm::Treated, Some(variant)) = (e.arm, &e.variant) {
+                p.record_variant(&e.rule_id, variant);
+            }
+        }
         let coupons = outcome
             .decision
             .inserts
@@ -146,7 +152,7 @@ fn record_decision(
             ),
             FirstExposure {
                 at: at.timestamp(),
-                arm: e.arm.as_str(),
+                arm: e.arm_label(),
                 customer_since,
             },
         );
@@ -154,7 +160,7 @@ fn record_decision(
             source_id: e.rule_id.clone(),
             order_id: d.order_id.clone(),
             customer_id: d.customer_id.clone(),
-            arm: e.arm.as_str(),
+            arm: e.arm_label(),
             at: at.timestamp(),
             costs: costs.into_iter().collect(),
         });
@@ -205,7 +211,7 @@ fn schedule_emails(
             ),
             FirstExposure {
                 at: due,
-                arm: if held_out { "held_out" } else { "treated" },
+                arm: if held_out { "held_out" } else { "treated" }.to_string(),
                 customer_since,
             },
         );

@@ -142,7 +142,8 @@ pub type FirstExposureKey = (&'static str, String, String, bool);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirstExposure {
     pub at: i64,
-    pub arm: &'static str,
+    /// `treated`, `held_out`, `shadow`, a variant's `treated:<id>`, or `mixed`.
+    pub arm: String,
     pub customer_since: Option<i64>,
 }
 
@@ -153,7 +154,8 @@ pub struct ExposureInsert {
     pub source_id: String,
     pub order_id: String,
     pub customer_id: String,
-    pub arm: &'static str,
+    /// As in [`FirstExposure::arm`].
+    pub arm: String,
     pub at: i64,
     /// Per currency, in 1/10000 units, currencies sorted.
     pub costs: Vec<(String, i64)>,
@@ -288,7 +290,7 @@ impl Effects {
             .entry(key)
             .and_modify(|first| {
                 if first.arm != exposure.arm {
-                    first.arm = "mixed";
+                    first.arm = "mixed".to_string();
                 }
                 if exposure.at < first.at {
                     first.at = exposure.at;
@@ -377,9 +379,9 @@ mod tests {
         });
         assert!(!p.is_empty());
         let key = ("rule", "r".to_string(), "c".to_string(), false);
-        let at = |at, arm| FirstExposure {
+        let at = |at, arm: &str| FirstExposure {
             at,
-            arm,
+            arm: arm.to_string(),
             customer_since: Some(1),
         };
         p.expose(key.clone(), at(20, "treated"));
@@ -387,5 +389,12 @@ mod tests {
         assert_eq!(p.first_exposures[&key], at(10, "treated"));
         p.expose(key.clone(), at(30, "held_out"));
         assert_eq!(p.first_exposures[&key], at(10, "mixed"));
+        // Two variants of one experiment are two arms.
+        let other = ("rule", "x".to_string(), "c".to_string(), false);
+        p.expose(other.clone(), at(5, "treated:note"));
+        p.expose(other.clone(), at(6, "treated:note"));
+        assert_eq!(p.first_exposures[&other], at(5, "treated:note"));
+        p.expose(other.clone(), at(7, "treated:coupon"));
+        assert_eq!(p.first_exposures[&other], at(5, "mixed"));
     }
 }

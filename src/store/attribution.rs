@@ -165,7 +165,7 @@ const OUTCOMES: &str = "\
 const COUPONS: &str = "\
     SELECT 'coupon', 'KIND', w.source_id, c.state, c.currency, c.amount, COUNT(*), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
     FROM w JOIN coupons c ON c.order_id = w.order_id AND c.source_id = w.source_id \
-    WHERE w.arm = 'treated' GROUP BY w.source_id, c.state, c.currency, c.amount";
+    WHERE (w.arm = 'treated' OR w.arm LIKE 'treated:%') GROUP BY w.source_id, c.state, c.currency, c.amount";
 
 /// The `cost` rows: only rules record costs as they decide.
 const RULE_COSTS: &str = "\

@@ -99,13 +99,27 @@ const VALUES_LEFT: f64 = 765.0;
 const ROW_HEIGHT: f64 = 32.0;
 const TOP: f64 = 10.0;
 
-/// Chart 1: the uplift of each rule with its 95% interval, one row per rule, around zero.
+/// Chart 1: the uplift of each rule with its 95% interval, one row per rule (and under a rule
+/// with variants, one per variant against the same holdout), around zero.
 pub(super) fn uplift_chart(rules: &[RuleEffect]) -> String {
-    let rows: Vec<(&RuleEffect, &Uplift)> = rules
+    // (full name, row label, uplift)
+    let mut rows: Vec<(String, String, &Uplift)> = Vec::new();
+    for r in rules {
+        if let Some(u) = &r.uplift {
+            rows.push((r.id.clone(), short(&r.id, 30), u));
+        }
+        for v in &r.variants {
+            if let Some(u) = &v.uplift {
+                let name = format!("{} \u{203a} {}", r.id, v.id);
+                rows.push((name, format!("\u{203a} {}", short(&v.id, 26)), u));
+            }
+        }
+    }
+    rows.retain(|(_, _, u)| [u.absolute, u.low, u.high].iter().all(|v| v.is_finite()));
+    let shown_rules = rules
         .iter()
-        .filter_map(|r| r.uplift.as_ref().map(|u| (r, u)))
-        .filter(|(_, u)| [u.absolute, u.low, u.high].iter().all(|v| v.is_finite()))
-        .collect();
+        .filter(|r| rows.iter().any(|(name, _, _)| *name == r.id))
+        .count();
     let mut out = String::from("<section>\n<h2>Uplift in repeat purchases</h2>\n");
     if rows.is_empty() {
         out.push_str(
@@ -117,11 +131,11 @@ pub(super) fn uplift_chart(rules: &[RuleEffect]) -> String {
     // Zero is always on the scale: it is what each interval is judged against.
     let lo = rows
         .iter()
-        .map(|(_, u)| u.low.min(u.absolute))
+        .map(|(_, _, u)| u.low.min(u.absolute))
         .fold(0.0, f64::min);
     let hi = rows
         .iter()
-        .map(|(_, u)| u.high.max(u.absolute))
+        .map(|(_, _, u)| u.high.max(u.absolute))
         .fold(0.0, f64::max);
     let axis = Axis::new(lo, hi, 6, 0.01, 0.0);
     let x = |v: f64| axis.place(v, PLOT_LEFT, PLOT_RIGHT);
@@ -132,9 +146,9 @@ pub(super) fn uplift_chart(rules: &[RuleEffect]) -> String {
         "<svg id=\"uplift-chart\" role=\"img\" aria-labelledby=\"uplift-title uplift-desc\" \
          viewBox=\"0 0 {FOREST_WIDTH} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\">\n\
          <title id=\"uplift-title\">Uplift in repeat-purchase rate per rule and follow-up, with 95% intervals</title>\n\
-         <desc id=\"uplift-desc\">One row per rule: the dot is the treated rate less the held-out rate, \
-         in percentage points; the line is its 95% interval. Green rows lie wholly above zero, \
-         red rows wholly below, grey rows hold zero.</desc>\n"
+         <desc id=\"uplift-desc\">One row per rule, and per variant of an experiment under its rule: \
+         the dot is the treated rate less the held-out rate, in percentage points; the line is its \
+         95% interval. Green rows lie wholly above zero, red rows wholly below, grey rows hold zero.</desc>\n"
     );
     // Stripes first, then the grid, so the rows read across the page.
     for i in (0..rows.len()).filter(|i| i % 2 == 1) {
@@ -172,11 +186,11 @@ pub(super) fn uplift_chart(rules: &[RuleEffect]) -> String {
         bottom + 19.0,
         zero = x(0.0),
     ));
-    for (i, (rule, u)) in rows.iter().enumerate() {
+    for (i, (name, label, u)) in rows.iter().enumerate() {
         let y = TOP + ROW_HEIGHT * (i as f64 + 0.5);
         let class = Verdict::of(Some(u)).class();
-        let label = escape(&short(&rule.id, 30));
-        let id = escape(&rule.id);
+        let label = escape(label);
+        let id = escape(name);
         let (a, l, h) = (
             signed(u.absolute * 100.0, 1),
             signed(u.low * 100.0, 1),
@@ -196,7 +210,7 @@ pub(super) fn uplift_chart(rules: &[RuleEffect]) -> String {
     svg.push_str("</svg>\n");
     out.push_str("<figure>\n");
     out.push_str(&svg);
-    let missing = match rules.len().saturating_sub(rows.len()) {
+    let missing = match rules.len().saturating_sub(shown_rules) {
         0 => String::new(),
         1 => " One rule or follow-up without both groups compared is not shown.".into(),
         n => format!(" {n} rules or follow-ups without both groups compared are not shown."),

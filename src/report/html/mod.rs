@@ -229,6 +229,8 @@ mod tests {
             sample_ratio: crate::report::SampleRatio::default(),
             detectable_uplift: None,
             needed_per_group: None,
+            variants: Vec::new(),
+            best_variant: None,
         }
     }
 

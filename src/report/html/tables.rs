@@ -118,6 +118,7 @@ pub(super) fn table(rule: &RuleEffect) -> String {
         whole("Redemption rate", percent(rule.redemption_rate)),
         whole("Face value redeemed", money(&rule.redeemed_face_value)),
     ];
+    let variants = variant_rows(rule, &whole);
     let others = [
         whole("Shadow (would have been given)", rule.shadow.to_string()),
         whole(
@@ -132,7 +133,7 @@ pub(super) fn table(rule: &RuleEffect) -> String {
          <table class=\"figures\">\n<colgroup><col class=\"figure\"><col><col></colgroup>\n\
          <thead><tr><th scope=\"col\">Figure</th>\
          <th scope=\"col\" class=\"num\">Treated</th><th scope=\"col\" class=\"num\">Held out</th></tr></thead>\n<tbody>\n\
-         {groups}{effect_title}{effect}{coupon_title}{coupons}{other_title}{others}</tbody>\n</table>\n</article>\n",
+         {groups}{effect_title}{effect}{variants}{coupon_title}{coupons}{other_title}{others}</tbody>\n</table>\n</article>\n",
         name = name(rule),
         class = verdict.class(),
         verdict = verdict.text(),
@@ -144,4 +145,52 @@ pub(super) fn table(rule: &RuleEffect) -> String {
         other_title = part("Other customers"),
         others = others.concat(),
     )
+}
+
+/// An experiment's rows: each variant against the held out, each pair, and the better one.
+fn variant_rows(rule: &RuleEffect, whole: &dyn Fn(&str, String) -> String) -> String {
+    if rule.variants.is_empty() {
+        return String::new();
+    }
+    let mut rows = String::from(
+        "<tr><th class=\"part\" colspan=\"3\">Variants (each against the held out)</th></tr>\n",
+    );
+    for v in &rule.variants {
+        let verdict = Verdict::of(v.uplift.as_ref());
+        let cost = v
+            .cost_per_extra_order
+            .as_ref()
+            .map(|c| format!("; cost per extra order {}", money(c)))
+            .unwrap_or_default();
+        rows.push_str(&whole(
+            &format!("{} (weight {})", escape(&v.id), v.weight),
+            format!(
+                "{} customers, repeat rate {}, uplift <span class=\"{}\">{}</span>{cost}",
+                v.treated,
+                percent(v.repeat_rate),
+                verdict.class(),
+                uplift_text(v.uplift.as_ref()),
+            ),
+        ));
+    }
+    for (i, v) in rule.variants.iter().enumerate() {
+        for other in &rule.variants[i + 1..] {
+            let u = v
+                .versus
+                .iter()
+                .find(|c| c.variant == other.id)
+                .and_then(|c| c.uplift.as_ref());
+            let class = Verdict::of(u).class();
+            rows.push_str(&whole(
+                &format!("{} vs {}", escape(&v.id), escape(&other.id)),
+                format!("<span class=\"{class}\">{}</span>", uplift_text(u)),
+            ));
+        }
+    }
+    let best = rule.best_variant.as_deref().map_or_else(
+        || "none yet".to_string(),
+        |b| format!("<strong class=\"green\">{}</strong>", escape(b)),
+    );
+    rows.push_str(&whole("Best variant", best));
+    rows
 }

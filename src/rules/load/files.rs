@@ -2,9 +2,9 @@
 //! and one rule file parsed (TOML syntax, unknown keys, then the typed structure).
 
 use super::keys::{
-    ACTIVE_KEYS, EMAIL_KEYS, FOLLOWUP_KEYS, FREQUENCY_KEYS, INSERT_KEYS, PACKAGE_KEYS, QUIET_KEYS,
-    RULE_KEYS, SEGMENT_KEYS, TOP_KEYS, check_keys, check_table_keys, check_table_keys_nested,
-    each_table,
+    ACTIVE_KEYS, EMAIL_KEYS, FOLLOWUP_KEYS, FOLLOWUP_VARIANT_KEYS, FREQUENCY_KEYS, INSERT_KEYS,
+    PACKAGE_KEYS, QUIET_KEYS, RULE_KEYS, SEGMENT_KEYS, TOP_KEYS, VARIANT_KEYS, check_keys,
+    check_table_keys, check_table_keys_nested, each_table,
 };
 use super::*;
 
@@ -122,14 +122,28 @@ pub(super) fn parse_file(src: &Source, c: &mut Collector) -> Option<RuleFile> {
                 check_table_keys(src, t, INSERT_KEYS, "[[insert]]", c)
             }),
             "rule" => each_table(item, |t| {
-                check_table_keys_nested(src, t, RULE_KEYS, "[[rule]]", c, &|k, it, c| {
-                    if k == "active" {
-                        check_table_keys(src, it, ACTIVE_KEYS, "rule.active", c)
-                    }
+                check_table_keys_nested(src, t, RULE_KEYS, "[[rule]]", c, &|k, it, c| match k {
+                    "active" => check_table_keys(src, it, ACTIVE_KEYS, "rule.active", c),
+                    "variants" => each_table(it, |v| {
+                        check_table_keys(src, v, VARIANT_KEYS, "a rule's variant", c)
+                    }),
+                    _ => {}
                 })
             }),
             "followup" => each_table(item, |t| {
-                check_table_keys(src, t, FOLLOWUP_KEYS, "[[followup]]", c)
+                check_table_keys_nested(src, t, FOLLOWUP_KEYS, "[[followup]]", c, &|k, it, c| {
+                    if k == "variants" {
+                        each_table(it, |v| {
+                            check_table_keys(
+                                src,
+                                v,
+                                FOLLOWUP_VARIANT_KEYS,
+                                "a follow-up's variant",
+                                c,
+                            )
+                        })
+                    }
+                })
             }),
             _ => {}
         },

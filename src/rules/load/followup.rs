@@ -4,6 +4,7 @@
 use super::inserts::give_list;
 use super::names::TemplateNames;
 use super::values::{condition, duration_at, mode_at, percent_at};
+use super::variants::{Owner, VariantView, build_variants};
 use super::*;
 
 #[allow(clippy::too_many_arguments)]
@@ -47,26 +48,28 @@ pub(super) fn build_followup(
         None => Some(None),
         Some(w) => condition(src, w, ty, Some((segments, all_segments)), c).map(Some),
     };
-    if !templates.has_email(spec.template.get_ref()) {
-        let hint = closest(
-            spec.template.get_ref(),
-            templates.emails.iter().map(String::as_str),
-            SharedStart,
-        )
-        .map(|s| format!(", did you mean {s:?}?"))
-        .unwrap_or_default();
+    check_email_template(src, &spec.template, templates, c);
+    let after = duration_at(src, &spec.after, "after", c);
+    let give = give_list(src, &owner, &spec.give, insert_index, inserts, true, c);
+    if let (Some(first), false) = (spec.give.first(), spec.variants.is_empty()) {
         c.error(
             src,
-            &spec.template.span(),
+            &first.span(),
             format!(
-                "unknown e-mail template {:?} (no templates/emails/{}/){hint}",
-                spec.template.get_ref(),
-                spec.template.get_ref()
+                "{owner} has both `give` and `variants`: with variants, each variant says what it gives"
             ),
         );
     }
-    let after = duration_at(src, &spec.after, "after", c);
-    let give = give_list(src, &owner, &spec.give, insert_index, inserts, true, c);
+    for template in spec.variants.iter().filter_map(|v| v.template.as_ref()) {
+        check_email_template(src, template, templates, c);
+    }
+    let views: Vec<VariantView<'_>> = spec.variants.iter().map(VariantView::from).collect();
+    let experiment = Owner {
+        name: &owner,
+        span: spec.id.span(),
+        followup: true,
+    };
+    let variants = build_variants(src, &experiment, &views, insert_index, inserts, c);
     let holdout_bp = percent_at(src, &spec.holdout, c);
     let mode = mode_at(src, &spec.mode, false, c);
     Some(Followup {
@@ -76,9 +79,35 @@ pub(super) fn build_followup(
         template: spec.template.get_ref().clone(),
         after: after?,
         give,
+        variants,
         holdout_bp,
         mode,
     })
+}
+
+/// A template that names `templates/emails/NAME/`, with the closest name when it does not.
+fn check_email_template(
+    src: &Source,
+    template: &Spanned<String>,
+    templates: &TemplateNames,
+    c: &mut Collector,
+) {
+    let name = template.get_ref();
+    if templates.has_email(name) {
+        return;
+    }
+    let hint = closest(
+        name,
+        templates.emails.iter().map(String::as_str),
+        SharedStart,
+    )
+    .map(|s| format!(", did you mean {s:?}?"))
+    .unwrap_or_default();
+    c.error(
+        src,
+        &template.span(),
+        format!("unknown e-mail template {name:?} (no templates/emails/{name}/){hint}"),
+    );
 }
 
 pub(super) fn build_email(

@@ -24,6 +24,7 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "id",
     "when",
     "give",
+    "variants",
     "description",
     "priority",
     "group",
@@ -34,6 +35,8 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "mode",
 ];
 pub(super) const ACTIVE_KEYS: &[&str] = &["from", "until"];
+pub(super) const VARIANT_KEYS: &[&str] = &["id", "give", "weight"];
+pub(super) const FOLLOWUP_VARIANT_KEYS: &[&str] = &["id", "give", "template", "weight"];
 pub(super) const FOLLOWUP_KEYS: &[&str] = &[
     "id",
     "on",
@@ -41,6 +44,7 @@ pub(super) const FOLLOWUP_KEYS: &[&str] = &[
     "template",
     "after",
     "give",
+    "variants",
     "holdout",
     "description",
     "mode",

@@ -4,7 +4,7 @@
 //! Here: [`load_rules`], the findings and where they point. Next to it: `files` (which files,
 //! the version hash, one file parsed), `keys` (the keys each table may have), `names` (ids and
 //! template names), `build` (the rule set from parsed files), `values` (currencies, amounts,
-//! durations, conditions), `inserts`, `rule`, `followup`.
+//! durations, conditions), `inserts`, `rule`, `followup`, `variants`.
 
 use super::expr::{self, ExprCheck};
 use super::model::{self, RuleFile, StockSpec};
@@ -27,6 +27,7 @@ mod keys;
 mod names;
 mod rule;
 mod values;
+mod variants;
 
 use build::build;
 use files::{list_rule_files, parse_file, version_hash};

@@ -3,6 +3,7 @@
 
 use super::inserts::give_list;
 use super::values::{condition, duration_at, mode_at, money_map, percent_at};
+use super::variants::{Owner, VariantView, build_variants};
 use super::*;
 
 #[allow(clippy::too_many_arguments)]
@@ -19,14 +20,29 @@ pub(super) fn build_rule(
     let id = spec.id.get_ref().clone();
     let owner = format!("rule {id:?}");
     let when = condition(src, &spec.when, ty, Some((segments, all_segments)), c);
-    if spec.give.is_empty() {
-        c.error(
+    match (spec.give.is_empty(), spec.variants.is_empty()) {
+        (true, true) => c.error(
             src,
             &spec.id.span(),
             format!("{owner} gives nothing: `give` lists no insert"),
-        );
+        ),
+        (false, false) => c.error(
+            src,
+            &spec.give[0].span(),
+            format!(
+                "{owner} has both `give` and `variants`: with variants, each variant says what it gives"
+            ),
+        ),
+        _ => {}
     }
     let give = give_list(src, &owner, &spec.give, insert_index, inserts, false, c);
+    let views: Vec<VariantView<'_>> = spec.variants.iter().map(VariantView::from).collect();
+    let experiment = Owner {
+        name: &owner,
+        span: spec.id.span(),
+        followup: false,
+    };
+    let variants = build_variants(src, &experiment, &views, insert_index, inserts, c);
     let cooldown = spec
         .cooldown
         .as_ref()
@@ -61,6 +77,7 @@ pub(super) fn build_rule(
         id,
         when: when?,
         give,
+        variants,
         priority: spec.priority.unwrap_or(0),
         group: spec.group.clone(),
         cooldown,

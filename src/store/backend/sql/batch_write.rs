@@ -354,7 +354,7 @@ impl This {
                 b.push_bind(&e.source_id)
                     .push_bind(&e.order_id)
                     .push_bind(&e.customer_id)
-                    .push_bind(e.arm)
+                    .push_bind(&e.arm)
                     .push_bind(e.at);
             });
             qb.build().execute(&mut **tx).await?;
@@ -391,7 +391,7 @@ impl This {
                     .push_bind(customer)
                     .push_bind(*shadow)
                     .push_bind(first.at)
-                    .push_bind(first.arm)
+                    .push_bind(&first.arm)
                     .push_bind(first.customer_since);
             });
             // The earliest exposure stays first; a second arm makes the customer `mixed`.
