@@ -88,6 +88,7 @@ fn nps(
 
 fn cost(source: &str, arm: &str, currency: &str, cents: i64) -> CostRow {
     CostRow {
+        kind: "rule".into(),
         source_id: source.into(),
         arm: arm.into(),
         currency: currency.into(),

@@ -154,6 +154,9 @@ pub struct NoteGiven {
 #[schemars(deny_unknown_fields)]
 pub struct ScheduledFollowup {
     pub followup_id: String,
+    /// The follow-up's variant the customer is in, when the follow-up is an experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// When the e-mail is due, UTC (quiet hours may hold it back further).
     #[schemars(extend("format" = "date-time"))]
     #[schema(format = DateTime)]

@@ -1,7 +1,10 @@
 //! Follow-up e-mails: which an event schedules and when they are due, which are held out,
 //! and whether a follow-up's condition still holds when it is sent.
 
-use super::{Context, ScheduledFollowup, Skip, SkipReason, evaluate, format_time, in_holdout};
+use super::{
+    Context, ScheduledFollowup, Skip, SkipReason, assigned_variant, evaluate, format_time,
+    in_holdout,
+};
 use crate::event::Order;
 use crate::profile::Profile;
 use crate::rules::{Mode, RuleSet, Trigger};
@@ -26,6 +29,8 @@ pub fn held_out_followups(
         .filter_map(|s| rules.followup(&s.rule_id))
         .map(|f| ScheduledFollowup {
             followup_id: f.id.clone(),
+            // The holdout is one group against every variant.
+            variant: None,
             due_at: format_time(after(at, f.after)),
         })
         .collect()
@@ -66,7 +71,8 @@ fn followup_context(
 }
 
 /// The follow-ups an event schedules: those `on` its trigger whose condition holds, less the
-/// held-out customers (recorded as skipped with reason `holdout`).
+/// held-out customers (recorded as skipped with reason `holdout`), each with the customer's
+/// variant when the follow-up is an experiment.
 pub fn schedule_followups(
     rules: &RuleSet,
     profile: &Profile,
@@ -97,6 +103,7 @@ pub fn schedule_followups(
             }
             Ok(true) => scheduled.push(ScheduledFollowup {
                 followup_id: f.id.clone(),
+                variant: assigned_variant(profile, &f.id, &f.variants).map(|v| v.id.clone()),
                 due_at: format_time(after(at, f.after)),
             }),
             Ok(false) => {}

@@ -146,7 +146,7 @@ pub(super) fn effect(
     for c in data
         .costs
         .iter()
-        .filter(|c| c.source_id == id && kind == "rule")
+        .filter(|c| c.source_id == id && c.kind == kind)
     {
         let (arm, variant) = split_arm_label(&c.arm);
         let target = match arm {
@@ -154,8 +154,11 @@ pub(super) fn effect(
             "held_out" | "shadow" => &mut would_have,
             _ => continue,
         };
-        let total = target.entry(c.currency.clone()).or_default();
-        *total = total.saturating_add(units(c.units));
+        // A follow-up's own cost is its coupons (below); these rows only split it by variant.
+        if kind == "rule" {
+            let total = target.entry(c.currency.clone()).or_default();
+            *total = total.saturating_add(units(c.units));
+        }
         if let (Some(v), "treated") = (variant, arm) {
             let total = variant_costs
                 .entry(v)

@@ -204,6 +204,20 @@ pub struct Followup {
     pub mode: Mode,
 }
 
+impl Followup {
+    /// This follow-up as one of its variants sends it.
+    fn as_variant(&self, variant: &Variant) -> Followup {
+        Followup {
+            template: variant
+                .template
+                .clone()
+                .unwrap_or_else(|| self.template.clone()),
+            give: variant.give.clone(),
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EmailPolicy {
     pub max_per_customer: Option<(u32, Duration)>,
@@ -303,6 +317,9 @@ pub struct RuleSet {
     /// Sorted by priority (higher first), ties in file order.
     pub rules: Vec<Rule>,
     pub followups: Vec<Followup>,
+    /// Each variant of a follow-up as the e-mail that is sent: the follow-up with the
+    /// variant's template and coupons, by (follow-up id, variant id).
+    followup_variants: HashMap<(String, String), Followup>,
     pub email: EmailPolicy,
     pub templates: Templates,
     /// What the conditions read, so the context is built to measure.
@@ -321,6 +338,14 @@ impl RuleSet {
 
     pub fn followup(&self, id: &str) -> Option<&Followup> {
         self.followups.iter().find(|f| f.id == id)
+    }
+
+    /// The follow-up an e-mail job is sent as: its variant's template and coupons when the job
+    /// has a variant the rules still have, else the follow-up as written.
+    pub fn followup_as_sent(&self, id: &str, variant: Option<&str>) -> Option<&Followup> {
+        variant
+            .and_then(|v| self.followup_variants.get(&(id.to_string(), v.to_string())))
+            .or_else(|| self.followup(id))
     }
 }
 

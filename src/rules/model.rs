@@ -116,6 +116,7 @@ pub enum StockSpec {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["give"]}, {"required": ["variants"]}]))]
 pub struct RuleSpec {
     #[schemars(with = "String")]
     pub id: Spanned<String>,

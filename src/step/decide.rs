@@ -62,6 +62,7 @@ pub(super) fn decide(
                 p.record_variant(&e.rule_id, variant);
             }
         }
+        record_followup_variants(p, &outcome.decision.followups);
         let coupons = outcome
             .decision
             .inserts
@@ -211,13 +212,18 @@ fn schedule_emails(
             ),
             FirstExposure {
                 at: due,
-                arm: if held_out { "held_out" } else { "treated" }.to_string(),
+                arm: if held_out {
+                    "held_out".to_string()
+                } else {
+                    engine::arm_label("treated", f.variant.as_deref())
+                },
                 customer_since,
             },
         );
         effects.emails.push(EmailInsert {
             order_id: order_id.to_string(),
             followup_id: f.followup_id.clone(),
+            variant: f.variant.clone(),
             customer_id: customer_id.to_string(),
             due_at: due,
             state: if held_out {
@@ -229,10 +235,19 @@ fn schedule_emails(
     }
 }
 
+/// A follow-up's variant is the customer's once an e-mail of it is scheduled for them.
+fn record_followup_variants(profile: &mut profile::Profile, scheduled: &[ScheduledFollowup]) {
+    for f in scheduled {
+        if let Some(variant) = &f.variant {
+            profile.record_variant(&f.followup_id, variant);
+        }
+    }
+}
+
 /// The follow-ups a shipped or delivered order schedules, unless it was cancelled.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn followups(
-    state: &State,
+    state: &mut State,
     effects: &mut Effects,
     customer: &str,
     order_id: &str,
@@ -262,6 +277,9 @@ pub(super) fn followups(
         &scheduled,
         &held_out,
     );
+    if let Some(p) = state.profiles.get_mut(customer) {
+        record_followup_variants(p, &scheduled);
+    }
     Applied::Folded {
         followups: scheduled,
         skipped,

@@ -205,6 +205,8 @@ pub struct DecisionInsert {
 pub struct EmailInsert {
     pub order_id: String,
     pub followup_id: String,
+    /// The follow-up's variant, when it is an experiment (never for the held out).
+    pub variant: Option<String>,
     pub customer_id: String,
     pub due_at: i64,
     pub state: EmailStart,
@@ -373,6 +375,7 @@ mod tests {
         p.emails.push(EmailInsert {
             order_id: "o1".into(),
             followup_id: "f".into(),
+            variant: None,
             customer_id: "c".into(),
             due_at: 0,
             state: EmailStart::Pending,

@@ -73,6 +73,8 @@ pub struct NpsRow {
 /// customers, or a shadow rule would have), in 1/10000 units.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CostRow {
+    /// `rule`, or `followup` for the coupons of a follow-up variant's e-mails.
+    pub kind: SourceKind,
     pub source_id: String,
     pub arm: String,
     pub currency: String,
@@ -114,9 +116,11 @@ pub struct AttributionData {
 const RULE_EXPOSURES: &str = "SELECT source_id, customer_id, order_id, at, arm FROM exposures";
 
 /// Every exposure to a follow-up: its e-mail jobs, at the time each was first due, held out
-/// when skipped with reason `holdout`, treated otherwise.
+/// when skipped with reason `holdout`, treated otherwise (`treated:<variant>` for a variant,
+/// as `crate::engine::arm_label` names it).
 const FOLLOWUP_EXPOSURES: &str = "SELECT followup_id AS source_id, customer_id, order_id, first_due_at AS at, \
-    CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END AS arm FROM email_jobs";
+    CASE WHEN reason = 'holdout' THEN 'held_out' WHEN variant IS NOT NULL THEN 'treated:' || variant \
+    ELSE 'treated' END AS arm FROM email_jobs";
 
 /// The head of every cohort statement (one kind's figures). `g`: the customers first exposed
 /// since `$1` (from `first_exposures`, kept as exposures are written: a customer's first
@@ -173,6 +177,14 @@ const RULE_COSTS: &str = "\
     FROM w JOIN exposure_costs c ON c.source_id = w.source_id AND c.order_id = w.order_id \
     GROUP BY w.source_id, w.arm, c.currency";
 
+/// The `variant_coupon` rows (follow-ups only; a rule's variants have `cost` rows): the coupons
+/// each variant's e-mails gave within the window, not voided, by face value, so that what a
+/// variant cost is summed exactly as [`CostRow`]s.
+const FOLLOWUP_VARIANT_COUPONS: &str = "\
+    SELECT 'variant_coupon', 'KIND', w.source_id, w.arm, c.currency, c.amount, COUNT(*), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
+    FROM w JOIN coupons c ON c.order_id = w.order_id AND c.source_id = w.source_id \
+    WHERE w.arm LIKE 'treated:%' AND c.state <> 'voided' GROUP BY w.source_id, w.arm, c.currency, c.amount";
+
 /// Redemptions per source and day, of coupons issued since `$1`: the report's timeline, with
 /// the recent ones whose windows are not over.
 pub(crate) const REDEMPTIONS_SQL: &str = "\
@@ -196,12 +208,20 @@ pub(crate) fn cohort_statements(split: bool) -> Vec<String> {
             statement("rule", RULE_EXPOSURES, &[COUPONS, RULE_COSTS]),
             statement("rule", RULE_EXPOSURES, &[OUTCOMES]),
             statement("followup", FOLLOWUP_EXPOSURES, &[OUTCOMES]),
-            statement("followup", FOLLOWUP_EXPOSURES, &[COUPONS]),
+            statement(
+                "followup",
+                FOLLOWUP_EXPOSURES,
+                &[COUPONS, FOLLOWUP_VARIANT_COUPONS],
+            ),
         ]
     } else {
         vec![
             statement("rule", RULE_EXPOSURES, &[OUTCOMES, COUPONS, RULE_COSTS]),
-            statement("followup", FOLLOWUP_EXPOSURES, &[OUTCOMES, COUPONS]),
+            statement(
+                "followup",
+                FOLLOWUP_EXPOSURES,
+                &[OUTCOMES, COUPONS, FOLLOWUP_VARIANT_COUPONS],
+            ),
         ]
     }
 }
@@ -272,10 +292,23 @@ pub(crate) fn add_cohort_row(
             detractors: d,
         }),
         "cost" => data.costs.push(CostRow {
+            kind,
             source_id,
             arm,
             currency,
             units: a,
+        }),
+        // Face value times count, in 1/10000 units; an amount that does not parse (never
+        // written so) counts nothing rather than failing the report.
+        "variant_coupon" => data.costs.push(CostRow {
+            kind,
+            source_id,
+            arm,
+            currency,
+            units: amount
+                .parse::<rust_decimal::Decimal>()
+                .map(|d| crate::money::to_units(d).saturating_mul(a))
+                .unwrap_or(0),
         }),
         // The arm column holds the coupon's state.
         _ => data.coupons.push(CouponRow {

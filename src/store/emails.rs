@@ -31,6 +31,8 @@ pub struct EmailJob {
     pub resends: i64,
     /// The rendered e-mail (JSON), once handed over.
     pub message: Option<String>,
+    /// The follow-up's variant it was scheduled with, when the follow-up is an experiment.
+    pub variant: Option<String>,
 }
 
 impl EmailJob {

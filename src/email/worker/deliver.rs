@@ -103,9 +103,10 @@ impl Worker {
                 (BeginSend::Collision { insert_id }, Some(mut first)) => {
                     *first.attempts.entry(insert_id).or_default() += 1;
                     let rules = &first.env.rules;
-                    if let (Some(followup), Some(order)) =
-                        (rules.followup(&job.followup_id), first.facts.order.as_ref())
-                    {
+                    if let (Some(followup), Some(order)) = (
+                        rules.followup_as_sent(&job.followup_id, job.variant.as_deref()),
+                        first.facts.order.as_ref(),
+                    ) {
                         first.coupons = plan_coupons(
                             rules,
                             followup,

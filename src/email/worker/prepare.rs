@@ -208,7 +208,7 @@ impl Worker {
         let (Some(profile), Some(order), Some(followup)) = (
             facts.profile.as_ref(),
             facts.order.as_ref(),
-            rules.followup(&job.followup_id),
+            rules.followup_as_sent(&job.followup_id, job.variant.as_deref()),
         ) else {
             tracing::warn!(job = %job.id(), "e-mail: the checked job lost its facts; it is taken up again when its lease runs out");
             return None;
@@ -252,7 +252,7 @@ impl Worker {
         let (Some(profile), Some(order), Some(followup)) = (
             first.facts.profile.as_ref(),
             first.facts.order.as_ref(),
-            rules.followup(&job.followup_id),
+            rules.followup_as_sent(&job.followup_id, job.variant.as_deref()),
         ) else {
             return None;
         };

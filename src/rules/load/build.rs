@@ -165,6 +165,11 @@ pub(super) fn build(
     // Stable sort: ties keep file order.
     rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
 
+    let followup_variants = followups
+        .iter()
+        .flat_map(|f| f.variants.iter().map(move |v| (f, v)))
+        .map(|(f, v)| ((f.id.clone(), v.id.clone()), f.as_variant(v)))
+        .collect();
     Some(RuleSet {
         version,
         package,
@@ -172,6 +177,7 @@ pub(super) fn build(
         inserts,
         rules,
         followups,
+        followup_variants,
         email: email.unwrap_or_default(),
         templates,
         needs: c.needs,

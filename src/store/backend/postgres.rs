@@ -125,7 +125,7 @@ impl PgStore {
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
         WHERE state IN ('pending', 'retry', 'sending') AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2 \
-        FOR UPDATE SKIP LOCKED) RETURNING order_id, followup_id, customer_id, state, due_at, COALESCE(scheduled_for, due_at), claimed_until, attempts, tries, resends, message";
+        FOR UPDATE SKIP LOCKED) RETURNING order_id, followup_id, customer_id, state, due_at, COALESCE(scheduled_for, due_at), claimed_until, attempts, tries, resends, message, variant";
     /// The frequency cap's per-customer lock: held until the transaction ends, so two
     /// instances handing over e-mails of one customer take turns.
     const LOCK_CUSTOMER_SQL: Option<&'static str> =

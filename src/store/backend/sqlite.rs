@@ -99,7 +99,7 @@ impl SqliteStore {
     const CLAIM_EMAILS_SQL: &'static str = "UPDATE email_jobs SET claimed_until = $3, attempts = attempts + 1 \
         WHERE (order_id, followup_id) IN (SELECT order_id, followup_id FROM email_jobs \
         WHERE state IN ('pending', 'retry', 'sending') AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2) \
-        RETURNING order_id, followup_id, customer_id, state, due_at, COALESCE(scheduled_for, due_at), claimed_until, attempts, tries, resends, message";
+        RETURNING order_id, followup_id, customer_id, state, due_at, COALESCE(scheduled_for, due_at), claimed_until, attempts, tries, resends, message, variant";
     /// SQLite's write transactions are serial: the frequency cap needs no lock of its own.
     const LOCK_CUSTOMER_SQL: Option<&'static str> = None;
 

@@ -310,7 +310,7 @@ impl This {
         let now = now_secs();
         for chunk in statement_chunks(&effects.emails) {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, scheduled_for, first_due_at, state, reason, detail, finished_at, created_at) ",
+                "INSERT INTO email_jobs (order_id, followup_id, customer_id, due_at, scheduled_for, first_due_at, state, reason, detail, finished_at, created_at, variant) ",
             );
             qb.push_values(chunk, |mut b, e| {
                 let (state, reason, detail, finished) = match e.state {
@@ -333,7 +333,8 @@ impl This {
                     .push_bind(reason)
                     .push_bind(detail)
                     .push_bind(finished)
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(&e.variant);
             });
             qb.push(" ON CONFLICT (order_id, followup_id) DO NOTHING");
             qb.build().execute(&mut **tx).await?;

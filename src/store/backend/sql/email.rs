@@ -91,6 +91,7 @@ impl This {
             tries: r.try_get(8)?,
             resends: r.try_get(9)?,
             message: r.try_get(10)?,
+            variant: r.try_get(11)?,
         })
     }
 

@@ -1,0 +1,6 @@
+-- Experiments between e-mails (docs/REFERENCE.md §2 Variants): the follow-up variant an e-mail job
+-- was scheduled with, so that the sender renders that variant's template and coupons, and the
+-- effect report counts each variant apart. NULL for follow-ups without variants and the held out.
+-- Rules need no column: their variant is part of `exposures.arm` and `first_exposures.arm`
+-- (`treated:<variant>`), so a customer met in two variants is `mixed` like one in two arms.
+ALTER TABLE email_jobs ADD COLUMN variant TEXT;
