@@ -45,6 +45,10 @@ fn a_valid_experiment_passes_and_decides_a_variant() {
         (variant, inserts[0]["insert_id"].as_str().unwrap()),
         expected
     );
+    // The text names it too.
+    p.simulate(&["--order", order.to_str().unwrap()])
+        .assert_code(0)
+        .assert_contains(&format!("from welcome (variant {})", expected.0));
 }
 
 #[test]

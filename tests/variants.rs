@@ -301,25 +301,28 @@ fn planted_rules() -> String {
 /// probability 0.45; those given the sticker, and the held out, with 0.30. The true uplifts:
 /// coupon +0.15 and sticker 0 against the holdout, coupon +0.15 against sticker.
 fn planted_history(seed: u64, customers: u64) -> Vec<Value> {
+    history(seed, customers, |c| {
+        let coupon = !in_holdout(c, "exp", 2000) && draw_variant(c, "exp", &[50, 50]) == Some(0);
+        if coupon { 0.45 } else { 0.30 }
+    })
+}
+
+/// Customers' first orders over 60 days, each followed within 90 days by a second order with
+/// the probability `rate` gives the customer; then a decision 200 days in, so that every
+/// first order's window is over.
+fn history(seed: u64, customers: u64, rate: impl Fn(&str) -> f64) -> Vec<Value> {
     let mut rng = SplitMix(seed);
     let mut events = Vec::new();
     for i in 0..customers {
         let c = format!("S{seed}-{i}");
         let first = rng.below(60 * 24) as i64;
-        let coupon = !in_holdout(&c, "exp", 2000) && draw_variant(&c, "exp", &[50, 50]) == Some(0);
-        let p = if coupon { 0.45 } else { 0.30 };
         events.push(order(&c, 1, first, "24.00"));
-        if rng.unit() < p {
+        if rng.unit() < rate(&c) {
             // Within the window: 2 to 85 days later.
-            events.push(order(
-                &c,
-                2,
-                first + 48 + rng.below(83 * 24) as i64,
-                "31.00",
-            ));
+            let later = first + 48 + rng.below(83 * 24) as i64;
+            events.push(order(&c, 2, later, "31.00"));
         }
     }
-    // The newest decision, 200 days in: every first order's window is over.
     events.push(order("END", 1, 200 * 24, "1.00"));
     events.sort_by(|a, b| a["occurred_at"].as_str().cmp(&b["occurred_at"].as_str()));
     events
@@ -456,25 +459,9 @@ async fn the_report_finds_the_planted_difference_between_variants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equal_variants_name_no_winner_and_a_broken_split_is_flagged() {
     let env = env_from(&planted_rules(), &[]);
-    // Drawn with the sticker's rate for everyone: no difference planted.
+    // The sticker's rate for everyone: no difference planted.
     let store = SqliteStore::open(":memory:").await.unwrap();
-    let mut rng = SplitMix(77);
-    let mut events: Vec<Value> = Vec::new();
-    for i in 0..3000 {
-        let c = format!("Q-{i}");
-        let first = rng.below(60 * 24) as i64;
-        events.push(order(&c, 1, first, "24.00"));
-        if rng.unit() < 0.3 {
-            events.push(order(
-                &c,
-                2,
-                first + 48 + rng.below(83 * 24) as i64,
-                "31.00",
-            ));
-        }
-    }
-    events.push(order("END", 1, 200 * 24, "1.00"));
-    events.sort_by(|a, b| a["occurred_at"].as_str().cmp(&b["occurred_at"].as_str()));
+    let events = history(77, 3000, |_| 0.30);
     apply(&store, &events, &env).await;
     let r = report::build(&store, Some(&env.rules), ReportOptions::default())
         .await

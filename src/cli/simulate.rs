@@ -122,6 +122,9 @@ pub fn decision_text(d: &Decision) -> String {
         let _ = writeln!(out, "Inserts:");
         for i in &d.inserts {
             let mut line = format!("  {:<20} {:<9} from {}", i.insert_id, i.kind, i.rule_id);
+            if let Some(v) = &i.variant {
+                let _ = write!(line, " (variant {v})");
+            }
             if let Some(c) = &i.coupon {
                 let min = c
                     .min_order
@@ -148,7 +151,12 @@ pub fn decision_text(d: &Decision) -> String {
     if !d.followups.is_empty() {
         let _ = writeln!(out, "Follow-ups:");
         for f in &d.followups {
-            let _ = writeln!(out, "  {:<30} due {}", f.followup_id, f.due_at);
+            let variant = f
+                .variant
+                .as_ref()
+                .map(|v| format!(" (variant {v})"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {:<30} due {}{variant}", f.followup_id, f.due_at);
         }
     }
     if !d.skipped.is_empty() {
