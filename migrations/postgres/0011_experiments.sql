@@ -4,3 +4,6 @@
 -- Rules need no column: their variant is part of `exposures.arm` and `first_exposures.arm`
 -- (`treated:<variant>`), so a customer met in two variants is `mixed` like one in two arms.
 ALTER TABLE email_jobs ADD COLUMN variant TEXT;
+-- The report reads a follow-up's exposures from this index alone: it now covers the variant.
+DROP INDEX email_jobs_followup_customer;
+CREATE INDEX email_jobs_followup_customer ON email_jobs (followup_id, customer_id, first_due_at, reason, order_id, variant);
