@@ -178,3 +178,70 @@ fn a_follow_up_variant_names_a_template_that_exists() {
         )
         .assert_no_panic();
 }
+
+#[test]
+fn more_than_ten_variants_or_a_weight_over_a_million_are_rejected() {
+    let many: Vec<String> = (0..11)
+        .map(|i| format!(r#"{{ id = "v{i}", give = ["hello-note"], weight = 1 }}"#))
+        .collect();
+    let rules = rule_variants(&format!("[{}]", many.join(", ")));
+    expect_rules_error(&rules, "\"v10\"", &["at most 10 variants"]);
+    let rules = rule_variants(
+        r#"[{ id = "a", give = ["hello-note"], weight = 1000001 }, { id = "b", give = ["coupon-10"], weight = 1 }]"#,
+    );
+    let (line, col) = position(&rules, "1000001");
+    let p = Project::with_rules(&rules);
+    p.validate()
+        .assert_code(1)
+        .assert_error_at(&p.path(RULES_FILE), (line, col), &["weight 1000001"])
+        .assert_no_panic();
+}
+
+#[test]
+fn variants_may_be_written_as_tables() {
+    let rules = rule_variants("[]").replace(
+        "variants = []\n",
+        "\n[[rule.variants]]\nid = \"note\"\ngive = [\"hello-note\"]\nweight = 1\n\n[[rule.variants]]\nid = \"coupon\"\ngive = [\"coupon-10\"]\nweight = 3\n",
+    );
+    let p = Project::with_rules(&rules);
+    p.validate().assert_code(0).assert_no_panic();
+}
+
+#[test]
+fn a_follow_up_with_give_and_variants_or_a_variant_giving_a_note_is_rejected() {
+    let followup = |body: &str| {
+        format!(
+            "{BASE_RULES}\n[[followup]]\nid = \"thanks\"\non = \"order.placed\"\ntemplate = \"thanks\"\nafter = \"1d\"\n{body}\n"
+        )
+    };
+    let project = |rules: &str| {
+        let p = Project::with_rules(rules);
+        p.write("templates/emails/thanks/subject.hbs", "Thanks");
+        p.write("templates/emails/thanks/html.hbs", "<p>Thanks</p>");
+        p
+    };
+    let both = followup(
+        "give = [\"coupon-10\"]\nvariants = [{ id = \"a\", weight = 1 }, { id = \"b\", give = [\"coupon-10\"], weight = 1 }]",
+    );
+    let p = project(&both);
+    p.validate()
+        .assert_code(1)
+        .assert_error_at(
+            &p.path(RULES_FILE),
+            position(&both, "\"coupon-10\"]\nvariants"),
+            &["both `give` and `variants`"],
+        )
+        .assert_no_panic();
+    let note = followup(
+        "variants = [{ id = \"a\", weight = 1 }, { id = \"b\", give = [\"hello-note\"], weight = 1 }]",
+    );
+    let p = project(&note);
+    p.validate()
+        .assert_code(1)
+        .assert_error_at(
+            &p.path(RULES_FILE),
+            last_position(&note, "\"hello-note\""),
+            &["can only give coupons"],
+        )
+        .assert_no_panic();
+}

@@ -173,8 +173,8 @@ async fn followup_variants(b: Backend) {
         b.name
     );
 
-    // The weights change: customers who had an e-mail keep their variant; the held out,
-    // who were never given one, and newcomers are drawn with the new weights.
+    // The weights change: customers who had an e-mail (or were held out from one) keep their
+    // variant.
     let env = env_from(&rules(1, 99), TEMPLATES);
     let seconds: Vec<Value> = customers
         .iter()
@@ -239,3 +239,41 @@ async fn followup_variants(b: Backend) {
     );
 }
 on_both!(each_customer_gets_their_variants_email, followup_variants);
+
+/// An e-mail scheduled before its follow-up had variants goes out as the customer's variant
+/// once the rules have them, never as a third, unmeasured version.
+async fn scheduled_before(b: Backend) {
+    let plain = rules(1, 1).replace(
+        "variants = [{ id = \"plain\", weight = 1 }, { id = \"coupon\", template = \"with-coupon\", give = [\"back-5\"], weight = 1 }]",
+        "",
+    );
+    let before = env_from(&plain, TEMPLATES);
+    assert!(before.rules.followup("thanks").unwrap().variants.is_empty());
+    let customers: Vec<String> = (0..30)
+        .map(|i| format!("W{i}"))
+        .filter(|c| !in_holdout(c, "thanks", 2000))
+        .collect();
+    let orders: Vec<Value> = customers
+        .iter()
+        .map(|c| placed(c, &format!("{c}-1"), "2026-03-02T10:00:00Z"))
+        .collect();
+    b.store.apply_batch(&batch(&orders), &before).await.unwrap();
+    let after = env_from(&rules(50, 50), TEMPLATES);
+    let sent = send_due(&b, &after, "2026-03-02T12:00:00Z").await;
+    assert_eq!(sent.len(), customers.len(), "{}", b.name);
+    for c in &customers {
+        let (_, text) = sent
+            .iter()
+            .find(|(to, _)| *to == format!("{c}@mail.example"))
+            .unwrap();
+        let subject = match expected(c, [50, 50]) {
+            Some("plain") => "Thank you",
+            _ => "A gift for you",
+        };
+        assert!(text.starts_with(subject), "{}: {c}: {text}", b.name);
+    }
+}
+on_both!(
+    an_email_scheduled_before_the_variants_goes_as_the_customers_variant,
+    scheduled_before
+);

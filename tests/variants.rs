@@ -218,12 +218,11 @@ async fn keeps_variants(b: Backend) {
             kept,
             "{c} kept its variant"
         );
+        // Stored at the first exposure, held out or not: the draw under the first weights.
+        let first_draw = ["coupon", "sticker"][draw_variant(c, "exp", &[50, 50]).unwrap()];
         let profile = store.profile(c).await.unwrap().unwrap();
-        assert_eq!(
-            profile.variant("exp").map(str::to_string),
-            kept,
-            "{c}: stored"
-        );
+        assert_eq!(profile.variant("exp"), Some(first_draw), "{c}: stored");
+        assert!(kept.as_deref().is_none_or(|k| k == first_draw), "{c}");
         let fresh = ["coupon", "sticker"][draw_variant(c, "exp", &[1, 99]).unwrap()];
         if kept.as_deref().is_some_and(|k| k != fresh) {
             would_move += 1;
@@ -362,32 +361,36 @@ async fn the_report_finds_the_planted_difference_between_variants() {
         assert_eq!((coupon.weight, sticker.weight), (50, 50));
         assert_eq!(coupon.treated + sticker.treated, e.treated, "seed {seed}");
         assert_eq!(e.treated + e.held_out, 4000, "seed {seed}");
-        // Exactly the generated data's rates.
-        let reordered = |arm: Option<usize>| {
-            let ids: Vec<&str> = events
+        assert_eq!(
+            coupon.held_out + sticker.held_out,
+            e.held_out,
+            "seed {seed}"
+        );
+        // Exactly the generated data's rates: (held out, variant drawn) of each who reordered.
+        let reordered = |held_out: bool, drawn: usize| {
+            events
                 .iter()
                 .filter_map(|e| e["order"]["id"].as_str())
                 .filter_map(|id| id.strip_suffix("-2"))
-                .collect();
-            ids.iter()
                 .filter(|c| {
-                    let drawn = (!in_holdout(c, "exp", 2000))
-                        .then(|| draw_variant(c, "exp", &[50, 50]).unwrap());
-                    drawn == arm
+                    in_holdout(c, "exp", 2000) == held_out
+                        && draw_variant(c, "exp", &[50, 50]) == Some(drawn)
                 })
                 .count() as f64
         };
-        assert_eq!(
-            coupon.repeat_rate,
-            Some(reordered(Some(0)) / coupon.treated as f64)
-        );
-        assert_eq!(
-            sticker.repeat_rate,
-            Some(reordered(Some(1)) / sticker.treated as f64)
-        );
+        for (i, v) in [coupon, sticker].into_iter().enumerate() {
+            assert_eq!(
+                v.repeat_rate.treated,
+                Some(reordered(false, i) / v.treated as f64)
+            );
+            assert_eq!(
+                v.repeat_rate.held_out,
+                Some(reordered(true, i) / v.held_out as f64)
+            );
+        }
         assert_eq!(
             e.repeat_rate.held_out,
-            Some(reordered(None) / e.held_out as f64)
+            Some((reordered(true, 0) + reordered(true, 1)) / e.held_out as f64)
         );
         // What each variant gave its customers, exactly.
         assert_eq!(
@@ -490,9 +493,29 @@ async fn equal_variants_name_no_winner_and_a_broken_split_is_flagged() {
     assert!(p < 0.001, "p = {p}");
     let w = e.sample_ratio.warning.as_deref().unwrap();
     assert!(
-        w.contains("20.0% held out, 40.0% coupon, 40.0% sticker"),
+        w.contains("not the configured 50.0% coupon, 50.0% sticker"),
         "{w}"
     );
+}
+
+/// A shadow experiment gives nothing: its customers are counted as shadow, in no variant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_experiment_puts_nobody_in_a_variant() {
+    let rules = planted_rules().replace("holdout = \"20%\"", "mode = \"shadow\"");
+    let env = env_from(&rules, &[]);
+    let store = SqliteStore::open(":memory:").await.unwrap();
+    apply(&store, &planted_history(5, 1000), &env).await;
+    let r = report::build(&store, Some(&env.rules), ReportOptions::default())
+        .await
+        .unwrap();
+    let e = effect(&r, "exp");
+    assert_eq!((e.mode.as_str(), e.shadow, e.treated), ("shadow", 1000, 0));
+    for v in &e.variants {
+        assert_eq!((v.treated, v.held_out), (0, 0), "{}", v.id);
+        assert!(v.cost.is_empty(), "{}", v.id);
+    }
+    assert_eq!(e.best_variant, None);
+    assert_eq!(e.sample_ratio.p_value, None);
 }
 
 /// `packwell report` on the store: the JSON carries the variants and the best one (and

@@ -91,13 +91,21 @@ pub fn run(args: &PreviewArgs) -> CliResult {
             body = escape(&text)
         )
     } else if rules.templates.has_email(template) {
-        // The e-mail as the sender would compose it for this order: the follow-up that uses
-        // the template (its coupons as they would be issued today), the order as delivered
-        // now for a follow-up on order.delivered, the customer's signed unsubscribe link.
+        // The e-mail as the sender would compose it for this order: the follow-up (or the
+        // follow-up's variant) that uses the template, with its coupons as they would be
+        // issued today, the order as delivered now for a follow-up on order.delivered, the
+        // customer's signed unsubscribe link.
+        let as_variant = rules.followups.iter().find_map(|f| {
+            f.variants
+                .iter()
+                .filter_map(|v| rules.followup_variant(&f.id, &v.id))
+                .find(|sent| sent.template == template)
+        });
         let followup = rules
             .followups
             .iter()
-            .find(|f| f.template == template)
+            .find(|f| f.template == template && f.variants.is_empty())
+            .or(as_variant)
             .cloned()
             .unwrap_or_else(|| crate::rules::Followup {
                 id: template.to_string(),

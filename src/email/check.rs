@@ -55,7 +55,7 @@ pub fn unwanted(facts: &EmailFacts) -> Option<Verdict> {
 /// history as it is now; and it is not quiet hours where the customer lives (else it waits,
 /// unless their end is past the expiry).
 pub fn check(rules: &RuleSet, job: &EmailJob, facts: &EmailFacts, now: DateTime<Utc>) -> Verdict {
-    let Some(followup) = rules.followup_as_sent(&job.followup_id, job.variant.as_deref()) else {
+    let Some(followup) = rules.followup(&job.followup_id) else {
         return skip(
             EmailSkip::Condition,
             format!(

@@ -7,8 +7,8 @@ use crate::engine::{Shop, format_time, template_context_for};
 use crate::profile::{OrderSummary, Profile, late_days};
 use crate::render::{RenderError, TemplateData};
 use crate::rules::{Followup, InsertBody, RuleSet, Trigger};
-use crate::store::emails::PlannedCoupon;
 pub use crate::store::emails::idempotency_key;
+use crate::store::emails::{EmailJob, PlannedCoupon};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -81,6 +81,27 @@ pub fn complete_coupons(
         }
     }
     found
+}
+
+/// The follow-up an e-mail job is sent as: the variant it was scheduled with while the rules
+/// still have it; else, for a follow-up with variants (the job was scheduled before it had
+/// them, or its variant was removed since), the customer's variant now (the kept one, or a
+/// fresh draw); else the follow-up as written.
+pub fn followup_as_sent<'r>(
+    rules: &'r RuleSet,
+    job: &EmailJob,
+    profile: Option<&Profile>,
+) -> Option<&'r Followup> {
+    let followup = rules.followup(&job.followup_id)?;
+    let scheduled = job
+        .variant
+        .as_deref()
+        .and_then(|v| rules.followup_variant(&followup.id, v));
+    let now = || {
+        let v = crate::engine::assigned_variant(profile?, &followup.id, &followup.variants)?;
+        rules.followup_variant(&followup.id, &v.id)
+    };
+    scheduled.or_else(now).or(Some(followup))
 }
 
 /// Everything one e-mail is rendered from.

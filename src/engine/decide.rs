@@ -52,7 +52,7 @@ pub fn decide(input: &DecideInput<'_>) -> Outcome {
 
     let (followups, followup_skips) =
         schedule_followups(rules, profile, &ctx, Trigger::OrderPlaced, at, &mut vm);
-    let followup_holdouts = held_out_followups(rules, &followup_skips, at);
+    let followup_holdouts = held_out_followups(rules, profile, &followup_skips, at);
     let Parcel {
         explain,
         mut skipped,
@@ -227,8 +227,10 @@ impl<'i, 'a> Parcel<'i, 'a> {
             if let Some(g) = &rule.group {
                 self.settled_groups.push(g);
             }
+            // Recorded with the variant the customer would have had: each variant is compared
+            // with the held-out customers who would have had it, chosen by the same checks.
             self.exposures
-                .push(Exposure::new(&rule.id, Arm::HeldOut, None, &passing));
+                .push(Exposure::new(&rule.id, Arm::HeldOut, variant, &passing));
             self.skip(rule, SkipReason::Holdout, None, None);
             self.outcome(rule, Some(SkipReason::Holdout), "");
             return;

@@ -276,8 +276,7 @@ impl Arm {
 pub struct Exposure {
     pub rule_id: String,
     pub arm: Arm,
-    /// The variant given (treated) or that would have been (shadow); never set when held out,
-    /// since the holdout is one group against every variant.
+    /// The customer's variant: given (treated), or that would have been (held out, shadow).
     pub variant: Option<String>,
     pub costs: Vec<(Currency, Decimal)>,
 }

@@ -17,9 +17,11 @@ fn after(at: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// The follow-ups held out in a list of follow-up skips, each due when it would have been.
+/// The follow-ups held out in a list of follow-up skips, each due when it would have been, with
+/// the variant the customer would have had (each variant is compared with its own held out).
 pub fn held_out_followups(
     rules: &RuleSet,
+    profile: &Profile,
     followup_skips: &[Skip],
     at: DateTime<Utc>,
 ) -> Vec<ScheduledFollowup> {
@@ -29,8 +31,7 @@ pub fn held_out_followups(
         .filter_map(|s| rules.followup(&s.rule_id))
         .map(|f| ScheduledFollowup {
             followup_id: f.id.clone(),
-            // The holdout is one group against every variant.
-            variant: None,
+            variant: assigned_variant(profile, &f.id, &f.variants).map(|v| v.id.clone()),
             due_at: format_time(after(at, f.after)),
         })
         .collect()

@@ -35,8 +35,8 @@ pub fn draw_variant(customer_id: &str, rule_id: &str, weights: &[u32]) -> Option
     if total == 0 {
         return None;
     }
-    // Modulo a total of at most 2^32 · len, the bias is below 2^-24: far under any split
-    // the sample-ratio check could see.
+    // Modulo a total of at most 10^7 (the loader allows 10 variants of weight 10^6 at most),
+    // the bias is below 2^-40: far under any split the sample-ratio check could see.
     let mut point = hash_fields(&[customer_id.as_bytes(), rule_id.as_bytes(), b"variant"]) % total;
     for (i, w) in weights.iter().enumerate() {
         let w = u64::from(*w);
@@ -56,6 +56,9 @@ pub fn assigned_variant<'v>(
     rule_id: &str,
     variants: &'v [Variant],
 ) -> Option<&'v Variant> {
+    if variants.is_empty() {
+        return None;
+    }
     if let Some(kept) = profile.variant(rule_id)
         && let Some(v) = variants.iter().find(|v| v.id == kept)
     {

@@ -25,20 +25,29 @@ impl Group {
     }
 }
 
-/// The groups of one rule by arm (`treated` sums its variants) and by variant.
+/// The groups of one rule by arm (`treated` and `held_out` sum their variants' slices), and by
+/// variant: those given it, and the held out who would have had it.
 #[derive(Default)]
 pub(super) struct Arms<'d> {
     pub(super) arms: BTreeMap<&'d str, Group>,
     pub(super) variants: BTreeMap<&'d str, Group>,
+    pub(super) held_out_variants: BTreeMap<&'d str, Group>,
 }
 
 impl<'d> Arms<'d> {
-    /// The group of an arm's name as stored (`treated:note` counts for `treated` and `note`).
+    /// The groups of an arm's name as stored: `treated:note` counts for `treated` and for the
+    /// variant `note`, `held_out:note` for `held_out` and for the held out of `note`; a shadow
+    /// rule's variants gave nothing and are not split.
     fn update(&mut self, label: &'d str, f: impl Fn(&mut Group)) {
         let (arm, variant) = split_arm_label(label);
         f(self.arms.entry(arm).or_default());
+        let slices = match arm {
+            "treated" => &mut self.variants,
+            "held_out" => &mut self.held_out_variants,
+            _ => return,
+        };
         if let Some(v) = variant {
-            f(self.variants.entry(v).or_default());
+            f(slices.entry(v).or_default());
         }
     }
 }
@@ -216,7 +225,7 @@ pub(super) fn effect(
 
     let warning = warning(mode, t, h, mixed.customers);
     let sample_ratio = sample_ratio(mode, source, &groups);
-    let (variants, best_variant) = variant_effects(source, &groups.variants, &variant_costs, h);
+    let (variants, best_variant) = variant_effects(source, &groups, &variant_costs);
     // The held-out group's rate is the baseline an uplift is measured from; without one, the
     // treated group's stands in for the customers needed.
     let baseline = rate(h).or(rate(t));
@@ -318,63 +327,100 @@ impl ExtraOrders {
     }
 }
 
-/// The split of everyone exposed (window over or not) against the configured holdout share
-/// and variant weights. Nothing to test for a rule that is not live, or has fewer than two
-/// groups to split between (no holdout and no variants, or everybody held out).
+/// One test of the sample-ratio check: each group's name, its customers and its configured
+/// weight.
+struct Split {
+    groups: Vec<(String, u64, f64)>,
+}
+
+impl Split {
+    fn p_value(&self) -> Option<f64> {
+        let observed: Vec<u64> = self.groups.iter().map(|(_, n, _)| *n).collect();
+        let weights: Vec<f64> = self.groups.iter().map(|(_, _, w)| *w).collect();
+        power::sample_ratio_p_value(&observed, &weights)
+    }
+
+    /// `1489 coupon to 1103 sticker, not the configured 50.0% coupon, 50.0% sticker`
+    fn describe(&self) -> String {
+        let sum: f64 = self.groups.iter().map(|(_, _, w)| w).sum();
+        let seen: Vec<String> = self
+            .groups
+            .iter()
+            .map(|(name, n, _)| format!("{n} {name}"))
+            .collect();
+        let meant: Vec<String> = self
+            .groups
+            .iter()
+            .map(|(name, _, w)| format!("{:.1}% {name}", 100.0 * w / sum))
+            .collect();
+        format!(
+            "{}, not the configured {}",
+            seen.join(" to "),
+            meant.join(", ")
+        )
+    }
+}
+
+/// The split of everyone exposed (window over or not) against the configuration, in two tests:
+/// held out against treated at the configured holdout share, and, for an experiment, its
+/// customers (treated and held out alike, since the draw is independent of the holdout) among
+/// the configured variants by their weights. The smaller p-value stands for both. Nothing to
+/// test for a rule that is not live, or has fewer than two groups to split between.
 fn sample_ratio(mode: &str, source: &Source, groups: &Arms<'_>) -> SampleRatio {
-    let Some(bp) = source.holdout_bp.filter(|bp| *bp < 10_000) else {
+    let Some(bp) = source.holdout_bp else {
         return SampleRatio::default();
     };
     if mode != "live" {
         return SampleRatio::default();
     }
-    let customers = |g: Option<&Group>| g.map_or(0, |g| g.customers);
-    // (name, observed, expected share in basis points of a weight unit)
-    let mut split: Vec<(String, u64, f64)> = Vec::new();
-    if bp > 0 {
-        split.push((
-            "held out".into(),
-            customers(groups.arms.get("held_out")),
-            f64::from(bp),
-        ));
+    let customers = |m: &BTreeMap<&str, Group>, k: &str| m.get(k).map_or(0, |g| g.customers);
+    let mut tests: Vec<Split> = Vec::new();
+    if (1..10_000).contains(&bp) {
+        tests.push(Split {
+            groups: vec![
+                (
+                    "held out".into(),
+                    customers(&groups.arms, "held_out"),
+                    f64::from(bp),
+                ),
+                (
+                    "treated".into(),
+                    customers(&groups.arms, "treated"),
+                    f64::from(10_000 - bp),
+                ),
+            ],
+        });
     }
-    let treated_share = f64::from(10_000 - bp);
-    if source.variants.is_empty() {
-        split.push((
-            "treated".into(),
-            customers(groups.arms.get("treated")),
-            treated_share,
-        ));
-    } else {
-        let total: f64 = source.variants.iter().map(|(_, w)| f64::from(*w)).sum();
-        for (id, weight) in &source.variants {
-            split.push((
-                id.clone(),
-                customers(groups.variants.get(id.as_str())),
-                treated_share * f64::from(*weight) / total,
-            ));
-        }
+    if source.variants.len() >= 2 {
+        tests.push(Split {
+            groups: source
+                .variants
+                .iter()
+                .map(|(id, weight)| {
+                    let n = customers(&groups.variants, id)
+                        .saturating_add(customers(&groups.held_out_variants, id));
+                    (id.clone(), n, f64::from(*weight))
+                })
+                .collect(),
+        });
     }
-    if split.len() < 2 {
+    let Some((p, worst)) = tests
+        .iter()
+        .filter_map(|t| t.p_value().map(|p| (p, t)))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+    else {
         return SampleRatio::default();
-    }
-    let observed: Vec<u64> = split.iter().map(|(_, n, _)| *n).collect();
-    let weights: Vec<f64> = split.iter().map(|(_, _, w)| *w).collect();
-    let p_value = power::sample_ratio_p_value(&observed, &weights);
-    let warning = p_value.filter(|p| *p < power::SAMPLE_RATIO_ALPHA).map(|p| {
-        let sum: f64 = weights.iter().sum();
-        let seen: Vec<String> = split.iter().map(|(name, n, _)| format!("{n} {name}")).collect();
-        let meant: Vec<String> = split
-            .iter()
-            .map(|(name, _, w)| format!("{:.1}% {name}", 100.0 * w / sum))
-            .collect();
+    };
+    let warning = (p < power::SAMPLE_RATIO_ALPHA).then(|| {
         format!(
-            "the split is {}, not the configured {} (p = {p:.1e}): the assignment or the data is broken, or the holdout or weights changed within the period; no figure of this rule can be trusted until that is explained",
-            seen.join(" to "),
-            meant.join(", ")
+            "the split is {} (p = {p:.1e}): the assignment or the data is broken, the holdout or weights changed within the period, or one group is skipped more often than another (stock, budget); no figure of this rule can be trusted until that is explained",
+            worst.describe()
         )
     });
-    SampleRatio { p_value, warning }
+    SampleRatio {
+        p_value: Some(p),
+        warning,
+    }
 }
 
 /// Why the figures cannot tell much, if they cannot.
@@ -402,7 +448,7 @@ fn warning(mode: &str, t: Group, h: Group, mixed: u64) -> Option<String> {
     }
     if mixed > 0 {
         notes.push(format!(
-            "{mixed} customers were in both groups (its holdout changed) and are left out"
+            "{mixed} customers were in both groups (its holdout changed, or they met two of its variants) and are left out"
         ));
     }
     (!notes.is_empty()).then(|| notes.join("; "))

@@ -238,8 +238,8 @@ pub struct RuleEffect {
     /// An experiment's variants, each against the holdout and against each other; empty for a
     /// rule without variants.
     pub variants: Vec<VariantEffect>,
-    /// The variant whose interval against every other variant lies above zero; null when no
-    /// variant is shown better than all the others (or there are no variants).
+    /// The configured variant whose interval against every other configured variant lies above
+    /// zero; null when no variant is shown better than all the others (or there are none).
     pub best_variant: Option<String>,
 }
 
@@ -250,17 +250,19 @@ pub struct RuleEffect {
 )]
 pub struct VariantEffect {
     pub id: String,
-    /// Its share of the treated, as configured (0 for a variant removed from the rules).
+    /// Its share of the customers, as configured (0 for a variant removed from the rules).
     pub weight: u32,
-    /// Customers compared: given this variant, their window over.
+    /// Customers compared, their window over: given this variant.
     pub treated: u64,
-    /// Share of them that ordered again within the window.
-    pub repeat_rate: Option<f64>,
-    /// Against the held-out group; null without a holdout.
+    /// Customers compared, their window over: held out, who would have had this variant.
+    pub held_out: u64,
+    /// Share of each group that ordered again within the window.
+    pub repeat_rate: PerGroup<Option<f64>>,
+    /// Against its held out; null without a holdout.
     pub uplift: Option<Uplift>,
     /// What it gave its customers compared.
     pub cost: Amounts,
-    /// Against the held-out group; null without extra orders.
+    /// Against its held out; null without extra orders.
     pub cost_per_extra_order: Option<Amounts>,
     /// Against each other variant: this variant's rate less the other's.
     pub versus: Vec<VariantComparison>,
@@ -364,7 +366,7 @@ fn sources(data: &AttributionData, rules: Option<&RuleSet>) -> Vec<Source> {
         extra.entry(g.source_id.clone()).or_insert(g.kind.clone());
     }
     for c in &data.costs {
-        extra.entry(c.source_id.clone()).or_insert("rule".into());
+        extra.entry(c.source_id.clone()).or_insert(c.kind.clone());
     }
     for (id, kind) in extra {
         if !known(&out, &id) {

@@ -216,7 +216,10 @@ fn variants(out: &mut String, e: &RuleEffect) {
         return;
     }
     let width = e.variants.iter().map(|v| v.id.len()).max().unwrap_or(0);
-    let _ = writeln!(out, "  variants           each against the held out:");
+    let _ = writeln!(
+        out,
+        "  variants           each against the held out who would have had it:"
+    );
     for v in &e.variants {
         let against = v.uplift.as_ref().map_or("-".to_string(), |u| {
             format!("{}: {}", interval(u), verdict(u))
@@ -226,11 +229,13 @@ fn variants(out: &mut String, e: &RuleEffect) {
         });
         let _ = writeln!(
             out,
-            "    {:<width$}  weight {:<4} treated {:<8} repeat rate {:<7} uplift {against}{cost}",
+            "    {:<width$}  weight {:<4} treated {:<7} held out {:<6} repeat rate {:<6} vs {:<6} uplift {against}{cost}",
             v.id,
             v.weight,
             v.treated,
-            pct(v.repeat_rate)
+            v.held_out,
+            pct(v.repeat_rate.treated),
+            pct(v.repeat_rate.held_out)
         );
     }
     // Each pair once, in the order the rules list the variants.

@@ -340,12 +340,10 @@ impl RuleSet {
         self.followups.iter().find(|f| f.id == id)
     }
 
-    /// The follow-up an e-mail job is sent as: its variant's template and coupons when the job
-    /// has a variant the rules still have, else the follow-up as written.
-    pub fn followup_as_sent(&self, id: &str, variant: Option<&str>) -> Option<&Followup> {
-        variant
-            .and_then(|v| self.followup_variants.get(&(id.to_string(), v.to_string())))
-            .or_else(|| self.followup(id))
+    /// A follow-up as one of its variants is sent: its template and coupons.
+    pub fn followup_variant(&self, id: &str, variant: &str) -> Option<&Followup> {
+        self.followup_variants
+            .get(&(id.to_string(), variant.to_string()))
     }
 }
 

@@ -129,6 +129,7 @@ pub struct RuleSpec {
     /// An experiment between inserts: each customer is drawn into one variant (in proportion
     /// to the weights, independently of the holdout) and keeps it.
     #[serde(default)]
+    #[schemars(length(min = 2, max = 10))]
     pub variants: Vec<VariantSpec>,
     pub description: Option<String>,
     /// Higher first; ties go by file order (default 0).
@@ -163,7 +164,7 @@ pub struct VariantSpec {
     #[schemars(with = "Vec<String>")]
     pub give: Vec<Spanned<String>>,
     /// A positive integer: the variant's share is its weight over the sum of the weights.
-    #[schemars(with = "u32", range(min = 1))]
+    #[schemars(with = "u32", range(min = 1, max = 1_000_000))]
     pub weight: Spanned<i64>,
 }
 
@@ -182,7 +183,7 @@ pub struct FollowupVariantSpec {
     #[schemars(with = "Option<String>")]
     pub template: Option<Spanned<String>>,
     /// A positive integer: the variant's share is its weight over the sum of the weights.
-    #[schemars(with = "u32", range(min = 1))]
+    #[schemars(with = "u32", range(min = 1, max = 1_000_000))]
     pub weight: Spanned<i64>,
 }
 
@@ -197,6 +198,7 @@ pub struct ActiveSpec {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("not" = {"required": ["give", "variants"]}))]
 pub struct FollowupSpec {
     #[schemars(with = "String")]
     pub id: Spanned<String>,
@@ -218,6 +220,7 @@ pub struct FollowupSpec {
     /// An experiment between e-mails: each customer is drawn into one variant (in proportion
     /// to the weights, independently of the holdout) and keeps it.
     #[serde(default)]
+    #[schemars(length(min = 2, max = 10))]
     pub variants: Vec<FollowupVariantSpec>,
     #[schemars(with = "Option<String>")]
     pub holdout: Option<Spanned<String>>,

@@ -56,13 +56,17 @@ pub(super) fn decide(
         for rule in &outcome.rules_given {
             p.record_given(rule, event.occurred_at);
         }
-        // A variant is the customer's once it was given to them.
+        // A variant is the customer's once they met it, given or held out (a shadow rule
+        // gives nothing: its customers are drawn again when it goes live).
         for e in &outcome.exposures {
-            if let (engine::Arm::Treated, Some(variant)) = (e.arm, &e.variant) {
+            if let (engine::Arm::Treated | engine::Arm::HeldOut, Some(variant)) =
+                (e.arm, &e.variant)
+            {
                 p.record_variant(&e.rule_id, variant);
             }
         }
         record_followup_variants(p, &outcome.decision.followups);
+        record_followup_variants(p, &outcome.followup_holdouts);
         let coupons = outcome
             .decision
             .inserts
@@ -212,11 +216,10 @@ fn schedule_emails(
             ),
             FirstExposure {
                 at: due,
-                arm: if held_out {
-                    "held_out".to_string()
-                } else {
-                    engine::arm_label("treated", f.variant.as_deref())
-                },
+                arm: engine::arm_label(
+                    if held_out { "held_out" } else { "treated" },
+                    f.variant.as_deref(),
+                ),
                 customer_since,
             },
         );
@@ -235,7 +238,8 @@ fn schedule_emails(
     }
 }
 
-/// A follow-up's variant is the customer's once an e-mail of it is scheduled for them.
+/// A follow-up's variant is the customer's once an e-mail of it is scheduled for them (or
+/// recorded as held out).
 fn record_followup_variants(profile: &mut profile::Profile, scheduled: &[ScheduledFollowup]) {
     for f in scheduled {
         if let Some(variant) = &f.variant {
@@ -265,7 +269,7 @@ pub(super) fn followups(
     let order = summary.to_order(profile);
     let (scheduled, skipped) =
         engine::followups_for_event(env.rules, profile, &order, trigger, at, late_days);
-    let held_out = engine::held_out_followups(env.rules, &skipped, at);
+    let held_out = engine::held_out_followups(env.rules, profile, &skipped, at);
     effects
         .problems
         .extend(engine::problems_of(&skipped).map(|p| format!("order {order_id}: {p}")));
@@ -279,6 +283,7 @@ pub(super) fn followups(
     );
     if let Some(p) = state.profiles.get_mut(customer) {
         record_followup_variants(p, &scheduled);
+        record_followup_variants(p, &held_out);
     }
     Applied::Folded {
         followups: scheduled,

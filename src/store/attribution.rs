@@ -116,11 +116,12 @@ pub struct AttributionData {
 const RULE_EXPOSURES: &str = "SELECT source_id, customer_id, order_id, at, arm FROM exposures";
 
 /// Every exposure to a follow-up: its e-mail jobs, at the time each was first due, held out
-/// when skipped with reason `holdout`, treated otherwise (`treated:<variant>` for a variant,
-/// as `crate::engine::arm_label` names it).
+/// when skipped with reason `holdout`, treated otherwise (`treated:<variant>` and
+/// `held_out:<variant>` for a follow-up with variants, as `crate::engine::arm_label` names
+/// them).
 const FOLLOWUP_EXPOSURES: &str = "SELECT followup_id AS source_id, customer_id, order_id, first_due_at AS at, \
-    CASE WHEN reason = 'holdout' THEN 'held_out' WHEN variant IS NOT NULL THEN 'treated:' || variant \
-    ELSE 'treated' END AS arm FROM email_jobs";
+    CASE WHEN reason = 'holdout' THEN 'held_out' ELSE 'treated' END \
+    || CASE WHEN variant IS NULL THEN '' ELSE ':' || variant END AS arm FROM email_jobs";
 
 /// The head of every cohort statement (one kind's figures). `g`: the customers first exposed
 /// since `$1` (from `first_exposures`, kept as exposures are written: a customer's first

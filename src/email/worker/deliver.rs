@@ -5,7 +5,9 @@
 use super::Worker;
 use super::flight::{Ending, Ready};
 use super::prepare::Rendered;
-use crate::email::compose::{OutgoingEmail, complete_coupons, idempotency_key, plan_coupons};
+use crate::email::compose::{
+    OutgoingEmail, complete_coupons, followup_as_sent, idempotency_key, plan_coupons,
+};
 use crate::email::provider::SendError;
 use crate::store::emails::{BeginSend, EmailEnd, EmailJob, EmailSkip, HandOver, SendPlan};
 use chrono::Utc;
@@ -104,7 +106,7 @@ impl Worker {
                     *first.attempts.entry(insert_id).or_default() += 1;
                     let rules = &first.env.rules;
                     if let (Some(followup), Some(order)) = (
-                        rules.followup_as_sent(&job.followup_id, job.variant.as_deref()),
+                        followup_as_sent(rules, &job, first.facts.profile.as_ref()),
                         first.facts.order.as_ref(),
                     ) {
                         first.coupons = plan_coupons(

@@ -6,7 +6,7 @@
 use super::flight::{Ending, FirstSend, InFlight, Ready, Token};
 use super::{Until, Worker};
 use crate::email::check::{Verdict, check, unwanted};
-use crate::email::compose::{ComposeInput, OutgoingEmail, compose, plan_coupons};
+use crate::email::compose::{ComposeInput, OutgoingEmail, compose, followup_as_sent, plan_coupons};
 use crate::email::token::unsubscribe_url;
 use crate::store::emails::{EmailEnd, EmailFacts, EmailJob, address_hash};
 use crate::store::{DecideEnv, StoreError};
@@ -208,7 +208,7 @@ impl Worker {
         let (Some(profile), Some(order), Some(followup)) = (
             facts.profile.as_ref(),
             facts.order.as_ref(),
-            rules.followup_as_sent(&job.followup_id, job.variant.as_deref()),
+            followup_as_sent(rules, &job, facts.profile.as_ref()),
         ) else {
             tracing::warn!(job = %job.id(), "e-mail: the checked job lost its facts; it is taken up again when its lease runs out");
             return None;
@@ -252,7 +252,7 @@ impl Worker {
         let (Some(profile), Some(order), Some(followup)) = (
             first.facts.profile.as_ref(),
             first.facts.order.as_ref(),
-            rules.followup_as_sent(&job.followup_id, job.variant.as_deref()),
+            followup_as_sent(rules, &job, first.facts.profile.as_ref()),
         ) else {
             return None;
         };

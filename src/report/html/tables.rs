@@ -153,7 +153,7 @@ fn variant_rows(rule: &RuleEffect, whole: &dyn Fn(&str, String) -> String) -> St
         return String::new();
     }
     let mut rows = String::from(
-        "<tr><th class=\"part\" colspan=\"3\">Variants (each against the held out)</th></tr>\n",
+        "<tr><th class=\"part\" colspan=\"3\">Variants (each against the held out who would have had it)</th></tr>\n",
     );
     for v in &rule.variants {
         let verdict = Verdict::of(v.uplift.as_ref());
@@ -165,9 +165,11 @@ fn variant_rows(rule: &RuleEffect, whole: &dyn Fn(&str, String) -> String) -> St
         rows.push_str(&whole(
             &format!("{} (weight {})", escape(&v.id), v.weight),
             format!(
-                "{} customers, repeat rate {}, uplift <span class=\"{}\">{}</span>{cost}",
+                "{} treated, {} held out; repeat rate {} against {}; uplift <span class=\"{}\">{}</span>{cost}",
                 v.treated,
-                percent(v.repeat_rate),
+                v.held_out,
+                percent(v.repeat_rate.treated),
+                percent(v.repeat_rate.held_out),
                 verdict.class(),
                 uplift_text(v.uplift.as_ref()),
             ),

@@ -82,7 +82,8 @@ pub(super) fn build_variants(
     let mut out = Vec::with_capacity(views.len());
     for v in views {
         let id = v.id.get_ref();
-        let before = c.findings.len();
+        let errors = |c: &Collector| c.findings.iter().filter(|f| !f.warning).count();
+        let before = errors(c);
         if let Err(problem) = check_variant_id(id) {
             c.error(
                 src,
@@ -126,7 +127,7 @@ pub(super) fn build_variants(
             owner.followup,
             c,
         );
-        if c.findings.len() == before {
+        if errors(c) == before {
             out.push(Variant {
                 id: id.clone(),
                 give,
