@@ -92,8 +92,12 @@ fn serve(args: &IngestArgs) -> CliResult {
         tokio::select! {
             addr = rx => {
                 if let Ok(addr) = addr {
-                    println!("packwell ingest listening on {addr}");
-                    println!("  webhooks: http://{addr}/v1/ingest/shopify, http://{addr}/v1/ingest/woocommerce; producing to {brokers}");
+                    // Like `run`'s banner: a reader that went away must not stop the edge.
+                    use std::io::Write as _;
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "packwell ingest listening on {addr}");
+                    let _ = writeln!(out, "  webhooks: http://{addr}/v1/ingest/shopify, http://{addr}/v1/ingest/woocommerce; producing to {brokers}");
+                    let _ = out.flush();
                 }
             }
             r = &mut edge => return r.map_err(|e| Failure::usage(format!("error: {e}"))),
