@@ -500,8 +500,8 @@ pub fn run(o: &super::Options, rules: &RuleSet, history: History) -> Result<Hist
         }
         let favourite = rng.int(0, 3) as usize;
         // Half buy once and never again, unless something brings them back. The others have
-        // a rhythm: a usual interval between 10 and 90 days (log-uniform); more than half of
-        // them go quiet once, after their third to fifth order.
+        // a rhythm: a usual interval between 10 and 60 days (log-uniform); most of them go
+        // quiet once, after their third or fourth order, for long enough to come back lapsed.
         let one_time = rng.chance(ONE_TIME);
         let interval = 10.0 * (60.0f64 / 10.0).powf(rng.unit());
         let lapse_after = rng.chance(LAPSING).then(|| rng.int(3, 4) as u32);

@@ -87,7 +87,9 @@ pub(super) async fn refuse_a_store_in_use(config: &Config) -> Result<(), Failure
 /// partitions decided months apart from each other: within this lead, every customer's events
 /// are decided in order and all customers' within days of each other, as in a live stream.
 const LEAD: u64 = 2_000;
-/// How often the demo says how far it has come.
+/// How long the consumer may read nothing before the sending stops waiting for it.
+const STALLED: Duration = Duration::from_secs(10);
+/// How often the demo says how far it has come (when it has come further).
 const PROGRESS: Duration = Duration::from_secs(5);
 /// Packing instructions printed in full before the demo only counts them.
 const SHOWN: usize = 12;
@@ -132,7 +134,15 @@ pub(super) fn start_demo(
         let pace = |queued: usize| {
             let queued = queued as u64;
             sending.queued.store(queued, Ordering::Relaxed);
+            let (mut read, mut since) = (consumed.get(), Instant::now());
             while queued.saturating_sub(consumed.get()) > LEAD && !stop.is_cancelled() {
+                // On a cluster whose `orders` other instances share, this one reads only its
+                // partitions: once it has read nothing for a while, the sending goes on.
+                if consumed.get() != read {
+                    (read, since) = (consumed.get(), Instant::now());
+                } else if since.elapsed() > STALLED {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(10));
             }
         };
@@ -168,7 +178,7 @@ impl Watch {
             return;
         }
         let begun = Instant::now();
-        let (mut seen, mut last_told) = (0u64, 0u64);
+        let (mut seen, mut last_told, mut last_read) = (0u64, 0u64, 0u64);
         let (mut quiet_since, mut told) = (Instant::now(), Instant::now());
         let mut all_decided = false;
         while !self.stop.is_cancelled() {
@@ -197,12 +207,16 @@ impl Watch {
                     self.sending.queued.load(Ordering::Relaxed),
                     begun.elapsed().as_secs()
                 );
-            } else if !all_decided && told.elapsed() >= PROGRESS && seen >= SHOWN as u64 {
-                told = Instant::now();
+            } else if !all_decided
+                && told.elapsed() >= PROGRESS
+                && seen >= SHOWN as u64
+                && self.consumed.get() != last_read
+            {
+                (told, last_read) = (Instant::now(), self.consumed.get());
                 println!(
                     "  … {} orders decided so far, {} of {} events read",
                     self.decided.get(),
-                    self.consumed.get().min(self.events),
+                    last_read.min(self.events),
                     self.events
                 );
             } else if all_decided && seen > last_told && quiet > Duration::from_secs(2) {
