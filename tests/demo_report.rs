@@ -307,12 +307,35 @@ async fn the_shipped_history_shows_what_the_readme_says() {
             assert_eq!(verdict(id), expected, "{window_days}d {id}");
         }
         // Over 30 days, enough customers are compared in each group (100) for every planted
-        // effect and the sample: no warning that they are too few.
+        // effect and the sample: no warning that they are too few. And the README quotes
+        // what the report prints.
         if window_days == 30 {
             for id in [WELCOME, WELCOME_BACK, CHECK_IN, "fragrance-sample"] {
                 let e = rule(&r, id);
                 assert!(e.warning.is_none(), "{id}: {:?}", e.warning);
             }
+            let text = report::text::render(&r);
+            for line in readme_excerpt() {
+                assert!(text.contains(&line), "README: {line:?} is not in\n{text}");
+            }
         }
     }
+}
+
+/// The lines the README quotes from `packwell report --window 30d` on the demo.
+fn readme_excerpt() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let after = readme
+        .split_once("From `packwell report --window 30d`:")
+        .expect("README: the demo's report excerpt")
+        .1;
+    let block = after.split("```").nth(1).expect("a fenced block");
+    let lines: Vec<String> = block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    assert!(lines.len() >= 9, "{lines:?}");
+    lines
 }
