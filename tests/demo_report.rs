@@ -205,9 +205,11 @@ fn the_demo_decides_its_whole_history_and_the_report_finds_what_was_planted() {
     // sample, also grey: who gets its few vials depends on how the partitions race.)
     let u = uplift("detractor-apology");
     assert!(u.low < 0.0 && 0.0 < u.high, "detractor-apology: {u:?}");
-    // Once `welcome` has its variants (note-and-coupon, note), the report names the best:
-    // note-and-coupon, ahead of note and of the held-out customers (the generator planted the
-    // coupon's effect on that variant alone). Its assertion goes here.
+    // Once rules/30-rules.toml gives `welcome` its variants (note-and-coupon, note), the
+    // report names the best: note-and-coupon, ahead of note and of the held-out customers (the
+    // generator planted the coupon's effect on that variant alone, by the engine's own draw).
+    // Its assertion goes here:
+    //     assert_eq!(rule(&r, WELCOME).best_variant.as_deref(), Some("note-and-coupon"));
 
     assert_eq!(demo.terminate(), Some(0));
 

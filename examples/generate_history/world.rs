@@ -111,7 +111,10 @@ struct Met {
     kind: &'static str,
     source: String,
     customer: String,
-    arm: &'static str,
+    /// `treated`, `held_out`, `shadow` (or `mixed`): a variant's `treated:<id>` is `treated`.
+    arm: String,
+    /// The variant of an experiment the customer was treated with, as the engine named it.
+    variant: Option<String>,
     at: i64,
 }
 
@@ -161,16 +164,21 @@ impl World<'_> {
         let mut met = Vec::new();
         for ((kind, source, customer, _shadow), first) in effects.first_exposures {
             if self.met.insert((kind, source.clone(), customer.clone())) {
+                let (arm, variant) = match first.arm.split_once(':') {
+                    Some((arm, variant)) => (arm.to_string(), Some(variant.to_string())),
+                    None => (first.arm, None),
+                };
                 *self
                     .history
                     .exposed
-                    .entry((source.clone(), first.arm.to_string()))
+                    .entry((source.clone(), arm.clone()))
                     .or_default() += 1;
                 met.push(Met {
                     kind,
                     source,
                     customer,
-                    arm: first.arm,
+                    arm,
+                    variant,
                     at: first.at,
                 });
             }
@@ -207,16 +215,21 @@ impl World<'_> {
         };
         let coupon = match (m.kind, m.source.as_str()) {
             ("rule", WELCOME) => {
-                let variant = draw_variant(&m.customer, WELCOME, &WELCOME_WEIGHTS).unwrap_or(0);
+                // The variant the engine named; while the rules give `welcome` none yet, the
+                // draw the engine will make once they do.
+                let variant = m.variant.clone().unwrap_or_else(|| {
+                    let drawn = draw_variant(&m.customer, WELCOME, &WELCOME_WEIGHTS);
+                    WELCOME_VARIANTS[drawn.unwrap_or(0)].to_string()
+                });
                 if m.arm == "treated" {
-                    let name = format!("{WELCOME}/{}", WELCOME_VARIANTS[variant]);
+                    let name = format!("{WELCOME}/{variant}");
                     *self
                         .history
                         .exposed
-                        .entry((name, m.arm.into()))
+                        .entry((name, m.arm.clone()))
                         .or_default() += 1;
                 }
-                variant == 0
+                variant == WELCOME_VARIANTS[0]
             }
             ("rule", WELCOME_BACK) => true,
             ("followup", CHECK_IN) => {
