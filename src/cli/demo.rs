@@ -13,6 +13,7 @@ use crate::service::Started;
 use prometheus::IntCounter;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -87,7 +88,8 @@ pub(super) async fn refuse_a_store_in_use(config: &Config) -> Result<(), Failure
 /// partitions decided months apart from each other: within this lead, every customer's events
 /// are decided in order and all customers' within days of each other, as in a live stream.
 const LEAD: u64 = 2_000;
-/// How long the consumer may read nothing before the sending stops waiting for it.
+/// How long the consumer may read nothing before the sending stops waiting for it (until it
+/// reads again).
 const STALLED: Duration = Duration::from_secs(10);
 /// How often the demo says how far it has come (when it has come further).
 const PROGRESS: Duration = Duration::from_secs(5);
@@ -103,14 +105,16 @@ struct Sending {
     done: AtomicBool,
 }
 
-/// `--demo`: sends the events (retimed), paced on the service's consumer, and prints the packing
-/// instructions that come out: the first ones in full, then how far it has come, then that the
-/// whole history is decided and how to see what worked.
+/// `--demo`: sends the events (retimed), `paced` on the service's consumer (with the embedded
+/// broker, whose `orders` this service alone reads), and prints the packing instructions that
+/// come out: the first ones in full, then how far it has come, then that the whole history is
+/// decided and how to see what worked.
 pub(super) fn start_demo(
     common: Common,
     demo: &Demo,
     brokers: String,
     started: &Started,
+    paced: bool,
     stop: CancellationToken,
 ) {
     let sending = Arc::new(Sending::default());
@@ -131,17 +135,20 @@ pub(super) fn start_demo(
         retime: true,
     };
     std::thread::spawn(move || {
+        // What the consumer had read when it last moved on, and when.
+        let moved = Cell::new((consumed.get(), Instant::now()));
         let pace = |queued: usize| {
             let queued = queued as u64;
             sending.queued.store(queued, Ordering::Relaxed);
-            let (mut read, mut since) = (consumed.get(), Instant::now());
-            while queued.saturating_sub(consumed.get()) > LEAD && !stop.is_cancelled() {
-                // On a cluster whose `orders` other instances share, this one reads only its
-                // partitions: once it has read nothing for a while, the sending goes on.
-                if consumed.get() != read {
-                    (read, since) = (consumed.get(), Instant::now());
-                } else if since.elapsed() > STALLED {
-                    break;
+            while paced && !stop.is_cancelled() {
+                let read = consumed.get();
+                if read != moved.get().0 {
+                    moved.set((read, Instant::now()));
+                }
+                // A consumer that has read nothing for a while (still joining, or stuck) is
+                // not waited for until it reads again.
+                if queued.saturating_sub(read) <= LEAD || moved.get().1.elapsed() > STALLED {
+                    return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -128,7 +128,8 @@ pub fn run(args: &RunArgs) -> CliResult {
             banner(&brokers, embedded.is_some(), s, begun, &config, demo.as_ref());
         }
         if let (Some(demo), Some(s)) = (&demo, &started) {
-            start_demo(common.clone(), demo, brokers.clone(), s, stop.clone());
+            let paced = embedded.is_some();
+            start_demo(common.clone(), demo, brokers.clone(), s, paced, stop.clone());
         }
         let reason = tokio::select! {
             signal = signals.wait() => signal.to_string(),
