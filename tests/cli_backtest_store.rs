@@ -18,15 +18,40 @@ fn rules_dir() -> String {
         .to_string()
 }
 
-/// A scratch folder with the first `n` events of the example history (about 40 days for 6 000).
+/// A scratch folder with the first `n` events of the example history.
 fn scratch(n: usize) -> (tempfile::TempDir, PathBuf) {
+    scratch_while(|i, _| i < n)
+}
+
+/// A scratch folder with the events of the example history's first `days` days: a window of
+/// 30 days then has history before it.
+fn scratch_days(days: i64) -> (tempfile::TempDir, PathBuf) {
+    let at = |line: &str| {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        chrono::DateTime::parse_from_rfc3339(v["occurred_at"].as_str().expect("occurred_at"))
+            .expect("a time")
+    };
+    let mut first = None;
+    scratch_while(|_, line| {
+        let t = at(line);
+        t < *first.get_or_insert(t) + chrono::Duration::days(days)
+    })
+}
+
+/// A scratch folder with the example history's first events, while `keep(index, line)`.
+fn scratch_while(mut keep: impl FnMut(usize, &str) -> bool) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/history.ndjson"),
     )
     .expect("examples/history.ndjson");
-    let lines: Vec<&str> = text.lines().take(n).collect();
-    assert_eq!(lines.len(), n);
+    let lines: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .take_while(|(i, l)| keep(*i, l))
+        .map(|(_, l)| l)
+        .collect();
+    assert!(!lines.is_empty());
     let file = dir.path().join("history.ndjson");
     std::fs::write(&file, lines.join("\n") + "\n").expect("write the history");
     (dir, file)
@@ -116,7 +141,7 @@ fn store_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn from_store_prints_what_the_file_prints_and_changes_nothing_on_sqlite() {
-    let (dir, history) = scratch(6000);
+    let (dir, history) = scratch_days(40);
     let store = dir.path().join("store.db").display().to_string();
     import(dir.path(), &store, &history);
     let before = store_files(dir.path());
@@ -161,7 +186,7 @@ impl Drop for Schema {
 #[test]
 fn from_store_prints_what_the_file_prints_on_postgres() {
     let schema = Schema::new(&format!("pw_cli_backtest_{}", std::process::id()));
-    let (dir, history) = scratch(6000);
+    let (dir, history) = scratch_days(40);
     let store = format!("{PG_URL}?options[search_path]={}", schema.0);
     import(dir.path(), &store, &history);
     replayed_alike(dir.path(), &store, &history);

@@ -375,11 +375,13 @@ fn shopify_gets_every_code_once_refusals_are_listed_and_voids_disable() {
     let config_arg = config.display().to_string();
     let service =
         ServiceProcess::start_with_args(work.path(), &broker.addr, &[], &["--config", &config_arg]);
+    // The example rules' `welcome` holds 10% of first-time customers out, by a fixed bucket
+    // of (customer id, rule id): these three are among those it gives its coupon to.
     produce(
         &broker.addr,
         &[
             first_order("O-S1", "1001", "ada@example.com"),
-            first_order("O-S2", "1002", "ben@example.com"),
+            first_order("O-S2", "1003", "ben@example.com"),
             first_order("O-S3", "999", "refused@example.com"),
         ],
     );
@@ -399,7 +401,7 @@ fn shopify_gets_every_code_once_refusals_are_listed_and_voids_disable() {
             .expect("a coupon of the customer")
             .to_string()
     };
-    let (ada, ben, refused) = (code_of("1001"), code_of("1002"), code_of("999"));
+    let (ada, ben, refused) = (code_of("1001"), code_of("1003"), code_of("999"));
     {
         let s = shop.lock().expect("shop");
         assert!(s.faults.is_empty(), "every fault was served");

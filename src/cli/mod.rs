@@ -4,6 +4,7 @@
 mod backtest;
 mod broker;
 mod coupon;
+mod demo;
 mod dlq;
 mod email;
 mod forget;

@@ -2,6 +2,7 @@
 //! the embedded broker first and uses SQLite under `data/`.
 
 use super::broker::StopSignals;
+use super::demo::{Demo, prepare_demo, refuse_a_store_in_use, start_demo};
 use super::{CliResult, Common, Failure, RulesArgs, load_config, runtime};
 use crate::config::{Config, EmailProvider, mask_url_password};
 use crate::kafka::EmbeddedBroker;
@@ -23,8 +24,10 @@ pub struct RunArgs {
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     pub check_config: bool,
-    /// Once started, send the events of FILE (retimed so the newest happened now) and
-    /// print each packing instruction as it appears: a first look, with nothing else to run.
+    /// Once started, send the events of FILE (retimed so the newest happened now), decide all
+    /// of it (`[decide] max_event_age` made to cover it, unless configured) and print what
+    /// comes out: a first look, with nothing else to run; `packwell report` then tells what
+    /// worked. Needs a store that holds no decisions yet.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "examples/history.ndjson")]
     pub demo: Option<PathBuf>,
 }
@@ -49,6 +52,10 @@ pub fn run(args: &RunArgs) -> CliResult {
             warehouses: None,
         });
     }
+    let demo = match demo {
+        Some(file) => Some(prepare_demo(file, &mut config)?),
+        None => None,
+    };
     if check_config {
         print!("{}", config.to_masked_toml());
         return Ok(());
@@ -72,6 +79,9 @@ pub fn run(args: &RunArgs) -> CliResult {
             Some(_) => Some(lock_data_dir(&data_dir(&config))?),
             None => None,
         };
+        if demo.is_some() {
+            refuse_a_store_in_use(&config).await?;
+        }
         let (brokers, embedded) = match config.kafka.brokers.clone().filter(|b| !b.trim().is_empty()) {
             Some(b) => (b, None),
             None => {
@@ -115,10 +125,11 @@ pub fn run(args: &RunArgs) -> CliResult {
             }
         };
         if let Some(s) = &started {
-            banner(&brokers, embedded.is_some(), s, begun, &config, demo);
+            banner(&brokers, embedded.is_some(), s, begun, &config, demo.as_ref());
         }
-        if let Some(file) = demo {
-            start_demo(common.clone(), file.to_path_buf(), brokers.clone(), stop.clone());
+        if let (Some(demo), Some(s)) = (&demo, &started) {
+            let paced = embedded.is_some();
+            start_demo(common.clone(), demo, brokers.clone(), s, paced, stop.clone());
         }
         let reason = tokio::select! {
             signal = signals.wait() => signal.to_string(),
@@ -162,7 +173,7 @@ fn banner(
     s: &service::Started,
     begun: Instant,
     config: &Config,
-    demo: Option<&Path>,
+    demo: Option<&Demo>,
 ) {
     let kafka = if embedded {
         format!("{brokers} (embedded broker, in memory)")
@@ -170,7 +181,7 @@ fn banner(
         brokers.to_string()
     };
     let feed = match demo {
-        Some(file) => format!("the demo sends {} now, retimed", file.display()),
+        Some(demo) => demo.feed.clone(),
         None if embedded => {
             format!("packwell send --events examples/history.ndjson --retime --brokers {brokers}")
         }
@@ -231,7 +242,7 @@ fn stations(config: &Config) -> String {
 }
 
 /// The data folder: where the SQLite file is, else where the coupon key is.
-fn data_dir(config: &Config) -> PathBuf {
+pub(super) fn data_dir(config: &Config) -> PathBuf {
     let url = config.store_url();
     let file = match crate::store::sqlite_file(&url) {
         Some(path) => PathBuf::from(path),
@@ -339,97 +350,6 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, Failure> {
             path.display()
         ))),
     }
-}
-
-/// `--demo`: sends the example events (retimed) and prints the packing instructions that come
-/// out, the first ones in full, then a count, until the service stops.
-fn start_demo(common: Common, file: PathBuf, brokers: String, stop: CancellationToken) {
-    use crate::kafka::{TOPIC_PACKING_INSTRUCTIONS, fast_consumer_config};
-    use rdkafka::Message;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let reader_brokers = brokers.clone();
-    let reader_stop = stop.clone();
-    std::thread::spawn(move || {
-        let group = format!("packwell-demo-{}", std::process::id());
-        let Ok(consumer) = fast_consumer_config(&reader_brokers, &group).create::<BaseConsumer>()
-        else {
-            return;
-        };
-        if consumer.subscribe(&[TOPIC_PACKING_INSTRUCTIONS]).is_err() {
-            return;
-        }
-        let (mut shown, mut total, mut last_total) = (0usize, 0usize, 0usize);
-        let mut quiet_since = Instant::now();
-        while !reader_stop.is_cancelled() {
-            match consumer.poll(std::time::Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    total += 1;
-                    quiet_since = Instant::now();
-                    if shown < 12 {
-                        shown += 1;
-                        let line = m
-                            .payload()
-                            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-                            .map(|d| summarize(&d))
-                            .unwrap_or_default();
-                        println!("  packing-instructions: {line}");
-                    }
-                }
-                _ => {
-                    if total > last_total
-                        && quiet_since.elapsed() > std::time::Duration::from_secs(2)
-                    {
-                        println!(
-                            "  … {total} packing instructions so far (older events fold into the history without a decision: [decide] max_event_age); Ctrl-C to stop"
-                        );
-                        last_total = total;
-                    }
-                }
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        let send = super::send::SendArgs {
-            common,
-            events: file,
-            brokers: Some(brokers),
-            retime: true,
-        };
-        if let Err(f) = super::send::run(&send) {
-            eprintln!("{}", f.message.trim_end());
-            stop.cancel();
-        }
-    });
-}
-
-/// One line about a decision: the order and what goes into its parcel.
-fn summarize(d: &serde_json::Value) -> String {
-    let inserts: Vec<String> = d["inserts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|i| match i["coupon"]["code"].as_str() {
-                    Some(code) => format!(
-                        "{} ({} {} {code})",
-                        i["insert_id"].as_str().unwrap_or("?"),
-                        i["coupon"]["amount"].as_str().unwrap_or("?"),
-                        i["coupon"]["currency"].as_str().unwrap_or("")
-                    ),
-                    None => i["insert_id"].as_str().unwrap_or("?").to_string(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    format!(
-        "{} ({}): {}",
-        d["order_id"].as_str().unwrap_or("?"),
-        d["warehouse"].as_str().unwrap_or("?"),
-        if inserts.is_empty() {
-            "nothing".to_string()
-        } else {
-            inserts.join(", ")
-        }
-    )
 }
 
 /// The last guard of a bounded shutdown: every part of the service stops within

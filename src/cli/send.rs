@@ -45,6 +45,12 @@ pub struct SendArgs {
 }
 
 pub fn run(args: &SendArgs) -> CliResult {
+    send(args, &|_| ())
+}
+
+/// As [`run`], calling `pace` with the number of events queued so far after each one:
+/// `run --demo` waits there while the service's consumer is too far behind.
+pub(super) fn send(args: &SendArgs, pace: &dyn Fn(usize)) -> CliResult {
     let (events, retime) = (args.events.as_path(), args.retime);
     let config = load_config(&args.common)?;
     let brokers = args
@@ -56,7 +62,7 @@ pub fn run(args: &SendArgs) -> CliResult {
         .unwrap_or(DEFAULT_BROKER_ADDR)
         .to_string();
     let shift = if retime {
-        let newest = newest_occurred_at(events)?;
+        let newest = scan(events)?.newest;
         if newest.is_none() {
             eprintln!(
                 "note: {}: no event has a readable occurred_at; nothing to retime",
@@ -110,6 +116,7 @@ pub fn run(args: &SendArgs) -> CliResult {
             break;
         }
         sent += 1;
+        pace(sent);
     }
     if invalid > MAX_REPORTED {
         eprintln!(
@@ -212,13 +219,26 @@ fn raw_customer_id(value: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The newest readable `occurred_at` of the file (lines that do not parse are skipped here;
-/// the sending pass reports them).
-fn newest_occurred_at(path: &Path) -> Result<Option<DateTime<Utc>>, Failure> {
-    let mut newest: Option<DateTime<Utc>> = None;
+/// What a first reading of an events file finds.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Span {
+    /// The oldest and the newest readable `occurred_at` (lines that do not parse are skipped
+    /// here; the sending pass reports them).
+    pub oldest: Option<DateTime<Utc>>,
+    pub newest: Option<DateTime<Utc>>,
+    /// Lines that are not blank: the events that will be sent.
+    pub lines: usize,
+}
+
+pub(super) fn scan(path: &Path) -> Result<Span, Failure> {
+    let mut span = Span::default();
     for (i, line) in open(path)?.lines().enumerate() {
         let line =
             line.map_err(|e| Failure::usage(format!("error: {}:{}: {e}", path.display(), i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        span.lines += 1;
         let Ok(value) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
@@ -228,10 +248,11 @@ fn newest_occurred_at(path: &Path) -> Result<Option<DateTime<Utc>>, Failure> {
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         {
             let t = t.with_timezone(&Utc);
-            newest = Some(newest.map_or(t, |n| n.max(t)));
+            span.newest = Some(span.newest.map_or(t, |n| n.max(t)));
+            span.oldest = Some(span.oldest.map_or(t, |o| o.min(t)));
         }
     }
-    Ok(newest)
+    Ok(span)
 }
 
 /// The shift that makes `newest` become `now`, in whole seconds so retimed events keep the
@@ -468,6 +489,21 @@ mod tests {
         assert_eq!(out.key, None);
         assert_eq!(out.payload, not_json);
         assert_eq!(out.problem.map(|p| p.reason.as_str()), Some("invalid_json"));
+    }
+
+    #[test]
+    fn a_scan_finds_the_oldest_and_newest_times_and_counts_the_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.ndjson");
+        std::fs::write(
+            &path,
+            "{\"occurred_at\":\"2026-07-02T10:00:00+02:00\"}\n\n{oops\n{\"occurred_at\":\"2026-06-30T23:00:00Z\"}\n{\"occurred_at\":\"2026-07-01T00:00:00Z\"}\n",
+        )
+        .unwrap();
+        let span = scan(&path).unwrap();
+        assert_eq!(span.oldest, Some(at("2026-06-30T23:00:00Z")));
+        assert_eq!(span.newest, Some(at("2026-07-02T08:00:00Z")));
+        assert_eq!(span.lines, 4);
     }
 
     #[test]

@@ -73,6 +73,10 @@ impl Config {
                 t.insert(key.to_string(), value);
             }
         }
+        let max_event_age_given = table
+            .get("decide")
+            .and_then(toml::Value::as_table)
+            .is_some_and(|d| d.contains_key("max_event_age"));
         let mut config: Config =
             toml::Value::Table(table)
                 .try_into()
@@ -80,6 +84,7 @@ impl Config {
                     ConfigError::Invalid(format!("configuration: {}", e.message()))
                 })?;
         config.settings = Settings::parse(config.sections())?;
+        config.max_event_age_given = max_event_age_given;
         Ok(config)
     }
 
@@ -303,6 +308,34 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("[kafka] batch_max = 0"), "{e}");
+    }
+
+    #[test]
+    fn max_event_age_is_known_as_given_from_the_file_or_the_environment() {
+        let mut c = Config::load(None, []).unwrap();
+        assert!(!c.max_event_age_given());
+        assert_eq!(c.settings().decide.max_event_age, chrono::Duration::days(7));
+        c.set_max_event_age_days(190);
+        assert_eq!(
+            c.settings().decide.max_event_age,
+            chrono::Duration::days(190)
+        );
+        assert!(c.to_masked_toml().contains("max_event_age = \"190d\""));
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        // Given, even at the default's value: the user chose it.
+        std::fs::write(&p, "[decide]\nmax_event_age = \"7d\"\n").unwrap();
+        assert!(Config::load(Some(&p), []).unwrap().max_event_age_given());
+        let env = [(
+            "PACKWELL_DECIDE_MAX_EVENT_AGE".to_string(),
+            "2d".to_string(),
+        )];
+        let c = Config::load(None, env).unwrap();
+        assert!(c.max_event_age_given());
+        assert_eq!(c.settings().decide.max_event_age, chrono::Duration::days(2));
+        std::fs::write(&p, "[decide]\n").unwrap();
+        assert!(!Config::load(Some(&p), []).unwrap().max_event_age_given());
     }
 
     #[test]

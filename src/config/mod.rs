@@ -43,6 +43,10 @@ pub struct Config {
     /// Not a setting of its own: neither read from the file nor printed.
     #[serde(skip)]
     settings: Settings,
+    /// Whether `[decide] max_event_age` was given (in the file or the environment) rather
+    /// than left at its default. Not a setting of its own either.
+    #[serde(skip)]
+    max_event_age_given: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +66,23 @@ pub const DEFAULT_STORE_PATH: &str = "data/packwell.db";
 impl Config {
     /// The settings checked and parsed when the configuration was loaded. They do not follow
     /// later changes to the fields: the configuration is not changed after loading, but for
-    /// `[http] tokens`, which are not among them.
+    /// `[http] tokens`, which are not among them, and `run --demo`'s
+    /// [`Config::set_max_event_age_days`], which changes both.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Whether the configuration sets `[decide] max_event_age` itself (in the file or as
+    /// `PACKWELL_DECIDE_MAX_EVENT_AGE`) rather than leaving it at its default.
+    pub fn max_event_age_given(&self) -> bool {
+        self.max_event_age_given
+    }
+
+    /// Decides events up to `days` old: `run --demo` sends a history months old and decides
+    /// it all. Changes the setting as written and as parsed.
+    pub fn set_max_event_age_days(&mut self, days: u32) {
+        self.decide.max_event_age = format!("{days}d");
+        self.settings.decide.max_event_age = chrono::Duration::days(i64::from(days));
     }
 
     fn sections(&self) -> settings::Sections<'_> {

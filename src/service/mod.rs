@@ -176,6 +176,10 @@ pub struct Started {
     pub http: SocketAddr,
     pub rules_version: String,
     pub store: String,
+    /// Events read from `orders` so far, and orders decided (the metrics' own counters):
+    /// `run --demo` paces its sending on the first and tells from both when all is decided.
+    pub consumed: prometheus::IntCounter,
+    pub decided: prometheus::IntCounter,
 }
 
 /// Runs the service until `stop` is cancelled. `started` receives the bound addresses once
@@ -396,6 +400,8 @@ pub async fn run(
             http: http_addr,
             rules_version,
             store: crate::config::mask_url_password(&store_url),
+            consumed: shared.metrics.consumed.clone(),
+            decided: shared.metrics.decided.clone(),
         });
     }
 

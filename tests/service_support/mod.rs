@@ -415,7 +415,8 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// The example history's lines (23 788 events over 3 000 customers), as JSON values.
+/// The example history's lines (46 652 events of 5 000 customers over six months), as JSON
+/// values.
 pub fn history() -> Vec<Value> {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/history.ndjson"),
