@@ -205,11 +205,28 @@ fn the_demo_decides_its_whole_history_and_the_report_finds_what_was_planted() {
     // sample, also grey: who gets its few vials depends on how the partitions race.)
     let u = uplift("detractor-apology");
     assert!(u.low < 0.0 && 0.0 < u.high, "detractor-apology: {u:?}");
-    // Once rules/30-rules.toml gives `welcome` its variants (note-and-coupon, note), the
-    // report names the best: note-and-coupon, ahead of note and of the held-out customers (the
-    // generator planted the coupon's effect on that variant alone, by the engine's own draw).
-    // Its assertion goes here:
-    //     assert_eq!(rule(&r, WELCOME).best_variant.as_deref(), Some("note-and-coupon"));
+    // The experiment: the report names the best of welcome's variants, note-and-coupon,
+    // ahead of note (the generator planted the coupon's effect on that variant alone, by the
+    // engine's own draw), and the card alone does no better than the held out.
+    let welcome = rule(&r, WELCOME);
+    assert_eq!(welcome.best_variant.as_deref(), Some("note-and-coupon"));
+    let card = welcome
+        .variants
+        .iter()
+        .find(|v| v.id == "note")
+        .expect("note");
+    let u = card.uplift.as_ref().expect("note against its held out");
+    assert!(u.low < 0.0 && 0.0 < u.high, "note: {u:?}");
+    let out = packwell(work.path(), &["report", "--window", "30d"])
+        .output()
+        .expect("report");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("note vs note-and-coupon: -"), "{text}");
+    assert!(text.contains(": note-and-coupon is better"), "{text}");
+    assert!(
+        text.contains("best variant       note-and-coupon"),
+        "{text}"
+    );
 
     assert_eq!(demo.terminate(), Some(0));
 

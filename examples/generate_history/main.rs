@@ -39,9 +39,10 @@ mod world;
 
 /// The rule whose coupon variant brings first-time customers back.
 pub const WELCOME: &str = "welcome";
-/// `welcome`'s variants (rules/30-rules.toml is to give it these), in the order of their
-/// weights: only the first carries the coupon.
-pub const WELCOME_VARIANTS: [&str; 2] = ["note-and-coupon", "note"];
+/// `welcome`'s variants, as rules/30-rules.toml lists them (the draw's order).
+pub const WELCOME_VARIANTS: [&str; 2] = ["note", "note-and-coupon"];
+/// The variant of `welcome` that carries the coupon, and so brings customers back.
+pub const COUPON_VARIANT: &str = "note-and-coupon";
 pub const WELCOME_WEIGHTS: [u32; 2] = [50, 50];
 /// The rule whose coupon brings lapsed regulars back.
 pub const WELCOME_BACK: &str = "welcome-back";

@@ -4,7 +4,7 @@
 
 use super::catalogue::*;
 use super::{CHECK_IN, DRIFT, History, LAPSING, ONE_TIME, PULL, PUT_OFF, WELCOME, WELCOME_BACK};
-use super::{WELCOME_VARIANTS, WELCOME_WEIGHTS};
+use super::{COUPON_VARIANT, WELCOME_VARIANTS, WELCOME_WEIGHTS};
 use chrono::{DateTime, SecondsFormat, Utc};
 use packwell::coupon::CouponKey;
 use packwell::engine::{Shop, draw_variant};
@@ -229,7 +229,7 @@ impl World<'_> {
                         .entry((name, m.arm.clone()))
                         .or_default() += 1;
                 }
-                variant == WELCOME_VARIANTS[0]
+                variant == COUPON_VARIANT
             }
             ("rule", WELCOME_BACK) => true,
             ("followup", CHECK_IN) => {
