@@ -213,7 +213,7 @@ fn stock_set_changes_the_counter_and_logs_it() {
 fn coupon_void_voids_once_and_names_the_state_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("packwell.db").display().to_string();
-    store_with(&url, &[placed("C-1", "O-1"), placed("C-2", "O-2")]);
+    store_with(&url, &[placed("C-3", "O-1"), placed("C-2", "O-2")]);
     let coupon = |order: &str| {
         with_store(&url, async |s| s.coupons_of_order(order).await.unwrap())
             .into_iter()
@@ -224,7 +224,7 @@ fn coupon_void_voids_once_and_names_the_state_otherwise() {
 
     packwell(dir.path(), &url, &["coupon", "void", &code]).expect(
         0,
-        &format!("voided coupon {code} (order O-1, customer C-1); coupon.voided version 2"),
+        &format!("voided coupon {code} (order O-1, customer C-3); coupon.voided version 2"),
     );
     let c = coupon("O-1");
     assert_eq!((c.state.as_str(), c.version), ("voided", 2));

@@ -34,12 +34,12 @@ fn customer_and_order() -> (Profile, OrderSummary) {
     value["order"]["customer"]["first_name"] = HOSTILE_FIRST.into();
     value["order"]["customer"]["last_name"] = HOSTILE_LAST.into();
     let placed = event_from_value(&value).expect("an order.placed event");
-    let mut profile = Profile::new("C-2002");
+    let mut profile = Profile::new("C-2006");
     let (_, order) = fold(&mut profile, None, &placed).expect("the order folds");
     let mut order = order.expect("a new order");
     let delivered = event_from_value(&serde_json::json!({
         "event_id": "d", "type": "order.delivered", "occurred_at": "2026-11-26T15:00:00Z",
-        "order_id": "O-2101", "customer_id": "C-2002", "delivered_at": "2026-11-26T15:00:00Z"
+        "order_id": "O-2101", "customer_id": "C-2006", "delivered_at": "2026-11-26T15:00:00Z"
     }))
     .expect("an order.delivered event");
     fold(&mut profile, Some(&mut order), &delivered).expect("the delivery folds");
@@ -64,7 +64,7 @@ fn render_for(followup_id: &str, profile: Profile, order: OrderSummary) -> Outgo
         name: "Tea & Tomes".into(),
         url: "https://shop.example".into(),
     };
-    let unsubscribe = unsubscribe_url("https://packwell.shop.example", &key, "C-2002");
+    let unsubscribe = unsubscribe_url("https://packwell.shop.example", &key, "C-2006");
     compose(&ComposeInput {
         rules: &rules,
         followup,

@@ -311,7 +311,7 @@ async fn emitted() -> Vec<OutboxRow> {
     zero["order"]["items"][0]["quantity"] = json!(0);
     first.push(keyed(&zero));
     let feedback = json!({"event_id": "ev-nps-11", "type": "customer.feedback",
-        "occurred_at": "2026-11-21T08:00:00Z", "customer_id": "C-2002", "nps": 11});
+        "occurred_at": "2026-11-21T08:00:00Z", "customer_id": "C-2006", "nps": 11});
     first.push(keyed(&feedback));
     // A value over the DLQ's size limit: cut, with `packwell-truncated`.
     let blob = json!({"event_id": "ev-blob", "type": "order.exported", "occurred_at": "2026-11-20T10:00:00Z",
@@ -341,7 +341,7 @@ async fn emitted() -> Vec<OutboxRow> {
     ));
     second.push(keyed(
         &json!({"event_id": "ev-O-2101-delivered", "type": "order.delivered",
-        "occurred_at": "2026-11-24T15:00:00Z", "order_id": "O-2101", "customer_id": "C-2002",
+        "occurred_at": "2026-11-24T15:00:00Z", "order_id": "O-2101", "customer_id": "C-2006",
         "delivered_at": "2026-11-24T14:30:00Z"}),
     ));
     // Past the bounds: an amount no order has, and an event over 1 MiB.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 const ORDER_ID: &str = "5870126457091";
-const CUSTOMER_ID: &str = "7265411039491";
+const CUSTOMER_ID: &str = "7265411039495";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -322,7 +322,7 @@ async fn consent_changes_map_at_their_time_and_nothing_else_does() {
     let e = only_event(map(&m, "customers/update", &fixture("customers-update.json")).await);
     assert_eq!(
         e,
-        json!({"event_id": "shopify:consent:7265411039491:unsubscribed:2026-03-20T17:22:05Z",
+        json!({"event_id": "shopify:consent:7265411039495:unsubscribed:2026-03-20T17:22:05Z",
                "type": "customer.unsubscribed", "occurred_at": "2026-03-20T17:22:05Z",
                "customer_id": CUSTOMER_ID})
     );

@@ -51,15 +51,6 @@ pub(super) fn build_followup(
     check_email_template(src, &spec.template, templates, c);
     let after = duration_at(src, &spec.after, "after", c);
     let give = give_list(src, &owner, &spec.give, insert_index, inserts, true, c);
-    if let (Some(first), false) = (spec.give.first(), spec.variants.is_empty()) {
-        c.error(
-            src,
-            &first.span(),
-            format!(
-                "{owner} has both `give` and `variants`: with variants, each variant says what it gives"
-            ),
-        );
-    }
     for template in spec.variants.iter().filter_map(|v| v.template.as_ref()) {
         check_email_template(src, template, templates, c);
     }
@@ -67,6 +58,7 @@ pub(super) fn build_followup(
     let experiment = Owner {
         name: &owner,
         span: spec.id.span(),
+        give: &spec.give,
         followup: true,
     };
     let variants = build_variants(src, &experiment, &views, insert_index, inserts, c);

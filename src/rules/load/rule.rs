@@ -20,26 +20,19 @@ pub(super) fn build_rule(
     let id = spec.id.get_ref().clone();
     let owner = format!("rule {id:?}");
     let when = condition(src, &spec.when, ty, Some((segments, all_segments)), c);
-    match (spec.give.is_empty(), spec.variants.is_empty()) {
-        (true, true) => c.error(
+    if spec.give.is_empty() && spec.variants.is_empty() {
+        c.error(
             src,
             &spec.id.span(),
             format!("{owner} gives nothing: `give` lists no insert"),
-        ),
-        (false, false) => c.error(
-            src,
-            &spec.give[0].span(),
-            format!(
-                "{owner} has both `give` and `variants`: with variants, each variant says what it gives"
-            ),
-        ),
-        _ => {}
+        );
     }
     let give = give_list(src, &owner, &spec.give, insert_index, inserts, false, c);
     let views: Vec<VariantView<'_>> = spec.variants.iter().map(VariantView::from).collect();
     let experiment = Owner {
         name: &owner,
         span: spec.id.span(),
+        give: &spec.give,
         followup: false,
     };
     let variants = build_variants(src, &experiment, &views, insert_index, inserts, c);

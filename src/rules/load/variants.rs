@@ -45,6 +45,8 @@ pub(super) struct Owner<'a> {
     pub(super) name: &'a str,
     /// The owner's own `id`, where "needs two variants" points.
     pub(super) span: Range<usize>,
+    /// The owner's own `give`: with variants, each variant says what it gives instead.
+    pub(super) give: &'a [Spanned<String>],
     /// Follow-ups give coupons only, and a variant may give none (with and without a coupon).
     pub(super) followup: bool,
 }
@@ -62,6 +64,15 @@ pub(super) fn build_variants(
         return Vec::new();
     }
     let name = owner.name;
+    if let Some(first) = owner.give.first() {
+        c.error(
+            src,
+            &first.span(),
+            format!(
+                "{name} has both `give` and `variants`: with variants, each variant says what it gives"
+            ),
+        );
+    }
     if views.len() < 2 {
         c.error(
             src,
