@@ -4,12 +4,14 @@
 //! store is only read (its files are byte for byte as before); `--events` and `--from-store`
 //! exclude each other, and a missing store or a bad `--days` is a usage error (exit 2).
 
+mod pg_schema;
+
+use pg_schema::Schema;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_packwell");
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn rules_dir() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -153,41 +155,11 @@ fn from_store_prints_what_the_file_prints_and_changes_nothing_on_sqlite() {
     );
 }
 
-fn psql(sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = sqlx::PgPool::connect(PG_URL)
-            .await
-            .expect("PostgreSQL at 127.0.0.1:5432 (database test)");
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    });
-}
-
-/// A schema of the test's own, dropped afterwards, also when the test fails.
-struct Schema(String);
-
-impl Schema {
-    fn new(name: &str) -> Schema {
-        psql(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
-        psql(&format!("CREATE SCHEMA {name}"));
-        Schema(name.to_string())
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-    }
-}
-
 #[test]
 fn from_store_prints_what_the_file_prints_on_postgres() {
     let schema = Schema::new(&format!("pw_cli_backtest_{}", std::process::id()));
     let (dir, history) = scratch_days(40);
-    let store = format!("{PG_URL}?options[search_path]={}", schema.0);
+    let store = schema.store_url();
     import(dir.path(), &store, &history);
     replayed_alike(dir.path(), &store, &history);
 }

@@ -2,9 +2,11 @@
 //! `packwell ingest` as an edge of its own beside a PostgreSQL store, and `packwell dlq replay`
 //! of a webhook set aside as unmappable.
 
+mod pg_schema;
 mod service_support;
 
 use packwell::connector::signature::sign;
+use pg_schema::Schema;
 use serde_json::Value;
 use service_support::{BIN, TestBroker, read_topic};
 use std::io::{BufRead, BufReader};
@@ -12,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const SECRET: &str = "edge-secret";
 
 fn fixture(path: &str) -> PathBuf {
@@ -145,34 +146,10 @@ fn the_ingest_edge_needs_kafka_and_postgres() {
     );
 }
 
-fn psql(sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = sqlx::PgPool::connect(PG_URL)
-            .await
-            .expect("PostgreSQL at 127.0.0.1:5432 (database test)");
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    });
-}
-
-/// A schema of the test's own, dropped afterwards, also when the test fails.
-struct Schema(String);
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-    }
-}
-
 #[test]
 fn the_ingest_edge_takes_webhooks_beside_a_postgres_store() {
-    let schema = Schema(format!("pw_ingest_edge_{}", std::process::id()));
-    psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", schema.0));
-    psql(&format!("CREATE SCHEMA {}", schema.0));
-    let store = format!("{PG_URL}?options[search_path]={}", schema.0);
+    let schema = Schema::new(&format!("pw_ingest_edge_{}", std::process::id()));
+    let store = schema.store_url();
     let (dir, config) = workdir(&store);
     let broker = TestBroker::start();
     let mut child = Command::new(BIN)
