@@ -39,6 +39,7 @@
 //! assert_eq!(format_amount(amount_from_json(&v).unwrap()), "54.90");
 //! ```
 
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod connector;
@@ -63,6 +64,7 @@ pub mod station;
 pub mod step;
 pub mod store;
 pub mod suggest;
+pub mod workbench;
 
 /// The text of a caught panic's payload (a `&str` or `String` for `panic!` with a message).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -95,4 +95,42 @@ impl<'a> Replay<'a> {
         step::apply(&mut self.state, &mut self.effects, &input, &env);
         Applied::Rejected(rejected)
     }
+
+    /// Replays `history` (in time order; ties keep the order given), deciding it as the
+    /// service would have, then decides `order`: what `simulate` shows and the workbench
+    /// tries. An order that cannot be decided after that history is an error saying why.
+    pub fn decide_after(
+        &mut self,
+        history: &[Event],
+        order: &Event,
+        explain: bool,
+    ) -> Result<engine::Outcome, String> {
+        if !matches!(order.body, crate::event::EventBody::OrderPlaced(_)) {
+            return Err(format!(
+                "the order holds a {} event, not order.placed",
+                order.type_name()
+            ));
+        }
+        let mut sorted: Vec<&Event> = history.iter().collect();
+        sorted.sort_by_key(|e| e.occurred_at);
+        for e in sorted {
+            self.apply(e, true, false);
+        }
+        match self.apply(order, true, explain) {
+            Applied::Decided(outcome) => Ok(*outcome),
+            Applied::Conflict => Err(
+                "the history has this order id under another customer, or with other content"
+                    .into(),
+            ),
+            Applied::Rejected(r) => Err(format!(
+                "the order is set aside ({}): {}",
+                r.reason.as_str(),
+                r.message
+            )),
+            _ => Err(
+                "the history already holds this order (same event_id or order id): it would not be decided again"
+                    .into(),
+            ),
+        }
+    }
 }

@@ -194,6 +194,7 @@ impl HttpApi {
             token: Some(TOKEN.into()),
             token_sha256: None,
             warehouses: None,
+            role: None,
         }])
         .expect("a token");
         // A Shopify connector on, so that webhooks reach the signature check; the producer
@@ -240,6 +241,15 @@ impl HttpApi {
                 health: Arc::new(Ready),
                 outbox_written: Default::default(),
                 webhooks: Arc::new(webhooks),
+                // No request here reaches the workbench's routes; its folders are left empty.
+                workbench: Arc::new(packwell::workbench::Workbench::new(
+                    packwell::workbench::Folders {
+                        rules: std::env::temp_dir().join("packwell-fuzz-no-rules"),
+                        templates: std::env::temp_dir().join("packwell-fuzz-no-templates"),
+                    },
+                    "Shop <hello@shop.example>".into(),
+                    "http://127.0.0.1:8080".into(),
+                )),
             },
             http::Limits {
                 max_body_bytes: 64 * 1024,

@@ -21,7 +21,7 @@ mod simulate;
 mod stock;
 mod validate;
 
-pub use backtest::{BacktestReport, backtest};
+pub use crate::backtest::{BacktestReport, backtest};
 pub use import::ImportSummary;
 pub use rule_tests::run_rule_tests;
 

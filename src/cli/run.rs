@@ -50,6 +50,7 @@ pub fn run(args: &RunArgs) -> CliResult {
             token: Some(DEMO_TOKEN.into()),
             token_sha256: None,
             warehouses: None,
+            role: Some(crate::config::Role::Admin),
         });
     }
     let demo = match demo {

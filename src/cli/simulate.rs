@@ -3,8 +3,8 @@
 use super::{CliResult, Common, Failure, Format, RulesArgs};
 use crate::coupon::CouponKey;
 use crate::engine::{Decision, Outcome, Shop};
-use crate::event::{Event, EventBody};
-use crate::replay::{Applied, Replay};
+use crate::event::Event;
+use crate::replay::Replay;
 use crate::rules::RuleSet;
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
@@ -20,36 +20,13 @@ pub fn simulate_order(
     at: Option<DateTime<Utc>>,
     explain: bool,
 ) -> Result<Outcome, Failure> {
-    if !matches!(order.body, EventBody::OrderPlaced(_)) {
-        return Err(Failure::usage(format!(
-            "error: the order file holds a {} event, not order.placed",
-            order.type_name()
-        )));
-    }
-    let mut replay = Replay::new(rules, key, shop);
-    let mut sorted: Vec<&Event> = history.iter().collect();
-    sorted.sort_by_key(|e| e.occurred_at);
-    for e in sorted {
-        replay.apply(e, true, false);
-    }
     let mut order = order.clone();
     if let Some(at) = at {
         order.occurred_at = at;
     }
-    match replay.apply(&order, true, explain) {
-        Applied::Decided(outcome) => Ok(*outcome),
-        Applied::Conflict => Err(Failure::usage(
-            "error: the history has this order id under another customer, or with other content",
-        )),
-        Applied::Rejected(r) => Err(Failure::usage(format!(
-            "error: the order is set aside ({}): {}",
-            r.reason.as_str(),
-            r.message
-        ))),
-        _ => Err(Failure::usage(
-            "error: the history already holds this order (same event_id or order id): it would not be decided again",
-        )),
-    }
+    Replay::new(rules, key, shop)
+        .decide_after(history, &order, explain)
+        .map_err(|e| Failure::usage(format!("error: {e}")))
 }
 
 #[derive(Debug, clap::Args)]

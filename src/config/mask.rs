@@ -306,6 +306,7 @@ mod tests {
             token_sha256: None,
             token: Some("SECRET-8".into()),
             warehouses: None,
+            role: None,
         });
         let text = c.to_masked_toml();
         assert!(!text.contains("SECRET"), "{text}");
@@ -351,6 +352,7 @@ mod tests {
             token_sha256: None,
             token: Some("abc".into()),
             warehouses: None,
+            role: None,
         });
         let text = c.to_masked_toml();
         assert!(

@@ -18,7 +18,7 @@ pub use connectors::{
 };
 pub use mask::{MASK, mask_url_password};
 pub use sections::{
-    CouponsConfig, DecideConfig, EmailConfig, HttpConfig, KafkaConfig, Secret, ServiceConfig,
+    CouponsConfig, DecideConfig, EmailConfig, HttpConfig, KafkaConfig, Role, Secret, ServiceConfig,
     ShopConfig, StoreConfig, TokenConfig,
 };
 pub use settings::{

@@ -127,6 +127,30 @@ pub struct TokenConfig {
     pub token_sha256: Option<String>,
     pub token: Option<String>,
     pub warehouses: Option<Vec<String>>,
+    /// What the token may call; absent: `station` when limited to warehouses, else `admin`.
+    pub role: Option<Role>,
+}
+
+/// What a token may call (CONTRACT §7), each role everything the one before may and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The order routes: insert lists, cards, confirmations.
+    Station,
+    /// Also the effect report and the rules routes of the workbench.
+    Marketer,
+    /// Everything, the e-mail provider's bounces and complaints included.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Station => "station",
+            Role::Marketer => "marketer",
+            Role::Admin => "admin",
+        }
+    }
 }
 
 /// Never shows a token given in clear text.
@@ -137,6 +161,7 @@ impl std::fmt::Debug for TokenConfig {
             .field("token_sha256", &self.token_sha256)
             .field("token", &self.token.as_ref().map(|_| "********"))
             .field("warehouses", &self.warehouses)
+            .field("role", &self.role)
             .finish()
     }
 }

@@ -4,22 +4,28 @@
 //! The HTTP layer turns a request's `Authorization` header into a [`Caller`] with this table
 //! (`crate::http::caller`).
 
-use super::TokenConfig;
+use super::{Role, TokenConfig};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-/// Who is calling: a configured token's name and the warehouses it may see. Shared with the
-/// configured entry, so that a request copies two pointers rather than the names.
+/// Who is calling: a configured token's name, its role and the warehouses it may see. Shared
+/// with the configured entry, so that a request copies two pointers rather than the names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub name: Arc<str>,
+    pub role: Role,
     /// `None`: every warehouse.
     pub warehouses: Option<Arc<BTreeSet<String>>>,
 }
 
 impl Caller {
+    /// Whether the token's role includes `role`'s routes.
+    pub fn may(&self, role: Role) -> bool {
+        self.role >= role
+    }
+
     pub fn may_see(&self, warehouse: &str) -> bool {
         self.warehouses
             .as_ref()
@@ -84,10 +90,18 @@ impl Tokens {
                 }
                 Some(list) => Some(Arc::new(list.iter().cloned().collect())),
             };
+            // Before roles, a token limited to warehouses was a station's and one without a
+            // limit could call everything: configurations written then keep their meaning.
+            let role = t.role.unwrap_or(if warehouses.is_some() {
+                Role::Station
+            } else {
+                Role::Admin
+            });
             entries.push(Entry {
                 digest,
                 caller: Caller {
                     name: name.into(),
+                    role,
                     warehouses,
                 },
             });
@@ -132,7 +146,25 @@ mod tests {
             token: token.map(Into::into),
             token_sha256: digest.map(Into::into),
             warehouses: None,
+            role: None,
         }
+    }
+
+    #[test]
+    fn a_role_left_out_follows_the_warehouse_limit() {
+        let mut ber = token("ber", Some("b"), None);
+        ber.warehouses = Some(vec!["WH-BER".into()]);
+        let mut marketing = token("marketing", Some("m"), None);
+        marketing.role = Some(Role::Marketer);
+        let tokens = Tokens::from_config(&[ber, marketing, token("office", Some("o"), None)])
+            .expect("valid tokens");
+        let role = |t: &str| tokens.check(t).expect(t).role;
+        assert_eq!(role("b"), Role::Station);
+        assert_eq!(role("m"), Role::Marketer);
+        assert_eq!(role("o"), Role::Admin);
+        let marketer = tokens.check("m").expect("m");
+        assert!(marketer.may(Role::Station) && marketer.may(Role::Marketer));
+        assert!(!marketer.may(Role::Admin));
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! page with a button. `POST /u/{token}` unsubscribes: the button's form, or a mail client's
 //! one-click POST (`List-Unsubscribe=One-Click`). The signed token is the proof.
 
+use super::caller::Admin;
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::state::AppState;
-use crate::config::Caller;
 use crate::email::RulesInForce;
 use crate::email::token::verify_unsubscribe_token;
 use crate::store::Store;
@@ -232,7 +232,7 @@ pub struct EmailEventOutcome {
         (status = 200, description = "Suppressed", body = EmailEventOutcome),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
-        (status = 403, description = "The token is limited to some warehouses", body = ErrorBody),
+        (status = 403, description = "Not an admin token, or one limited to some warehouses", body = ErrorBody),
         (status = 408, description = "The request was not sent in time", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
@@ -242,7 +242,7 @@ pub struct EmailEventOutcome {
     )
 )]
 pub async fn email_events(
-    caller: Caller,
+    Admin(caller): Admin,
     State(store): State<Arc<dyn Store>>,
     State(outbox_written): State<Arc<Notify>>,
     JsonBody(event): JsonBody<EmailEvent>,

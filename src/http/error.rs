@@ -2,6 +2,7 @@
 //! nothing of the internals (no SQL, no paths), which go to the log instead.
 
 use crate::store::{PackedConfirmation, StoreError};
+use crate::workbench::Diagnostic;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
@@ -15,7 +16,7 @@ use serde::Serialize;
 pub struct ErrorBody {
     /// A stable code: `invalid_request` (400, 422), `unauthorized` (401), `forbidden` (403),
     /// `not_found` (404), `method_not_allowed` (405), `timeout` (408), `conflict` or
-    /// `order_cancelled` (409), `payload_too_large` (413), `unsupported_media_type` (415),
+    /// `order_cancelled` (409), `precondition_failed` (412), `payload_too_large` (413), `unsupported_media_type` (415),
     /// `too_many_requests` (429), `internal` (500), `unavailable` (503), `error` (others).
     pub error: String,
     /// A sentence for the person at the station.
@@ -23,6 +24,12 @@ pub struct ErrorBody {
     /// With `conflict`: the confirmation recorded first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packed: Option<Box<PackedConfirmation>>,
+    /// With a rules save or try that does not validate: every finding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Vec<Diagnostic>>,
+    /// With `precondition_failed`: the file's entity tag now (absent: the file is gone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 #[derive(Debug)]
@@ -39,6 +46,8 @@ impl ApiError {
                 error: code_of(status).to_string(),
                 message: message.into(),
                 packed: None,
+                diagnostics: None,
+                etag: None,
             },
         }
     }
@@ -89,6 +98,41 @@ impl ApiError {
         let mut e = ApiError::new(StatusCode::CONFLICT, message);
         e.body.packed = Some(Box::new(recorded));
         e
+    }
+
+    /// Rule files or templates that do not validate, with every finding (422).
+    pub fn invalid_rules(diagnostics: Vec<Diagnostic>) -> ApiError {
+        let errors = diagnostics.iter().filter(|d| d.severity == "error").count();
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the rules with this edit do not validate: {errors} error{}",
+                if errors == 1 { "" } else { "s" }
+            ),
+        );
+        e.body.diagnostics = Some(diagnostics);
+        e
+    }
+
+    /// A file saved since the caller read it (412), with its tag now.
+    pub fn changed(message: impl Into<String>, etag: Option<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::PRECONDITION_FAILED, message);
+        e.body.etag = etag;
+        e
+    }
+
+    pub fn too_many_requests(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)
+    }
+
+    /// A failure of the server's own (a file it cannot write): logged in full, answered
+    /// without its details.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!("workbench: {detail}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "something went wrong on the server; it is in the service log",
+        )
     }
 
     /// A store failure: logged in full, answered without its details.
@@ -168,6 +212,7 @@ fn code_of(status: StatusCode) -> &'static str {
         405 => "method_not_allowed",
         408 => "timeout",
         409 => "conflict",
+        412 => "precondition_failed",
         413 => "payload_too_large",
         415 => "unsupported_media_type",
         429 => "too_many_requests",
@@ -210,6 +255,8 @@ pub fn json_errors(response: Response) -> Response {
         error: code_of(status).to_string(),
         message,
         packed: None,
+        diagnostics: None,
+        etag: None,
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     Response::from_parts(parts, Body::from(bytes))

@@ -16,6 +16,8 @@ mod ingest;
 mod report;
 mod state;
 mod station;
+mod workbench;
+mod workbench_try;
 
 pub use error::{ApiError, ErrorBody, JsonBody, json_errors};
 pub use health::{Health, Readiness};
@@ -50,6 +52,8 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "station", description = "Packing stations (a bearer token from `[http] tokens`)"),
         (name = "connectors", description = "Shop webhooks (authenticated by the platform's signature)"),
         (name = "email", description = "Unsubscribe links (the signed token is the proof) and the e-mail provider's bounces and complaints (a bearer token without a warehouse limit)"),
+        (name = "report", description = "The effect report (marketer and admin tokens)"),
+        (name = "workbench", description = "The marketers' workbench: rule files and templates read, validated, tried on an order, backtested and saved (marketer and admin tokens)"),
         (name = "operations", description = "Health, readiness and metrics (no token)")
     )
 )]
@@ -68,9 +72,19 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The documented routes and their OpenAPI document; the shop webhook routes apart, since
-/// their body limit is not the API's.
-pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+/// The documented routes and their OpenAPI document, in three parts by body limit: the API's,
+/// the shop webhooks' and the workbench's (it sends whole rule files).
+pub struct Api {
+    pub routes: Router<AppState>,
+    pub webhooks: Router<AppState>,
+    pub workbench: Router<AppState>,
+    pub document: utoipa::openapi::OpenApi,
+}
+
+/// The workbench's requests carry whole rule files (each up to 1 MiB) and templates.
+pub const WORKBENCH_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+pub fn api() -> Api {
     let (routes, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
         .merge(station::routes())
@@ -79,39 +93,59 @@ pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let (webhooks, webhook_document) = ingest::routes().split_for_parts();
     document.merge(webhook_document);
-    (routes, webhooks, document)
+    let (workbench, workbench_document) = workbench::routes()
+        .merge(workbench_try::routes())
+        .split_for_parts();
+    document.merge(workbench_document);
+    document.merge(<workbench::FileRoutesDoc as OpenApi>::openapi());
+    Api {
+        routes,
+        webhooks,
+        workbench: workbench.merge(workbench::file_routes()),
+        document,
+    }
 }
 
 /// Every route, with the limits and the one middleware every answer goes through.
 pub fn router(state: AppState, limits: Limits) -> Router {
-    let (documented, webhooks, document) = api();
+    let api = api();
     // Built once: the document does not change while the service runs.
-    let document = document.to_pretty_json().unwrap_or_default();
-    let routes = documented
+    let document = api.document.to_pretty_json().unwrap_or_default();
+    let routes = api
+        .routes
         .route(
             "/openapi.json",
             get(move || async move { ([("content-type", "application/json")], document) }),
         )
-        .route("/station", get(station::page));
+        .route("/station", get(station::page))
+        .route("/workbench", get(workbench::page))
+        .route("/workbench/editor.js", get(workbench::editor_js));
     let metrics = state.metrics.clone();
-    limited(routes, webhooks, limits, metrics).with_state(state)
+    let webhooks = api
+        .webhooks
+        .layer(RequestBodyLimitLayer::new(limits.max_webhook_bytes));
+    let workbench = api
+        .workbench
+        .layer(RequestBodyLimitLayer::new(WORKBENCH_BODY_BYTES));
+    limited(routes, webhooks.merge(workbench), limits, metrics).with_state(state)
 }
 
 /// The routes with their limits, and the one middleware every answer goes through. Layers run
 /// outside-in from the last: `answer` sees every answer (it counts them, marks those with
 /// order data not to be cached, errors included, and gives errors the JSON body), then the
-/// timeouts and the body limit apply (the webhooks' own for `webhooks`). A body that does not
-/// come within the timeout is the client's doing (408); an answer not ready within twice the
-/// timeout is the server's (503, which clients do not take as their own fault).
+/// timeouts and the body limit apply (`own_limits` carry their own body limit already). A body
+/// that does not come within the timeout is the client's doing (408); an answer not ready
+/// within twice the timeout is the server's (503, which clients do not take as their own
+/// fault).
 fn limited<S: Clone + Send + Sync + 'static>(
     routes: Router<S>,
-    webhooks: Router<S>,
+    own_limits: Router<S>,
     limits: Limits,
     metrics: Arc<Metrics>,
 ) -> Router<S> {
     routes
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
-        .merge(webhooks.layer(RequestBodyLimitLayer::new(limits.max_webhook_bytes)))
+        .merge(own_limits)
         .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -136,6 +170,7 @@ pub fn edge_router(state: EdgeState, limits: Limits) -> Router {
     let (webhooks, _) = ingest::routes::<EdgeState>().split_for_parts();
     let (operations, _) = health::routes::<EdgeState>().split_for_parts();
     let metrics = state.metrics.clone();
+    let webhooks = webhooks.layer(RequestBodyLimitLayer::new(limits.max_webhook_bytes));
     limited(operations, webhooks, limits, metrics).with_state(state)
 }
 

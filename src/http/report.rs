@@ -1,9 +1,9 @@
 //! `GET /v1/report`: the effect report as JSON for dashboards (docs/REFERENCE.md §7), for tokens
 //! without a warehouse limit, answered from `crate::report::ReportCache`.
 
+use super::caller::Marketer;
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
-use crate::config::Caller;
 use crate::email::RulesInForce;
 use crate::report::{self, Report, ReportCache, ReportOptions};
 use crate::store::Store;
@@ -41,14 +41,14 @@ pub struct ReportParams {
         (status = 200, description = "The report (docs/REFERENCE.md §4 report shape)", body = Report),
         (status = 400, description = "A query parameter is not understood", body = ErrorBody),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
-        (status = 403, description = "The token is limited to some warehouses", body = ErrorBody),
+        (status = 403, description = "A station's token, or one limited to some warehouses", body = ErrorBody),
         (status = 422, description = "A query parameter is out of range", body = ErrorBody),
         (status = 500, description = "Something went wrong on the server; the log says what", body = ErrorBody),
         (status = 503, description = "The store did not answer, or the answer took too long", body = ErrorBody),
     )
 )]
 pub async fn report(
-    caller: Caller,
+    Marketer(caller): Marketer,
     State(store): State<Arc<dyn Store>>,
     State(env): State<Arc<dyn RulesInForce>>,
     State(reports): State<Arc<ReportCache>>,

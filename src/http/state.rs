@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::report::ReportCache;
 use crate::station::InsertListCache;
 use crate::store::Store;
+use crate::workbench::Workbench;
 use axum::extract::FromRef;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -33,4 +34,6 @@ pub struct AppState {
     pub webhooks: Arc<crate::connector::Webhooks>,
     /// Wakes the relay when a request wrote outbox rows (an unsubscribe, a suppression).
     pub outbox_written: Arc<Notify>,
+    /// The marketers' workbench: the rules folders, saves and background backtests.
+    pub workbench: Arc<Workbench>,
 }

@@ -367,6 +367,14 @@ pub async fn run(
             health: shared.clone(),
             outbox_written: shared.relay_wake.clone(),
             webhooks: Arc::new(webhooks),
+            workbench: Arc::new(crate::workbench::Workbench::new(
+                crate::workbench::Folders {
+                    rules: opts.rules_dir.clone(),
+                    templates: opts.templates_dir.clone(),
+                },
+                config.email.from.clone(),
+                config.public_url(),
+            )),
         },
         http::Limits {
             max_body_bytes: settings.http.max_body_bytes,

@@ -41,6 +41,17 @@ pub trait EventStore {
         since: Option<i64>,
         limit: i64,
     ) -> Result<Vec<KeptEvent>, StoreError>;
+
+    /// The customer's kept events in application order, at most `limit` (the newest are
+    /// left out past it): the history an order of theirs is tried after.
+    async fn customer_kept_events(
+        &self,
+        customer_id: &str,
+        limit: i64,
+    ) -> Result<Vec<KeptEvent>, StoreError>;
+
+    /// The newest `limit` kept events, newest first: where recent orders are found.
+    async fn newest_kept_events(&self, limit: i64) -> Result<Vec<KeptEvent>, StoreError>;
 }
 
 /// Every kept event (from `since`, if given), in application order, read `page` at a time.

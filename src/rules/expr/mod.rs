@@ -14,6 +14,11 @@ mod variables;
 pub use variables::context_type;
 use variables::known_paths;
 
+/// Every variable a condition may read, as dotted paths (`order.total`), for completion.
+pub fn variable_paths() -> Vec<String> {
+    known_paths(&context_type(true))
+}
+
 /// Where in a condition's text a finding is, as a byte range of that text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExprFinding {

@@ -25,16 +25,46 @@ impl EventStore for This {
             .bind(limit.max(0))
             .fetch_all(&self.read)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(KeptEvent {
-                    seq: r.try_get(0)?,
-                    stored_at: r.try_get(1)?,
-                    event: compact::decode(&r.try_get::<Vec<u8>, _>(2)?),
-                })
-            })
-            .collect()
+        kept(&rows)
     }
+
+    async fn customer_kept_events(
+        &self,
+        customer_id: &str,
+        limit: i64,
+    ) -> Result<Vec<KeptEvent>, StoreError> {
+        // Read by the customer index, newest first so that `limit` keeps the newest.
+        let rows = sqlx::query("SELECT seq, stored_at, body FROM events WHERE customer_id = $1 ORDER BY seq DESC LIMIT $2")
+            .bind(customer_id)
+            .bind(limit.max(0))
+            .fetch_all(&self.read)
+            .await?;
+        let mut events = kept(&rows)?;
+        events.reverse();
+        Ok(events)
+    }
+
+    async fn newest_kept_events(&self, limit: i64) -> Result<Vec<KeptEvent>, StoreError> {
+        let rows =
+            sqlx::query("SELECT seq, stored_at, body FROM events ORDER BY seq DESC LIMIT $1")
+                .bind(limit.max(0))
+                .fetch_all(&self.read)
+                .await?;
+        kept(&rows)
+    }
+}
+
+/// Rows of `seq, stored_at, body`, decoded.
+fn kept(rows: &[<Db as sqlx::Database>::Row]) -> Result<Vec<KeptEvent>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok(KeptEvent {
+                seq: r.try_get(0)?,
+                stored_at: r.try_get(1)?,
+                event: compact::decode(&r.try_get::<Vec<u8>, _>(2)?),
+            })
+        })
+        .collect()
 }
 
 impl This {
