@@ -297,6 +297,7 @@ pub struct Validation {
         (status = 200, description = "The findings (ok false when there are errors)", body = Validation),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
         (status = 403, description = "A station's token", body = ErrorBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
         (status = 422, description = "A path is not a rule file or template, or the body is not understood", body = ErrorBody),
