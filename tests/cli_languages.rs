@@ -179,6 +179,27 @@ fn project_with_email() -> Project {
     p
 }
 
+#[test]
+fn a_follow_up_that_names_an_email_version_is_told_to_name_the_email() {
+    let p = project_with_email();
+    let rules = format!(
+        "{BASE_RULES}\n[[followup]]\nid = \"thanks\"\non = \"order.placed\"\nwhen = \"true\"\n\
+         template = \"thanks.de\"\nafter = \"2h\"\n"
+    );
+    p.write(RULES_FILE, &rules);
+    p.validate()
+        .assert_code(1)
+        .assert_error_at(
+            &p.path(RULES_FILE),
+            position(&rules, "\"thanks.de\""),
+            &["e-mail template \"thanks.de\" is the de version of \"thanks\""],
+        )
+        .assert_no_panic();
+    // Named by the template, the follow-up is valid.
+    p.write(RULES_FILE, &rules.replace("\"thanks.de\"", "\"thanks\""));
+    p.validate().assert_code(0).assert_no_panic();
+}
+
 fn preview(p: &Project, order: &str, extra: &[&str]) -> Run {
     let rules = p.path("rules");
     let templates = p.path("templates");
