@@ -106,6 +106,30 @@ fn order_thanks() {
     );
 }
 
+/// The example's German version (`templates/emails/order_thanks.de/`) for a customer whose
+/// locale is German: subject, text and amounts speak German, and the name is escaped as in
+/// the default.
+#[test]
+fn order_thanks_for_a_german_customer_is_the_german_version() {
+    let (mut profile, order) = customer_and_order();
+    profile.locale = Some("de-DE".into());
+    let email = render_for("order-confirmation-thanks", profile, order);
+    check_escaping(&email);
+    assert_eq!(
+        email.subject,
+        format!("Vielen Dank für Ihre Bestellung, {HOSTILE_FIRST}")
+    );
+    assert!(email.html.contains("<html lang=\"de\">"), "{}", email.html);
+    assert!(email.text.contains("Summe: "), "{}", email.text);
+    assert!(
+        email
+            .text
+            .contains("Abmelden: https://packwell.shop.example/u/"),
+        "{}",
+        email.text
+    );
+}
+
 #[test]
 fn fragrance_check_in_without_a_text_part_derives_one_from_the_html() {
     let email = render("fragrance-check-in");

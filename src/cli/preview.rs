@@ -27,6 +27,11 @@ pub struct PreviewArgs {
     pub order: PathBuf,
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+    /// The customer's locale for this preview (BCP 47, e.g. `de`, `fr-CA`) instead of the one
+    /// of the order and history: it chooses the template's language version and formats
+    /// amounts and dates.
+    #[arg(long, value_name = "TAG")]
+    pub locale: Option<String>,
     /// Where to write the HTML (default: standard output).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -53,12 +58,25 @@ pub fn run(args: &PreviewArgs) -> CliResult {
         replay.apply(e, false, false);
     }
     replay.apply(&event, false, false);
-    let profile = replay
+    let mut profile = replay
         .state
         .profiles
         .get(&order.customer.id)
         .cloned()
         .unwrap_or_else(|| crate::profile::Profile::new(&order.customer.id));
+    let mut order = order.clone();
+    if let Some(tag) = &args.locale {
+        let tag = icu_locale_core::Locale::try_from_str(&tag.trim().replace('_', "-"))
+            .map_err(|_| {
+                Failure::usage(format!(
+                    "error: --locale {tag:?} is not a BCP 47 language tag (like de, fr-CA)"
+                ))
+            })?
+            .to_string();
+        profile.locale = Some(tag.clone());
+        order.customer.locale = Some(tag);
+    }
+    let order = &order;
 
     let html = if rules.templates.has_note(template) {
         // The coupons of the rule that gives this note; else every coupon of the decision.
@@ -85,8 +103,14 @@ pub fn run(args: &PreviewArgs) -> CliResult {
             .render_note(template, &ctx)
             .map_err(|e| Failure::finding(format!("error: {e}")))?;
         format!(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Note {t} for order {o}</title>\n<style>body{{font-family:sans-serif;background:#eee}}.card{{background:#fffdf6;width:105mm;min-height:74mm;margin:2em auto;padding:10mm;box-shadow:0 1px 4px #999;font-family:'Segoe Script','Bradley Hand',cursive;font-size:14pt;white-space:pre-wrap}}</style></head>\n<body><div class=\"card\">{body}</div></body></html>\n",
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Note {t} ({file}) for order {o}</title>\n<style>body{{font-family:sans-serif;background:#eee}}.card{{background:#fffdf6;width:105mm;min-height:74mm;margin:2em auto;padding:10mm;box-shadow:0 1px 4px #999;font-family:'Segoe Script','Bradley Hand',cursive;font-size:14pt;white-space:pre-wrap}}</style></head>\n<body><div class=\"card\">{body}</div></body></html>\n",
             t = escape(template),
+            file = escape(
+                rules
+                    .templates
+                    .note_file(template, &ctx)
+                    .unwrap_or_default()
+            ),
             o = escape(&order.id),
             body = escape(&text)
         )
@@ -162,6 +186,16 @@ pub fn run(args: &PreviewArgs) -> CliResult {
             escape(&email.text)
         );
         insert_into_body(&email.html, &envelope, &text_part)
+    } else if let Ok(crate::render::TemplateName {
+        base,
+        language: Some(language),
+    }) = crate::render::split_language(template)
+        && (rules.templates.has_note(base) || rules.templates.has_email(base))
+    {
+        return Err(Failure::usage(format!(
+            "error: {template:?} is the {language} version of {base:?}: preview \
+             --template {base} --locale {language}"
+        )));
     } else {
         let mut names = rules.templates.note_names();
         names.extend(rules.templates.email_names());

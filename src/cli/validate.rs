@@ -20,8 +20,13 @@ pub fn run(args: &ValidateArgs) -> CliResult {
     let warnings = outcome.warnings().count();
     match &outcome.rules {
         Some(rules) => {
+            let languages = match rules.templates.language_versions() {
+                0 => String::new(),
+                1 => " (1 more version in another language)".to_owned(),
+                n => format!(" ({n} more versions in other languages)"),
+            };
             println!(
-                "ok: {} segments, {} inserts, {} rules, {} follow-ups, {} note and {} e-mail templates ({} warning{}); version {}",
+                "ok: {} segments, {} inserts, {} rules, {} follow-ups, {} note and {} e-mail templates{languages} ({} warning{}); version {}",
                 rules.segments.len(),
                 rules.inserts.len(),
                 rules.rules.len(),

@@ -2,16 +2,18 @@
 //! within the size limit and checked, and all of them registered only when the whole folder
 //! is clean.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use handlebars::template::Template;
 
 use super::check::{check_source, line_col};
+use super::language::{Versions, split_language};
 use super::limits::{MAX_TEMPLATE_BYTES, template_depth, too_large};
 use super::{
-    DataNeeds, EmailParts, Inner, Program, TemplateIssue, Templates, email_key, note_key, registry,
+    DataNeeds, Email, EmailParts, Inner, Note, Program, TemplateIssue, Templates, email_key,
+    note_key, registry,
 };
 
 /// Which file of a note or an e-mail a template is: it decides the data the template may read
@@ -24,12 +26,33 @@ pub(super) enum Part {
     Text,
 }
 
+/// A note's file stem or an e-mail's folder name, with the template and language it is of.
+#[derive(Debug, Clone)]
+pub(super) struct Named {
+    /// As on disk: `welcome.de`.
+    name: String,
+    /// As rules name it: `welcome`.
+    base: String,
+    /// BCP 47 (`de`, `fr-CA`) for a language version.
+    language: Option<String>,
+}
+
+impl Named {
+    fn default_of(name: &str) -> Named {
+        Named {
+            name: name.to_owned(),
+            base: name.to_owned(),
+            language: None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Loader {
     issues: Vec<TemplateIssue>,
     /// Checked templates, registered only when the whole folder is clean.
-    notes: Vec<(String, Template)>,
-    emails: Vec<(String, Template, Template, Option<Template>)>,
+    notes: Vec<(Named, Template)>,
+    emails: Vec<(Named, Template, Template, Option<Template>)>,
 }
 
 impl Loader {
@@ -83,6 +106,7 @@ impl Loader {
         let Some(entries) = self.list(dir) else {
             return;
         };
+        let mut files = Vec::new();
         for (file_name, path, is_dir) in entries {
             let Some(name) = file_name.strip_suffix(".hbs") else {
                 continue;
@@ -94,16 +118,89 @@ impl Loader {
                 self.issue(&path, "a note template needs a name before .hbs".to_owned());
                 continue;
             }
-            if let Some(template) = self.read_and_check(&path, &note_key(name), Part::Note) {
-                self.notes.push((name.to_owned(), template));
+            files.push((name.to_owned(), path));
+        }
+        for (named, path) in self.name_versions(files, |base| format!("the default {base}.hbs")) {
+            if let Some(template) = self.read_and_check(&path, &note_key(&named.name), Part::Note) {
+                self.notes.push((named, template));
             }
         }
+    }
+
+    /// The names of a folder's notes or e-mails split into template and language; a name
+    /// that cannot be one, a language version without the default beside it (`default`
+    /// says which file that is) and two files of one language are issues at their file.
+    /// Every file with a usable name is returned, to be checked all the same.
+    fn name_versions(
+        &mut self,
+        files: Vec<(String, PathBuf)>,
+        default: impl Fn(&str) -> String,
+    ) -> Vec<(Named, PathBuf)> {
+        let mut named = Vec::with_capacity(files.len());
+        for (name, path) in files {
+            match split_language(&name) {
+                Ok(n) => {
+                    let (base, language) = (n.base.to_owned(), n.language);
+                    named.push((
+                        Named {
+                            name,
+                            base,
+                            language,
+                        },
+                        path,
+                    ));
+                }
+                Err(message) => self.issue(&path, message),
+            }
+        }
+        let defaults: BTreeSet<&str> = named
+            .iter()
+            .filter(|(n, _)| n.language.is_none())
+            .map(|(n, _)| n.base.as_str())
+            .collect();
+        let mut seen: BTreeMap<(String, String), &str> = BTreeMap::new();
+        let mut issues = Vec::new();
+        for (n, path) in &named {
+            let Some(language) = &n.language else {
+                continue;
+            };
+            if !defaults.contains(n.base.as_str()) {
+                issues.push((
+                    path.clone(),
+                    format!(
+                        "a language version ({language}) needs {} beside it: a customer whose \
+                         locale has no version of its own gets that one (a name whose part after \
+                         its last dot reads as a language is a language version; write \
+                         {:?} for a template of its own)",
+                        default(&n.base),
+                        format!("{}-{}", n.base, language)
+                    ),
+                ));
+            }
+            let key = (n.base.clone(), language.to_ascii_lowercase());
+            match seen.get(&key) {
+                Some(first) => issues.push((
+                    path.clone(),
+                    format!(
+                        "the same language as {first:?}: a template has one version per language"
+                    ),
+                )),
+                None => {
+                    seen.insert(key, &n.name);
+                }
+            }
+        }
+        for (path, message) in issues {
+            self.issue(&path, message);
+        }
+        named
     }
 
     pub(super) fn load_emails(&mut self, dir: &Path) {
         let Some(entries) = self.list(dir) else {
             return;
         };
+        let mut folders = Vec::new();
         for (name, path, is_dir) in entries {
             if !is_dir {
                 if name.ends_with(".hbs") {
@@ -116,11 +213,17 @@ impl Loader {
                 }
                 continue;
             }
-            self.load_email(&name, &path);
+            folders.push((name, path));
+        }
+        for (named, path) in
+            self.name_versions(folders, |base| format!("the default emails/{base}/"))
+        {
+            self.load_email(named, &path);
         }
     }
 
-    fn load_email(&mut self, name: &str, dir: &Path) {
+    fn load_email(&mut self, named: Named, dir: &Path) {
+        let name = named.name.as_str();
         for (file_name, path, _) in self.list(dir).unwrap_or_default() {
             let known = matches!(file_name.as_str(), "subject.hbs" | "html.hbs" | "text.hbs");
             if file_name.ends_with(".hbs") && !known {
@@ -155,7 +258,7 @@ impl Loader {
             Some(None)
         };
         if let (Some(subject), Some(html), Some(text)) = (subject, html, text) {
-            self.emails.push((name.to_owned(), subject, html, text));
+            self.emails.push((named, subject, html, text));
         }
     }
 
@@ -188,16 +291,18 @@ impl Loader {
         }
         let mut html = registry(true);
         let mut plain = registry(false);
-        let mut notes = BTreeMap::new();
         let mut note_needs = DataNeeds::default();
-        let mut emails = BTreeMap::new();
-        for (name, template) in self.notes {
+        let mut notes = Vec::with_capacity(self.notes.len());
+        for (named, template) in self.notes {
             let program = Program::compile(&template, false);
             note_needs.merge(&DataNeeds::of(program.as_ref()));
-            plain.register_template(&note_key(&name), template);
-            notes.insert(name, program);
+            let key = note_key(&named.name);
+            plain.register_template(&key, template);
+            notes.push((named, Note { key, program }));
         }
-        for (name, subject, html_part, text) in self.emails {
+        let mut emails = Vec::with_capacity(self.emails.len());
+        for (named, subject, html_part, text) in self.emails {
+            let name = &named.name;
             let subject_program = Program::compile(&subject, false);
             let html_program = Program::compile(&html_part, true);
             let text_program = text.as_ref().and_then(|t| Program::compile(t, false));
@@ -206,20 +311,35 @@ impl Loader {
             if text.is_some() {
                 needs.merge(&DataNeeds::of(text_program.as_ref()));
             }
+            plain.register_template(&email_key(name, "subject"), subject);
+            html.register_template(&email_key(name, "html"), html_part);
+            let has_text = text.is_some();
+            if let Some(text) = text {
+                plain.register_template(&email_key(name, "text"), text);
+            }
             let parts = EmailParts {
+                folder: name.clone(),
                 needs,
                 subject: subject_program,
                 html: html_program,
-                has_text: text.is_some(),
+                has_text,
                 text: text_program,
             };
-            plain.register_template(&email_key(&name, "subject"), subject);
-            html.register_template(&email_key(&name, "html"), html_part);
-            if let Some(text) = text {
-                plain.register_template(&email_key(&name, "text"), text);
-            }
-            emails.insert(name, parts);
+            emails.push((named, parts));
         }
+        let notes = by_template(notes);
+        // An e-mail's data is built once, before its version is chosen: it holds what any
+        // of them reads.
+        let emails = by_template(emails)
+            .into_iter()
+            .map(|(name, versions)| {
+                let mut needs = DataNeeds::default();
+                for parts in versions.all() {
+                    needs.merge(&parts.needs);
+                }
+                (name, Email { needs, versions })
+            })
+            .collect();
         Ok(Templates {
             inner: Arc::new(Inner {
                 notes,
@@ -232,6 +352,24 @@ impl Loader {
     }
 }
 
+/// Versions gathered under their template's name. Every language version has its default
+/// once the folder is clean ([`Loader::name_versions`]); one without is left out.
+fn by_template<T>(versions: Vec<(Named, T)>) -> BTreeMap<String, Versions<T>> {
+    let (defaults, languages): (Vec<_>, Vec<_>) = versions
+        .into_iter()
+        .partition(|(n, _)| n.language.is_none());
+    let mut out: BTreeMap<String, Versions<T>> = defaults
+        .into_iter()
+        .map(|(n, v)| (n.base, Versions::new(v)))
+        .collect();
+    for (n, v) in languages {
+        if let (Some(versions), Some(language)) = (out.get_mut(&n.base), &n.language) {
+            versions.add(language, v);
+        }
+    }
+    out
+}
+
 /// Templates holding one note `name` of the given text, checked as [`Templates::load`]
 /// checks a folder; for rendering a text without writing it to disk.
 pub fn note_from_text(name: &str, source: &str) -> Result<Templates, Vec<TemplateIssue>> {
@@ -239,7 +377,7 @@ pub fn note_from_text(name: &str, source: &str) -> Result<Templates, Vec<Templat
     let file = PathBuf::from(format!("notes/{name}.hbs"));
     let (template, issues) = check_source(&file, source, &note_key(name), Part::Note);
     match template {
-        Some(t) if issues.is_empty() => loader.notes.push((name.to_owned(), t)),
+        Some(t) if issues.is_empty() => loader.notes.push((Named::default_of(name), t)),
         _ => loader.issues.extend(issues),
     }
     loader.finish()

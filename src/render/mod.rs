@@ -1,14 +1,15 @@
 //! Templates for packing-station notes and e-mails (docs/REFERENCE.md §5, §6).
 //!
-//! This module owns the template folder (`notes/NAME.hbs`, `emails/NAME/{subject,html,text}.hbs`),
-//! the shape of the data a template may read, the check that `packwell validate` runs over every
+//! This module owns the template folder (`notes/NAME.hbs`, `emails/NAME/{subject,html,text}.hbs`,
+//! and their language versions `notes/NAME.LANG.hbs`, `emails/NAME.LANG/`), the shape of the
+//! data a template may read, the check that `packwell validate` runs over every
 //! template's syntax tree, the `money` and `date` helpers, and rendering (HTML escaped, text
 //! parts not, a text part derived from the HTML when an e-mail has no `text.hbs`).
 //! It builds no context itself: callers pass the JSON object described in docs/REFERENCE.md §6,
 //! with every key present (strict mode turns a missing key into an error, a null into nothing).
 //!
 //! Here: the registry of loaded templates and rendering. Next to it: `load` (reading a
-//! folder), `check` (what `validate` reports, with the data's shape in `check/shape.rs`),
+//! folder), `language` (language versions: their names, the one a customer gets), `check` (what `validate` reports, with the data's shape in `check/shape.rs`),
 //! `limits` (size and nesting, before any parser), `compiled` (the fast path for simple
 //! templates), `format` (the `money` and `date` helpers), `text` (HTML to plain text).
 
@@ -23,6 +24,7 @@ use serde_json::Value;
 mod check;
 mod compiled;
 mod format;
+mod language;
 pub mod limits;
 mod load;
 mod text;
@@ -31,6 +33,8 @@ use check::is_helper;
 pub use check::{TemplateKind, check_template};
 use compiled::Program;
 pub use format::{DateHelper, MoneyHelper, format_date, format_money};
+pub use language::{TemplateName, split_language};
+use language::{Versions, locale_of};
 use load::Loader;
 pub use text::html_to_text;
 
@@ -180,19 +184,35 @@ pub struct Templates {
 }
 
 struct Inner {
-    /// Note name -> its program, when it compiles to one (see [`compiled`]).
-    notes: BTreeMap<String, Option<Program>>,
+    /// Note name -> its versions (the default and one per language).
+    notes: BTreeMap<String, Versions<Note>>,
     /// What the notes read, all of them together.
     note_needs: DataNeeds,
-    emails: BTreeMap<String, EmailParts>,
+    emails: BTreeMap<String, Email>,
     /// Escapes every value: used for `html.hbs` only.
     html: Handlebars<'static>,
     /// No escaping: notes are printed, subjects and text parts are not HTML.
     plain: Handlebars<'static>,
 }
 
+/// One version of a note: its name in the registries and its program, when it compiles to one
+/// (see [`compiled`]).
+struct Note {
+    key: String,
+    program: Option<Program>,
+}
+
+/// An e-mail's versions, with what any of them reads: the data is built before the version is
+/// chosen.
+struct Email {
+    needs: DataNeeds,
+    versions: Versions<EmailParts>,
+}
+
 /// The programs of an e-mail's parts, where they compile to one; handlebars renders the rest.
 struct EmailParts {
+    /// The folder (`thanks.de`), which names the parts in the registries.
+    folder: String,
     /// What the parts read, together.
     needs: DataNeeds,
     subject: Option<Program>,
@@ -212,8 +232,9 @@ impl fmt::Debug for Templates {
 }
 
 impl Templates {
-    /// Loads `dir/notes/NAME.hbs` and `dir/emails/NAME/{subject.hbs, html.hbs, text.hbs?}`.
-    /// A missing `dir` means no templates (Ok, empty). Returns every problem found at once.
+    /// Loads `dir/notes/NAME.hbs` and `dir/emails/NAME/{subject.hbs, html.hbs, text.hbs?}`,
+    /// with their language versions (`NAME.LANG`, see [`split_language`]). A missing `dir`
+    /// means no templates (Ok, empty). Returns every problem found at once.
     pub fn load(dir: &Path) -> Result<Templates, Vec<TemplateIssue>> {
         let mut loader = Loader::default();
         match std::fs::metadata(dir) {
@@ -240,6 +261,7 @@ impl Templates {
         }
     }
 
+    /// Whether a note of that name (as rules name it, without a language) exists.
     pub fn has_note(&self, name: &str) -> bool {
         self.inner.notes.contains_key(name)
     }
@@ -248,6 +270,7 @@ impl Templates {
         self.inner.emails.contains_key(name)
     }
 
+    /// The names of the notes, as rules name them (a language version is not one of its own).
     pub fn note_names(&self) -> Vec<String> {
         self.inner.notes.keys().cloned().collect()
     }
@@ -256,12 +279,31 @@ impl Templates {
         self.inner.emails.keys().cloned().collect()
     }
 
+    /// How many language versions the notes and e-mails have besides their defaults.
+    pub fn language_versions(&self) -> usize {
+        let notes: usize = self.inner.notes.values().map(Versions::languages).sum();
+        let emails: usize = self
+            .inner
+            .emails
+            .values()
+            .map(|e| e.versions.languages())
+            .sum();
+        notes + emails
+    }
+
+    /// The file a note is rendered from for the data's `locale` (`notes/welcome.de.hbs`).
+    pub fn note_file(&self, name: &str, data: &Value) -> Option<&str> {
+        let versions = self.inner.notes.get(name)?;
+        Some(&versions.for_locale(locale_of(data)).key)
+    }
+
     /// What the notes read of their data (the engine builds that once per decision).
     pub fn note_needs(&self) -> &DataNeeds {
         &self.inner.note_needs
     }
 
-    /// What an e-mail's parts read of their data; everything for an unknown e-mail.
+    /// What an e-mail's parts read of their data, in any of its languages; everything for an
+    /// unknown e-mail.
     pub fn email_needs(&self, name: &str) -> &DataNeeds {
         static EVERYTHING: DataNeeds = DataNeeds {
             everything: true,
@@ -270,26 +312,37 @@ impl Templates {
         self.inner
             .emails
             .get(name)
-            .map_or(&EVERYTHING, |parts| &parts.needs)
+            .map_or(&EVERYTHING, |email| &email.needs)
     }
 
+    /// Renders the version of a note for the data's `locale` (see [`Templates::render_note_with`]).
     pub fn render_note(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
-        let Some(program) = self.inner.notes.get(name) else {
+        let Some(versions) = self.inner.notes.get(name) else {
             return Err(RenderError::UnknownNote(name.to_owned()));
         };
-        if let Some(out) = program.as_ref().and_then(|p| p.render(ctx)) {
+        let note = versions.for_locale(locale_of(ctx));
+        if let Some(out) = note.program.as_ref().and_then(|p| p.render(ctx)) {
             return Ok(out);
         }
-        render(&self.inner.plain, &note_key(name), ctx)
+        render(&self.inner.plain, &note.key, ctx)
     }
 
     /// Renders a note from data built beforehand: the engine builds it once per decision and
     /// swaps only the coupons between notes, instead of copying the whole context per render.
+    /// The version is the one for the data's `locale` (`fr-CA`, else `fr`, else the default;
+    /// `en` when the data names none), so that the text and its amounts and dates speak one
+    /// language.
     pub fn render_note_with(&self, name: &str, data: &TemplateData) -> Result<String, RenderError> {
-        let Some(program) = self.inner.notes.get(name) else {
+        let Some(versions) = self.inner.notes.get(name) else {
             return Err(RenderError::UnknownNote(name.to_owned()));
         };
-        render_with(&self.inner.plain, program.as_ref(), || note_key(name), data)
+        let note = versions.for_locale(locale_of(data.data()));
+        render_with(
+            &self.inner.plain,
+            note.program.as_ref(),
+            || note.key.clone(),
+            data,
+        )
     }
 
     pub fn render_email(&self, name: &str, ctx: &Value) -> Result<RenderedEmail, RenderError> {
@@ -302,16 +355,18 @@ impl Templates {
     }
 
     /// Renders an e-mail from data built beforehand, as [`Templates::render_note_with`] does
-    /// a note: the sender moves the data it has just built into a context, and nothing is
-    /// copied.
+    /// a note (the version for the data's `locale` included): the sender moves the data it has
+    /// just built into a context, and nothing is copied.
     pub fn render_email_with(
         &self,
         name: &str,
         data: &TemplateData,
     ) -> Result<RenderedEmail, RenderError> {
-        let Some(parts) = self.inner.emails.get(name) else {
+        let Some(email) = self.inner.emails.get(name) else {
             return Err(RenderError::UnknownEmail(name.to_owned()));
         };
+        let parts = email.versions.for_locale(locale_of(data.data()));
+        let name = parts.folder.as_str();
         let subject = render_with(
             &self.inner.plain,
             parts.subject.as_ref(),

@@ -84,4 +84,5 @@ fn refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 mod check;
+mod languages;
 mod rendering;

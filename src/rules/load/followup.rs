@@ -2,7 +2,7 @@
 //! expiry) every follow-up is sent under.
 
 use super::inserts::give_list;
-use super::names::TemplateNames;
+use super::names::{TemplateNames, names_a_language_version};
 use super::values::{condition, duration_at, mode_at, percent_at};
 use super::variants::{Owner, VariantView, build_variants};
 use super::*;
@@ -86,6 +86,14 @@ fn check_email_template(
 ) {
     let name = template.get_ref();
     if templates.has_email(name) {
+        return;
+    }
+    if let Some(version) = templates.email_language(name) {
+        c.error(
+            src,
+            &template.span(),
+            names_a_language_version("e-mail", name, version),
+        );
         return;
     }
     let hint = closest(

@@ -1,7 +1,7 @@
 //! Inserts (coupons, notes, gifts, samples, packaging) and the `give` lists of rules and
 //! follow-ups that name them.
 
-use super::names::TemplateNames;
+use super::names::{TemplateNames, names_a_language_version};
 use super::values::{money_map, rule_amount};
 use super::*;
 
@@ -101,7 +101,13 @@ pub(super) fn build_insert(
                 );
                 return None;
             };
-            if !templates.has_note(t.get_ref()) {
+            if let Some(version) = templates.note_language(t.get_ref()) {
+                c.error(
+                    src,
+                    &t.span(),
+                    names_a_language_version("note", t.get_ref(), version),
+                );
+            } else if !templates.has_note(t.get_ref()) {
                 let hint = closest(
                     t.get_ref(),
                     templates.notes.iter().map(String::as_str),
