@@ -313,7 +313,9 @@ fn an_edit_is_validated_tried_backtested_like_the_cli_and_saved_into_git() {
     std::fs::create_dir_all(&edited_rules).expect("mkdir");
     for entry in std::fs::read_dir(dir.join("rules")).expect("rules") {
         let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), edited_rules.join(entry.file_name())).expect("copy");
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), edited_rules.join(entry.file_name())).expect("copy");
+        }
     }
     std::fs::write(edited_rules.join("30-rules.toml"), &edited).expect("edited");
     let after = cli(&edited_rules);
@@ -468,8 +470,8 @@ fn an_edit_is_validated_tried_backtested_like_the_cli_and_saved_into_git() {
 
     // Save as shadow: the rule the edit changes is recorded, not given.
     let (text, tag) = api.file(RULES);
-    let generous = text.replacen("cooldown = \"90d\"", "cooldown = \"60d\"", 1);
-    let changed_rule = generous[..generous.find("cooldown = \"60d\"").unwrap()]
+    let shorter = text.replacen("cooldown = \"90d\"", "cooldown = \"61d\"", 1);
+    let changed_rule = shorter[..shorter.find("cooldown = \"61d\"").unwrap()]
         .rsplit("id = \"")
         .next()
         .and_then(|r| r.split('"').next())
@@ -477,7 +479,7 @@ fn an_edit_is_validated_tried_backtested_like_the_cli_and_saved_into_git() {
         .to_string();
     let (status, v) = api.save(
         RULES,
-        &generous,
+        &shorter,
         &tag,
         "Try a shorter cooldown",
         "?mode=shadow",
