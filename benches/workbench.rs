@@ -18,14 +18,11 @@
 
 #[path = "../tests/service_support/mod.rs"]
 mod service_support;
-#[path = "support/turns.rs"]
-mod turns;
 
 use serde_json::{Value, json};
 use service_support::{BIN, ServiceProcess, TestBroker, Workdir};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use turns::median;
 
 const TOKEN: &str = "bench-marketer";
 
@@ -140,4 +137,9 @@ fn main() {
     );
     drop(service);
     drop(broker);
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
 }
