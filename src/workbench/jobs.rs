@@ -120,7 +120,14 @@ impl Backtests {
         };
         let view = job.view();
         tokio::spawn(async move {
-            let outcome = match run(&job, &*store, current, edited, days).await {
+            // Run as a task of its own, so that even a panic ends the job (as failed) and
+            // the next backtest may start.
+            let running = job.clone();
+            let ran =
+                tokio::spawn(async move { run(&running, &*store, current, edited, days).await })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the backtest stopped: {e}")));
+            let outcome = match ran {
                 Ok(c) => Outcome::Done(Box::new(c)),
                 Err(e) => {
                     tracing::warn!(id = job.id, error = %e, "a workbench backtest failed");
