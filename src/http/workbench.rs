@@ -264,7 +264,7 @@ pub async fn save_file(
 pub struct FilesRequest {
     /// Path (as in the file list) to the file's whole edited text.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub files: Edits,
 }
 

@@ -110,7 +110,7 @@ pub async fn recent_orders(
 #[serde(deny_unknown_fields)]
 pub struct TryRequest {
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub files: Edits,
     pub order_id: Option<String>,
     /// An `order.placed` event (CONTRACT §1).
@@ -231,7 +231,7 @@ async fn valid_rules(workbench: &Workbench, files: Edits) -> Result<Arc<RuleSet>
 #[serde(deny_unknown_fields)]
 pub struct BacktestRequest {
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub files: Edits,
     /// 1 to 3650; default 30.
     #[schema(minimum = 1, maximum = 3650)]
