@@ -686,6 +686,14 @@ fn the_openapi_document_matches_the_routes() {
         ("POST", "/v1/email-events"),
         ("GET", "/v1/report"),
         ("POST", "/v1/ingest/{platform}"),
+        ("GET", "/v1/rules/files"),
+        ("GET", "/v1/rules/files/{path}"),
+        ("PUT", "/v1/rules/files/{path}"),
+        ("POST", "/v1/rules/validate"),
+        ("GET", "/v1/rules/orders"),
+        ("POST", "/v1/rules/try"),
+        ("POST", "/v1/rules/backtests"),
+        ("GET", "/v1/rules/backtests/{id}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -130,7 +130,7 @@ pub struct TryRequest {
         (status = 200, description = "Both decisions", body = Tried),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
         (status = 403, description = "A station's token", body = ErrorBody),
-        (status = 404, description = "No kept order with this id", body = ErrorBody),
+        (status = 404, description = "No kept order with this id (or one of a warehouse the token may not see)", body = ErrorBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
@@ -168,7 +168,8 @@ pub async fn try_edit(
 }
 
 /// A kept order and the customer's events kept before it; 404 for an order the caller may
-/// not see, as for one that is not there.
+/// not see, as for one that is not there. The order may be one the service decided or one
+/// folded into the history only (imported, or older than `[decide] max_event_age`).
 async fn kept_order(
     store: &dyn Store,
     caller: &Caller,
@@ -176,22 +177,23 @@ async fn kept_order(
 ) -> Result<(Vec<Event>, Event), ApiError> {
     let not_found = || {
         ApiError::not_found(format!(
-            "no decided order {order_id} among the kept events: give its id as the shop sent it, or paste the event"
+            "no order {order_id} among the kept events: give its id as the shop sent it, or paste the event"
         ))
     };
-    let stored = store
-        .decision(order_id)
+    let customer = store
+        .order_customer(order_id)
         .await
         .map_err(ApiError::store)?
         .ok_or_else(not_found)?;
-    if !caller.may_see(&stored.decision.warehouse) {
-        return Err(not_found());
-    }
     let kept = store
-        .customer_kept_events(&stored.decision.customer_id, MAX_HISTORY)
+        .customer_kept_events(&customer, MAX_HISTORY)
         .await
         .map_err(ApiError::store)?;
-    find_order(kept, order_id).ok_or_else(not_found)
+    let (history, order) = find_order(kept, order_id).ok_or_else(not_found)?;
+    match &order.body {
+        EventBody::OrderPlaced(o) if caller.may_see(&o.warehouse) => Ok((history, order)),
+        _ => Err(not_found()),
+    }
 }
 
 /// A pasted `order.placed` event, checked as the consumer checks one, and its customer's
