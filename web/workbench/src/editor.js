@@ -10,7 +10,7 @@ import {
 } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import {
-  StreamLanguage, syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput,
+  StreamLanguage, syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput, syntaxTree,
 } from "@codemirror/language";
 import { toml } from "@codemirror/legacy-modes/mode/toml";
 import { searchKeymap, highlightSelectionMatches } from "@codemirror/search";
@@ -105,6 +105,8 @@ function completionSource(getCompletions) {
   return (context) => {
     const word = context.matchBefore(/[A-Za-z_@][\w.\-]*/);
     if (!word && !context.explicit) { return null; }
+    // Prose in a comment is not a name to complete.
+    if (/comment/i.test(syntaxTree(context.state).resolveInner(context.pos, -1).name)) { return null; }
     const known = (getCompletions && getCompletions()) || {};
     const from = word ? word.from : context.pos;
     const typed = word ? word.text : "";
@@ -139,7 +141,6 @@ function create(parent, options) {
   const opts = options || {};
   const language = new Compartment();
   const readOnly = new Compartment();
-  let silent = false;
   const extensions = [
     lineNumbers(),
     highlightActiveLineGutter(),
@@ -159,46 +160,44 @@ function create(parent, options) {
       ...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap,
       ...completionKeymap, ...lintKeymap, indentWithTab,
     ]),
-    language.of(languageFor(opts.language)),
-    readOnly.of(EditorState.readOnly.of(Boolean(opts.readOnly))),
     theme(),
     EditorView.updateListener.of((update) => {
-      if (update.docChanged && !silent && opts.onChange) { opts.onChange(update.state.doc.toString()); }
+      if (update.docChanged && opts.onChange) { opts.onChange(update.state.doc.toString()); }
     }),
   ];
   if (opts.lint) {
     // The page may let the editor ask for findings itself instead of pushing them.
     extensions.push(linter(async (view) => toCodeMirror(view.state.doc, await opts.lint(view.state.doc.toString())), { delay: 300 }));
   }
-  const view = new EditorView({
-    parent,
-    state: EditorState.create({ doc: opts.doc || "", extensions }),
+  let readOnlyNow = Boolean(opts.readOnly);
+  let languageNow = opts.language;
+  // A file opened is a new state: its own undo history (undo never reaches into the text of
+  // the file shown before), no findings of the old text.
+  const stateFor = (doc) => EditorState.create({
+    doc: String(doc || ""),
+    extensions: [
+      extensions,
+      language.of(languageFor(languageNow)),
+      readOnly.of(EditorState.readOnly.of(readOnlyNow)),
+    ],
   });
+  const view = new EditorView({ parent, state: stateFor(opts.doc) });
 
-  return {
+  const handle = {
     view,
     getDoc: () => view.state.doc.toString(),
     // Replaces the text without calling onChange: a file opened or reloaded is not an edit.
     setDoc(text, languageName) {
-      silent = true;
-      try {
-        const effects = [];
-        if (languageName) { effects.push(language.reconfigure(languageFor(languageName))); }
-        view.dispatch({
-          changes: { from: 0, to: view.state.doc.length, insert: String(text || "") },
-          selection: { anchor: 0 },
-          effects,
-        });
-        view.dispatch(setDiagnostics(view.state, []));
-      } finally {
-        silent = false;
-      }
+      if (languageName) { languageNow = languageName; }
+      view.setState(stateFor(text));
     },
     setLanguage(name) {
+      languageNow = name;
       view.dispatch({ effects: language.reconfigure(languageFor(name)) });
     },
     setReadOnly(on) {
-      view.dispatch({ effects: readOnly.reconfigure(EditorState.readOnly.of(Boolean(on))) });
+      readOnlyNow = Boolean(on);
+      view.dispatch({ effects: readOnly.reconfigure(EditorState.readOnly.of(readOnlyNow)) });
     },
     // [{line, col, severity, message}] for the text now in the editor.
     setDiagnostics(list) {
@@ -212,6 +211,10 @@ function create(parent, options) {
     focus: () => view.focus(),
     destroy: () => view.destroy(),
   };
+  // Found from its element too (e.g. by a test reading the whole text, which the editor
+  // only partly draws).
+  parent.packwellEditor = handle;
+  return handle;
 }
 
 window.PackwellEditor = { create };
