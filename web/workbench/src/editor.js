@@ -11,7 +11,9 @@ import {
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import {
   StreamLanguage, syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput, syntaxTree,
+  HighlightStyle,
 } from "@codemirror/language";
+import { tags } from "@lezer/highlight";
 import { toml } from "@codemirror/legacy-modes/mode/toml";
 import { searchKeymap, highlightSelectionMatches } from "@codemirror/search";
 import {
@@ -125,6 +127,12 @@ function completionSource(getCompletions) {
   };
 }
 
+// The default style leaves names and braces plain; in a template they are what matters.
+const templateHighlight = HighlightStyle.define([
+  { tag: tags.variableName, color: "#1f4e9c" },
+  { tag: tags.bracket, color: "#8a4b00", fontWeight: "bold" },
+]);
+
 function theme() {
   return EditorView.theme({
     "&": { height: "100%", fontSize: "14px", backgroundColor: "#fff" },
@@ -149,7 +157,10 @@ function create(parent, options) {
     drawSelection(),
     rectangularSelection(),
     indentOnInput(),
+    syntaxHighlighting(templateHighlight),
     syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+    // Notes and e-mails are prose: long lines wrap instead of scrolling sideways.
+    EditorView.lineWrapping,
     bracketMatching(),
     closeBrackets(),
     highlightActiveLine(),
