@@ -14,7 +14,6 @@ mod browser_support;
 mod service_support;
 
 use browser_support::*;
-use headless_chrome::Tab;
 use serde_json::Value;
 use service_support::*;
 use std::time::Duration;
@@ -250,36 +249,4 @@ fn inserts(service: &ServiceProcess, token: &str, order: &str) -> (u16, String) 
         .expect("GET inserts");
     let status = response.status().as_u16();
     (status, response.text().expect("body"))
-}
-
-/// Clicks into a field and types as a keyboard (or a scanner) would, over what it held.
-fn type_into(tab: &Tab, selector: &str, text: &str) {
-    tab.wait_for_element(selector)
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
-        .click()
-        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
-    eval(
-        tab,
-        &format!("document.querySelector('{selector}').select()"),
-    );
-    tab.type_str(text)
-        .unwrap_or_else(|e| panic!("type into {selector}: {e}"));
-}
-
-/// The element's text as the page set it (`textContent`: the note's line breaks included).
-fn text_of(tab: &Tab, selector: &str) -> String {
-    match eval(
-        tab,
-        &format!("document.querySelector('{selector}').textContent"),
-    ) {
-        Value::String(text) => text,
-        other => panic!("no text in {selector}: {other}"),
-    }
-}
-
-/// Waits until a JavaScript condition holds in the page.
-fn wait_for_page(tab: &Tab, what: &str, condition: &str) {
-    wait_for(what, Duration::from_secs(30), || {
-        eval(tab, condition) == Value::Bool(true)
-    });
 }

@@ -1,6 +1,6 @@
 //! Shared by the browser tests: finding the Chromium to drive and starting it, the example
-//! orders, the folder for screenshots, and a headless Chromium tab's viewport, whole-page PNG
-//! and JavaScript evaluation.
+//! orders, the folder for screenshots, and a headless Chromium tab's viewport, whole-page PNG,
+//! JavaScript evaluation, typing into a field, an element's text and waiting on the page.
 
 #![allow(dead_code)]
 
@@ -9,6 +9,7 @@ use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub const INSTALL_HINT: &str = "apt-get install -y chromium";
 
@@ -128,4 +129,43 @@ pub fn chromium_or_skip() -> Option<PathBuf> {
         eprintln!("skipped: chromium not installed ({INSTALL_HINT})");
     }
     found
+}
+
+/// Clicks into a field and types as a keyboard (or a scanner) would, over what it held.
+pub fn type_into(tab: &Tab, selector: &str, text: &str) {
+    tab.wait_for_element(selector)
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+        .click()
+        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+    eval(
+        tab,
+        &format!("document.querySelector('{selector}').select()"),
+    );
+    tab.type_str(text)
+        .unwrap_or_else(|e| panic!("type into {selector}: {e}"));
+}
+
+/// The element's text as the page set it (`textContent`: the note's line breaks included).
+pub fn text_of(tab: &Tab, selector: &str) -> String {
+    match eval(
+        tab,
+        &format!("document.querySelector('{selector}').textContent"),
+    ) {
+        Value::String(text) => text,
+        other => panic!("no text in {selector}: {other}"),
+    }
+}
+
+/// Waits (up to 30 s) until a JavaScript condition holds in the page.
+pub fn wait_for_page(tab: &Tab, what: &str, condition: &str) {
+    wait_for_page_within(tab, what, condition, Duration::from_secs(30));
+}
+
+/// Waits until a JavaScript condition holds in the page, polling; panics after `timeout`.
+pub fn wait_for_page_within(tab: &Tab, what: &str, condition: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while eval(tab, condition) != Value::Bool(true) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
