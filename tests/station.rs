@@ -711,6 +711,7 @@ fn the_openapi_document_matches_the_routes() {
             .replace("{token}", "not-a-token");
         let request = match method.as_str() {
             "GET" => api.client.get(format!("{}{concrete}", api.base)),
+            "PUT" => api.client.put(format!("{}{concrete}", api.base)).body("x"),
             _ => api
                 .client
                 .post(format!("{}{concrete}", api.base))
