@@ -18,6 +18,8 @@ use std::time::Duration;
 const MARKETER: &str = "marketer-token";
 const STATION: &str = "station-token";
 const ADMIN: &str = "admin-token";
+/// A marketer limited to one warehouse.
+const BERLIN_MARKETER: &str = "berlin-marketer-token";
 const RULES: &str = "rules/30-rules.toml";
 
 fn config(dir: &Path) -> String {
@@ -39,6 +41,12 @@ warehouses = ["WH-BER"]
 [[http.tokens]]
 name = "ops"
 token = "{ADMIN}"
+
+[[http.tokens]]
+name = "berlin-marketing"
+token = "{BERLIN_MARKETER}"
+role = "marketer"
+warehouses = ["WH-BER"]
 "#
         ),
     )
@@ -420,6 +428,9 @@ fn an_edit_is_validated_tried_backtested_like_the_cli_and_saved_into_git() {
     );
 
     // An invalid save is refused with the findings; the file on disk is unchanged.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).expect("file").permissions().mode() & 0o777;
+    let mode_before = mode(&dir.join(RULES));
     let (status, v) = api.save(RULES, &broken, &tag, "broken", "");
     assert_eq!(status, 422, "{v}");
     assert_eq!(api.file(RULES).0, text);
@@ -443,6 +454,11 @@ fn an_edit_is_validated_tried_backtested_like_the_cli_and_saved_into_git() {
     assert_eq!(
         refused["etag"], saved["etag"],
         "the loser is told the version now"
+    );
+    assert_eq!(
+        mode(&dir.join(RULES)),
+        mode_before,
+        "a save keeps the file's permissions"
     );
     let (on_disk, now_tag) = api.file(RULES);
     assert_eq!(json!(now_tag), saved["etag"]);

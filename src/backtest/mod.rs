@@ -104,7 +104,7 @@ fn add_cost(
 /// `occurred_at` less `days`) are decided; those before are folded without deciding.
 pub async fn backtest(
     env: &DecideEnv,
-    events: Vec<Event>,
+    events: &[Event],
     days: Option<u32>,
     progress: &ProgressBar,
 ) -> Result<BacktestReport, StoreError> {
@@ -115,18 +115,14 @@ pub async fn backtest(
 /// count more than the report does.
 pub async fn backtest_observed(
     env: &DecideEnv,
-    events: Vec<Event>,
+    events: &[Event],
     days: Option<u32>,
     progress: &ProgressBar,
     observe: &mut (dyn FnMut(&Applied) + Send),
 ) -> Result<BacktestReport, StoreError> {
-    let mut events = events;
-    if !events
-        .windows(2)
-        .all(|w| w[0].occurred_at <= w[1].occurred_at)
-    {
-        events.sort_by_key(|e| e.occurred_at);
-    }
+    // Borrowed, not copied: the workbench replays the same events twice at once.
+    let mut events: Vec<&Event> = events.iter().collect();
+    events.sort_by_key(|e| e.occurred_at);
     let window = days.zip(events.last()).map(|(days, newest)| {
         let to = newest.occurred_at;
         let from = to
@@ -153,7 +149,7 @@ pub async fn backtest_observed(
                     offset,
                     key: None,
                     value: Vec::new(),
-                    event: Ok(e.clone()),
+                    event: Ok(Event::clone(e)),
                     decide,
                 }
             })

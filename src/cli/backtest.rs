@@ -141,7 +141,7 @@ pub fn run(args: &BacktestArgs) -> CliResult {
         shop: config.shop(),
     };
     let mut report = runtime
-        .block_on(backtest(&env, parsed, days, &bar))
+        .block_on(backtest(&env, &parsed, days, &bar))
         .map_err(|e| Failure::usage(format!("error: the scratch store failed: {e}")))?;
     bar.finish_and_clear();
     report.rejected = rejected.len() as u64;

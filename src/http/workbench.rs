@@ -210,51 +210,64 @@ pub async fn save_file(
         .filter(|m| !m.trim().is_empty())
         .unwrap_or_else(|| format!("{path}: saved in the workbench"));
     let author = caller.name.to_string();
-    // One save at a time: the check of If-Match and the write are one step.
-    let _saving = workbench.saving.lock().await;
-    let folders = workbench.folders.clone();
-    let (p, a, m) = (path.clone(), author.clone(), message.clone());
-    let saved = blocking(move || {
-        crate::workbench::save(
-            &folders,
-            SaveRequest {
-                path: &p,
-                text,
-                if_match: if_match.as_deref(),
-                author: &a,
-                message: &m,
-                shadow,
-            },
-        )
-    })
-    .await?
-    .map_err(|e| match e {
-        SaveError::NotAFile(e) => ApiError::not_found(e),
-        SaveError::NotRules => {
-            ApiError::invalid("mode=shadow applies to rule files (rules/NAME.toml) only")
+    // The save and its log row run as a task of their own: a request given up halfway (a
+    // timeout, a closed browser) neither releases the lock early nor leaves the row unwritten.
+    let (p, wb) = (path.clone(), workbench.clone());
+    let saving = tokio::spawn(async move {
+        let (a, m) = (author.clone(), message.clone());
+        let saved = blocking(move || {
+            let _one_at_a_time = wb.saving.lock().unwrap_or_else(|e| e.into_inner());
+            crate::workbench::save(
+                &wb.folders,
+                SaveRequest {
+                    path: &p,
+                    text,
+                    if_match: if_match.as_deref(),
+                    author: &a,
+                    message: &m,
+                    shadow,
+                },
+            )
+        })
+        .await;
+        if let Ok(Ok(saved)) = &saved {
+            let detail = serde_json::json!({
+                "message": message,
+                "etag": saved.etag,
+                "rules_version": saved.rules_version,
+                "commit": saved.commit,
+                "shadowed": saved.shadowed,
+            });
+            // The file is saved (and committed) by now: a log row the store refuses is an
+            // error in the service's log, not a failed save.
+            if let Err(e) = store
+                .log_operator(&author, "rules_save", &saved.path, &detail)
+                .await
+            {
+                tracing::error!(path = saved.path, author, error = %e, "a workbench save was not written to operator_log");
+            }
         }
-        SaveError::Invalid(diagnostics) => ApiError::invalid_rules(diagnostics),
-        SaveError::Changed(etag) => ApiError::changed(
-            format!("{path} changed since it was read: someone saved it meanwhile; read it again and redo the edit"),
-            etag,
-        ),
-        SaveError::Io(e) => ApiError::internal(e),
-    })?;
-    let detail = serde_json::json!({
-        "message": message,
-        "etag": saved.etag,
-        "rules_version": saved.rules_version,
-        "commit": saved.commit,
-        "shadowed": saved.shadowed,
+        saved
     });
-    // The file is saved (and committed) by now: a log row the store refuses is an error in
-    // the service's log, not a failed save.
-    if let Err(e) = store
-        .log_operator(&author, "rules_save", &path, &detail)
+    let saved = saving
         .await
-    {
-        tracing::error!(path, author, error = %e, "a workbench save was not written to operator_log");
-    }
+        .map_err(|e| ApiError::internal(format!("a workbench save stopped: {e}")))??
+        .map_err(|e| match e {
+            SaveError::NotAFile(e) => ApiError::not_found(e),
+            SaveError::NotRules => {
+                ApiError::invalid("mode=shadow applies to rule files (rules/NAME.toml) only")
+            }
+            SaveError::NotShadowed(ids) => ApiError::invalid(format!(
+                "save as shadow could not set mode = \"shadow\" on {}: write each as a [[rule]] table",
+                ids.join(", ")
+            )),
+            SaveError::Invalid(diagnostics) => ApiError::invalid_rules(diagnostics),
+            SaveError::Changed(etag) => ApiError::changed(
+                format!("{path} changed since it was read: someone saved it meanwhile; read it again and redo the edit"),
+                etag,
+            ),
+            SaveError::Io(e) => ApiError::internal(e),
+        })?;
     Ok(Json(saved))
 }
 
@@ -336,6 +349,11 @@ fn completions(rules: &RuleSet) -> Completions {
 
 /// The folders with `edits` over them, loaded off the async runtime.
 pub(super) async fn load(workbench: &Workbench, edits: Edits) -> Result<Loaded, ApiError> {
+    let _turn = workbench
+        .loading
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("the workbench's loads: {e}")))?;
     let folders = workbench.folders.clone();
     blocking(move || load_edited(&folders, &edits))
         .await?

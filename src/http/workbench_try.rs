@@ -129,7 +129,7 @@ pub struct TryRequest {
     responses(
         (status = 200, description = "Both decisions", body = Tried),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
-        (status = 403, description = "A station's token", body = ErrorBody),
+        (status = 403, description = "A station's token, or a pasted event of a warehouse the token may not see", body = ErrorBody),
         (status = 404, description = "No kept order with this id (or one of a warehouse the token may not see)", body = ErrorBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
@@ -147,7 +147,7 @@ pub async fn try_edit(
 ) -> Result<Json<Tried>, ApiError> {
     let (history, order) = match (request.order_id, request.event) {
         (Some(id), None) => kept_order(&*store, &caller, &id).await?,
-        (None, Some(event)) => pasted_order(&*store, &event).await?,
+        (None, Some(event)) => pasted_order(&*store, &caller, &event).await?,
         _ => return Err(ApiError::invalid("give order_id or event, one of them")),
     };
     let edited = valid_rules(&workbench, request.files).await?;
@@ -200,6 +200,7 @@ async fn kept_order(
 /// kept events from before it.
 async fn pasted_order(
     store: &dyn Store,
+    caller: &Caller,
     event: &serde_json::Value,
 ) -> Result<(Vec<Event>, Event), ApiError> {
     let bytes = serde_json::to_vec(event).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -211,6 +212,12 @@ async fn pasted_order(
             order.type_name()
         )));
     };
+    if !caller.may_see(&placed.warehouse) {
+        return Err(ApiError::forbidden(format!(
+            "this token is limited to some warehouses, and {} is not among them",
+            placed.warehouse
+        )));
+    }
     let kept = store
         .customer_kept_events(&placed.customer.id, MAX_HISTORY)
         .await
@@ -252,7 +259,7 @@ pub struct BacktestRequest {
         (status = 202, description = "Started", body = BacktestView,
          headers(("Location" = String, description = "Where to read it"))),
         (status = 401, description = "No token, or a wrong one", body = ErrorBody),
-        (status = 403, description = "A station's token", body = ErrorBody),
+        (status = 403, description = "A station's token, or one limited to some warehouses", body = ErrorBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
@@ -261,12 +268,17 @@ pub struct BacktestRequest {
     )
 )]
 pub async fn start_backtest(
-    _: Marketer,
+    Marketer(caller): Marketer,
     State(workbench): State<Arc<Workbench>>,
     State(store): State<Arc<dyn Store>>,
     State(env): State<Arc<dyn RulesInForce>>,
     JsonBody(request): JsonBody<BacktestRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if caller.warehouses.is_some() {
+        return Err(ApiError::forbidden(
+            "this token is limited to some warehouses; a backtest replays every warehouse's orders and needs a token without [[http.tokens]] warehouses",
+        ));
+    }
     let days = request.days.unwrap_or(crate::backtest::DEFAULT_STORE_DAYS);
     if !(1..=3650).contains(&days) {
         return Err(ApiError::invalid("days: expected 1 to 3650"));

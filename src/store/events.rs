@@ -42,8 +42,8 @@ pub trait EventStore {
         limit: i64,
     ) -> Result<Vec<KeptEvent>, StoreError>;
 
-    /// The customer's kept events in application order, at most `limit` (the newest are
-    /// left out past it): the history an order of theirs is tried after.
+    /// The customer's kept events in application order, at most `limit` (the newest kept,
+    /// the oldest left out past it): the history an order of theirs is tried after.
     async fn customer_kept_events(
         &self,
         customer_id: &str,

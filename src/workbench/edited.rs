@@ -99,9 +99,11 @@ fn diagnostics(outcome: &LoadOutcome, scratch: &Path) -> Vec<Diagnostic> {
         .collect()
 }
 
-/// Copies the files of `from` into `to`, three folders deep as the loaders read (`rules/`,
-/// `templates/notes/`, `templates/emails/NAME/`); hidden entries are left out, and a missing
-/// `from` copies nothing (the loader then says what is missing).
+/// Copies the rule files and templates of `from` into `to` (`.toml` and `.hbs`), three folders
+/// deep as the loaders read (`rules/`, `templates/notes/`, `templates/emails/NAME/`). Hidden
+/// folders (`.git`) are left out, hidden files not (the loaders and the version hash read
+/// them); an entry that cannot be read (a dangling link) is left out, for the loader to say
+/// what is missing; a missing `from` copies nothing.
 fn copy_tree(from: &Path, to: &Path, level: usize) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     let entries = match std::fs::read_dir(from) {
@@ -112,16 +114,16 @@ fn copy_tree(from: &Path, to: &Path, level: usize) -> std::io::Result<()> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
+        let text = name.to_string_lossy();
         // metadata() follows links, as the loaders do.
-        let meta = std::fs::metadata(entry.path())?;
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
         if meta.is_dir() {
-            if level < 2 {
+            if level < 2 && !text.starts_with('.') {
                 copy_tree(&entry.path(), &to.join(&name), level + 1)?;
             }
-        } else if meta.is_file() {
+        } else if meta.is_file() && (text.ends_with(".toml") || text.ends_with(".hbs")) {
             std::fs::copy(entry.path(), to.join(&name))?;
         }
     }

@@ -83,6 +83,10 @@ impl Folders {
     pub fn list(&self) -> Vec<FileEntry> {
         let mut out = Vec::new();
         let mut add = |path: String, kind: FileKind, on_disk: &Path| {
+            // Only what the routes can open again.
+            if self.resolve(&path).is_err() {
+                return;
+            }
             if let Ok(bytes) = std::fs::read(on_disk) {
                 out.push(FileEntry {
                     path,

@@ -16,6 +16,10 @@ use std::sync::{Arc, Mutex};
 /// Finished backtests kept to be read, the oldest forgotten first.
 pub const KEPT: usize = 16;
 
+/// Kept events a backtest replays at most: the service holds them in memory (once, shared by
+/// both sides) besides the two scratch stores, next to the work it serves the stations.
+pub const MAX_EVENTS: usize = 2_000_000;
+
 /// How far a backtest is: events replayed, of both sides together.
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Progress {
@@ -153,12 +157,9 @@ async fn run(
     edited: Arc<DecideEnv>,
     days: u32,
 ) -> Result<Comparison, String> {
-    let kept = crate::store::events::all_kept_events(store, None, 2000, |_| {})
-        .await
-        .map_err(|e| format!("reading the kept events: {e}"))?;
-    let events: Vec<Event> = kept.into_iter().filter_map(|k| k.event.ok()).collect();
+    let events = kept_events(store).await?;
     job.progress.set_length(2 * events.len() as u64);
-    let side = |env: Arc<DecideEnv>, events: Vec<Event>, bar: ProgressBar| {
+    let side = |env: Arc<DecideEnv>, events: Arc<[Event]>, bar: ProgressBar| {
         tokio::task::spawn_blocking(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -168,7 +169,7 @@ async fn run(
             let report = runtime
                 .block_on(backtest_observed(
                     &env,
-                    events,
+                    &events,
                     Some(days),
                     &bar,
                     &mut |a| log.observe(a),
@@ -179,9 +180,35 @@ async fn run(
     };
     let before = side(current, events.clone(), job.progress.clone());
     let after = side(edited, events, job.progress.clone());
+    // Both awaited before either's error counts, so that a failed job has stopped for good
+    // when the next may start.
+    let (before, after) = (before.await, after.await);
     let joined = |r: Result<Result<_, String>, tokio::task::JoinError>| {
         r.map_err(|e| format!("a backtest stopped: {e}"))?
     };
-    let (before, after) = (joined(before.await)?, joined(after.await)?);
+    let (before, after) = (joined(before)?, joined(after)?);
     compare(days, (&before.0, &before.1), (&after.0, &after.1))
+}
+
+/// Every kept event the store can read, at most [`MAX_EVENTS`]; bytes that are not an event
+/// are left out, as `backtest --from-store` leaves them out.
+async fn kept_events(store: &dyn Store) -> Result<Arc<[Event]>, String> {
+    let mut events = Vec::new();
+    let mut after = i64::MIN;
+    loop {
+        let page = store
+            .kept_events(after, None, 2_000)
+            .await
+            .map_err(|e| format!("reading the kept events: {e}"))?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        events.extend(page.into_iter().filter_map(|k| k.event.ok()));
+        if events.len() > MAX_EVENTS {
+            return Err(format!(
+                "the store keeps more than {MAX_EVENTS} events, more than the service replays in \
+                 the background: run packwell backtest --from-store on a machine of its own"
+            ));
+        }
+    }
+    Ok(events.into())
 }

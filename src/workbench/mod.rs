@@ -36,11 +36,17 @@ pub const PAGE: &str = include_str!("page/workbench.html");
 /// Its editor: CodeMirror 6 and the workbench's glue, bundled from `web/workbench/`.
 pub const EDITOR_JS: &[u8] = include_bytes!("page/editor.js");
 
+/// Edits loaded at once; more wait their turn.
+pub const LOADS_AT_ONCE: usize = 2;
+
 /// What the service keeps for the workbench.
 pub struct Workbench {
     pub folders: Folders,
-    /// One save at a time: of two racing saves of the same version, one wins.
-    pub saving: tokio::sync::Mutex<()>,
+    /// One save at a time: of two racing saves of the same version, one wins. Held by the
+    /// blocking save itself, so a request given up halfway cannot release it early.
+    pub saving: std::sync::Mutex<()>,
+    /// Validations at once (each copies the folders and loads them on a blocking thread).
+    pub loading: tokio::sync::Semaphore,
     pub backtests: Arc<Backtests>,
     /// `[email] from`, for e-mails shown by "try it".
     pub email_from: String,
@@ -52,7 +58,8 @@ impl Workbench {
     pub fn new(folders: Folders, email_from: String, public_url: String) -> Workbench {
         Workbench {
             folders,
-            saving: tokio::sync::Mutex::new(()),
+            saving: std::sync::Mutex::new(()),
+            loading: tokio::sync::Semaphore::new(LOADS_AT_ONCE),
             backtests: Arc::new(Backtests::default()),
             email_from,
             public_url,

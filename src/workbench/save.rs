@@ -48,6 +48,8 @@ pub enum SaveError {
     NotAFile(String),
     /// "Save as shadow" of something that is not a rule file.
     NotRules,
+    /// "Save as shadow" could not set the mode of these changed rules (written inline).
+    NotShadowed(Vec<String>),
     /// The folders with the new text do not validate.
     Invalid(Vec<Diagnostic>),
     /// The file is not the version the caller read: its current tag (none: it was removed).
@@ -60,6 +62,12 @@ pub fn save(folders: &Folders, req: SaveRequest<'_>) -> Result<Saved, SaveError>
     let (on_disk, kind) = folders
         .resolve(req.path)
         .map_err(|e| SaveError::NotAFile(e.0))?;
+    if std::fs::symlink_metadata(&on_disk).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(SaveError::NotAFile(format!(
+            "{} is a symbolic link: edit the file it points to",
+            req.path
+        )));
+    }
     let old = match std::fs::read(&on_disk) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -73,7 +81,11 @@ pub fn save(folders: &Folders, req: SaveRequest<'_>) -> Result<Saved, SaveError>
             .as_deref()
             .map(String::from_utf8_lossy)
             .unwrap_or_default();
-        shadow_changed_rules(&old_text, &req.text)
+        let (text, shadowed, missed) = shadow_changed_rules(&old_text, &req.text);
+        if !missed.is_empty() {
+            return Err(SaveError::NotShadowed(missed));
+        }
+        (text, shadowed)
     } else {
         (req.text, Vec::new())
     };
@@ -122,8 +134,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .parent()
         .ok_or_else(|| std::io::Error::other("no folder"))?;
     std::fs::create_dir_all(folder)?;
+    // The new file keeps the old one's permissions (a temporary file starts private), so
+    // whoever else reads the folder (a CI check, a git pull) still can; a new one is 0644.
+    let permissions = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions(),
+        Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    };
     let mut file = tempfile::NamedTempFile::new_in(folder)?;
     file.write_all(bytes)?;
+    file.as_file().set_permissions(permissions)?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -134,15 +153,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn commit_file(path: &Path, author: &str, message: &str) -> Result<Option<String>, String> {
     let folder = path.parent().unwrap_or(Path::new("."));
     let git = |args: &[&str]| -> Result<String, String> {
-        let out = Command::new("git")
+        let mut command = Command::new("git");
+        command
             .current_dir(folder)
             .args(args)
             .env("GIT_AUTHOR_NAME", author)
             .env("GIT_AUTHOR_EMAIL", author_address(author))
             .env("GIT_COMMITTER_NAME", "Packwell")
             .env("GIT_COMMITTER_EMAIL", "packwell@workbench.invalid")
-            .output()
-            .map_err(|e| format!("git: {e}"))?;
+            // Never a prompt (credentials, an editor): the service has no one to answer it.
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_EDITOR", "true");
+        let out = run_bounded(command, GIT_TIMEOUT)?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
@@ -163,6 +185,42 @@ fn commit_file(path: &Path, author: &str, message: &str) -> Result<Option<String
     git(&["add", "--", &name])?;
     git(&["commit", "--quiet", "--only", "-m", message, "--", &name])?;
     git(&["rev-parse", "HEAD"]).map(Some)
+}
+
+/// Longest a git command of a save may take (a hook, a signing key that waits).
+pub const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs a command to its end, or kills it after `limit`.
+fn run_bounded(
+    mut command: Command,
+    limit: std::time::Duration,
+) -> Result<std::process::Output, String> {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("git: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "git took longer than {} s and was stopped",
+                    limit.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("git: {e}")),
+        }
+    }
+    child.wait_with_output().map_err(|e| format!("git: {e}"))
 }
 
 /// Whether `folder` is inside a git work tree (no git installed: it is not).

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 
 /// `new` with `mode = "shadow"` set on every rule that differs from `old`'s rule of the same id
-/// (the mode left out of the comparison), and the ids it set. `old` is the file as it was
-/// (empty for a new file); a text that is not TOML is given back as it is, for validation to
-/// say what is wrong with it.
-pub fn shadow_changed_rules(old: &str, new: &str) -> (String, Vec<String>) {
+/// (the mode left out of the comparison), the ids it set, and the changed ids it could not set
+/// (a rule not written as a `[[rule]]` table). `old` is the file as it was (empty for a new
+/// file); a text that is not TOML is given back as it is, for validation to say what is wrong
+/// with it.
+pub fn shadow_changed_rules(old: &str, new: &str) -> (String, Vec<String>, Vec<String>) {
     let Ok(mut doc) = new.parse::<toml_edit::DocumentMut>() else {
-        return (new.to_string(), Vec::new());
+        return (new.to_string(), Vec::new(), Vec::new());
     };
     let before = rules_by_id(old);
     let after = rules_by_id(new);
@@ -34,7 +35,12 @@ pub fn shadow_changed_rules(old: &str, new: &str) -> (String, Vec<String>) {
             }
         }
     }
-    (doc.to_string(), shadowed)
+    let missed = changed
+        .into_iter()
+        .filter(|id| !shadowed.contains(id))
+        .cloned()
+        .collect();
+    (doc.to_string(), shadowed, missed)
 }
 
 /// The `[[rule]]` tables of a file by id, without their `mode`; none for a text that is not
@@ -77,8 +83,9 @@ give = ["premium-box"]
     fn only_changed_and_new_rules_become_shadow_and_the_text_keeps_its_layout() {
         let new = OLD.replace("orders_count == 1", "orders_count <= 1")
             + "\n[[rule]]\nid = \"new-one\"\nwhen = \"true\"\ngive = [\"card\"]\n";
-        let (text, shadowed) = shadow_changed_rules(OLD, &new);
+        let (text, shadowed, missed) = shadow_changed_rules(OLD, &new);
         assert_eq!(shadowed, ["welcome", "new-one"]);
+        assert!(missed.is_empty());
         assert!(
             text.starts_with("# Welcome gifts\n[[rule]]\nid = \"welcome\"\n"),
             "{text}"
@@ -112,7 +119,15 @@ give = ["premium-box"]
         let broken = "[[rule]\nid = ";
         assert_eq!(
             shadow_changed_rules(OLD, broken),
-            (broken.to_string(), vec![])
+            (broken.to_string(), vec![], vec![])
         );
+    }
+
+    #[test]
+    fn a_changed_rule_written_inline_is_told_not_left_live() {
+        let new = "rule = [{ id = \"welcome\", when = \"true\", give = [\"welcome-note\"] }]\n";
+        let (_, shadowed, missed) = shadow_changed_rules(OLD, new);
+        assert!(shadowed.is_empty());
+        assert_eq!(missed, ["welcome"]);
     }
 }
