@@ -216,8 +216,6 @@ pub async fn backtest_observed(
             }
         }
     }
-    let money =
-        |m: BTreeMap<String, Decimal>| m.into_iter().map(|(k, v)| (k, format_amount(v))).collect();
     // Every rule, follow-up, insert and segment is listed, also those that never applied.
     for id in rules
         .rules
@@ -232,7 +230,7 @@ pub async fn backtest_observed(
             held_out,
             shadow,
             skipped,
-            cost: money(cost),
+            cost: money(&cost),
         });
     }
     for insert in &rules.inserts {
@@ -240,7 +238,7 @@ pub async fn backtest_observed(
         report.inserts.push(InsertStats {
             id: insert.id.clone(),
             given,
-            cost: money(cost),
+            cost: money(&cost),
         });
     }
     for seg in &rules.segments {
@@ -256,4 +254,12 @@ pub async fn backtest_observed(
         history,
     });
     Ok(report)
+}
+
+/// Per-currency totals as the report writes them (`"12.50"`).
+pub fn money(totals: &BTreeMap<String, Decimal>) -> BTreeMap<String, String> {
+    totals
+        .iter()
+        .map(|(c, a)| (c.clone(), format_amount(*a)))
+        .collect()
 }

@@ -3,7 +3,7 @@
 //! before and after; coupons and cost per currency; the orders whose parcels change, with a
 //! sample; the day each insert's stock would have run out; the daily cost.
 
-use crate::backtest::BacktestReport;
+use crate::backtest::{BacktestReport, money};
 use crate::money::format_amount;
 use crate::step::Applied;
 use rust_decimal::Decimal;
@@ -286,13 +286,6 @@ fn changed_orders(before: &SideLog, after: &SideLog) -> (Vec<ChangedOrder>, u64)
     let customers: BTreeSet<&String> = changed.iter().map(|c| &c.customer_id).collect();
     let customers = customers.len() as u64;
     (changed, customers)
-}
-
-/// Per-currency amounts as the backtest writes them.
-fn money(sums: &BTreeMap<String, Decimal>) -> BTreeMap<String, String> {
-    sums.iter()
-        .map(|(c, a)| (c.clone(), format_amount(*a)))
-        .collect()
 }
 
 /// Per-currency amounts of both sides, a currency one side lacks at zero.
